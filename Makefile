@@ -1,0 +1,36 @@
+# Two commands do all the set-up on a fresh machine with Python 3.11:
+#   make run    creates .venv, installs the project, runs `kedro run --pipelines=search`
+#   make test   creates .venv, installs the project + test tools, runs the test suite
+PYTHON ?= python3.11
+VENV ?= .venv
+BIN := $(VENV)/bin
+PIPELINE ?= search
+ENV ?=
+export KEDRO_DISABLE_TELEMETRY := true
+
+.PHONY: install install-test run test viz mlflow-ui clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+
+run: install
+	$(BIN)/kedro run --pipelines=$(PIPELINE) $(if $(ENV),--env=$(ENV),)
+
+test: install
+	$(BIN)/python -m pytest tests -q
+
+viz: install
+	$(BIN)/kedro viz run
+
+mlflow-ui: install
+	$(BIN)/kedro mlflow ui
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,25 @@
+"""Exceptions raised on bad input, so callers can tell user errors from bugs."""
+
+
+class WpnasError(ValueError):
+    """Base class: bad input that a user can fix (a value, a path, a file)."""
+
+
+class ConfigError(WpnasError):
+    """A configuration value is unknown, out of range or inconsistent."""
+
+
+class DataError(WpnasError):
+    """A dataset path is missing, empty or malformed."""
+
+
+class ArchitectureError(WpnasError):
+    """An architecture string or choice tuple does not belong to the search space."""
+
+
+class CheckpointError(WpnasError):
+    """A checkpoint file is corrupt or was written for another space or configuration."""
+
+
+class TrainingError(RuntimeError):
+    """Training diverged (for example a NaN loss); nothing is saved from the failed run."""

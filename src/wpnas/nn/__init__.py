@@ -1,0 +1,1 @@
+"""Network building blocks: candidate ops, SuperNets, HyperNet (weakly weight sharing)."""

@@ -1,0 +1,72 @@
+"""The SuperNet contract shared by every space.
+
+A SuperNet holds one shared set of weights for the whole space. ``forward(x, arch,
+offsets=None)`` runs only the path of ``arch``. ``offsets`` are the weakly-weight-sharing
+multipliers of paper Section 3.3: a tensor of shape (L, K, K) (L = number of decisions,
+K = ``OFFSET_KERNEL`` = 5); the convolution kernels governed by decision l are multiplied
+by the top-left crop of ``offsets[l]`` (a 3x3 kernel uses ``offsets[l, :3, :3]``, a 1x1
+kernel ``offsets[l, :1, :1]``), broadcast over channels. ``offsets=None`` is plain weight
+sharing and equals offsets of all ones.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn as nn
+
+from wpnas.errors import CheckpointError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from wpnas.spaces.base import SearchSpace
+
+OFFSET_KERNEL = 5
+
+
+class SuperNet(nn.Module):
+    """Base class: stores the space and the data shape it was built for."""
+
+    def __init__(self, space: SearchSpace, in_channels: int, num_classes: int) -> None:
+        super().__init__()
+        self.space = space
+        self.in_channels = int(in_channels)
+        self.num_classes = int(num_classes)
+
+    @abstractmethod
+    def forward(self, x: torch.Tensor, arch: Iterable[int], offsets: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits of ``arch`` on ``x`` using the shared weights (times ``offsets``)."""
+
+    @abstractmethod
+    def extract(self, arch: Iterable[int]) -> dict[str, torch.Tensor]:
+        """State dict for ``space.build_network(arch, ...)`` inheriting the shared weights.
+
+        ``load_state_dict(strict=True)`` of the stand-alone network accepts it, and the
+        stand-alone network then computes the same function as ``forward(x, arch)``.
+        """
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint must match to be loaded into this SuperNet."""
+        return {
+            "space": self.space.name,
+            "options": self.space.options(),
+            "in_channels": self.in_channels,
+            "num_classes": self.num_classes,
+        }
+
+    def check_compatible(self, described: dict[str, Any], source: str = "checkpoint") -> None:
+        """Raise ``CheckpointError`` when ``described`` (from a checkpoint) differs from us."""
+        mine = self.describe()
+        diffs = [f"{k}: {described.get(k)!r} (expected {v!r})" for k, v in mine.items() if described.get(k) != v]
+        if diffs:
+            raise CheckpointError(f"{source} was written for another space or configuration: " + "; ".join(diffs))
+
+    def inherit(self, arch: Iterable[int]) -> nn.Module:
+        """Stand-alone network of ``arch`` loaded with the shared weights (same device)."""
+        arch = self.space.validate(arch)
+        net = self.space.build_network(arch, self.in_channels, self.num_classes)
+        net.load_state_dict(self.extract(arch), strict=True)
+        device = next(self.parameters()).device
+        return net.to(device)

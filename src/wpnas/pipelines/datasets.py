@@ -1,0 +1,63 @@
+"""Kedro datasets of our own: torch checkpoints on local disk, written atomically.
+
+The file logic lives in :mod:`wpnas.io.checkpoints` (plain library); this class only adapts
+it to Kedro's catalog (paths, optional versioning, ``exists``/``describe``).
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+
+from wpnas.errors import CheckpointError
+from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
+
+
+class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
+    """A dict of tensors / state dicts / metadata saved with ``torch.save``.
+
+    Saving accepts a dict or any object with ``to_checkpoint() -> dict`` (e.g. ImageSplits).
+    Loading always maps to the CPU, so a checkpoint written on a GPU loads anywhere.
+    A failing save leaves the previous file untouched (temporary file + rename).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=self._file_exists)
+        self.metadata = metadata
+
+    @staticmethod
+    def _file_exists(path: str) -> bool:
+        from pathlib import Path
+
+        return Path(path).exists()
+
+    def load(self) -> dict:
+        path = str(self._get_load_path())
+        try:
+            return load_checkpoint(path)
+        except CheckpointError as err:
+            raise DatasetError(str(err)) from err
+
+    def save(self, data: Any) -> None:
+        if hasattr(data, "to_checkpoint"):
+            data = data.to_checkpoint()
+        if not isinstance(data, dict):
+            raise DatasetError(f"TorchCheckpointDataset saves dicts, got {type(data).__name__}")
+        save_checkpoint(data, str(self._get_save_path()))
+
+    def _exists(self) -> bool:
+        try:
+            path = self._get_load_path()
+        except DatasetError:
+            return False
+        return self._file_exists(str(path))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}

@@ -1,0 +1,117 @@
+"""Progress for long loops: a bar in a terminal, periodic log lines when redirected.
+
+Redirected output (CI, ``nohup``, Kedro log files) gets one line every ``log_every``
+seconds with position, elapsed time, ETA and the latest metrics, instead of a bar
+that would spam carriage returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+logger = logging.getLogger("wpnas.progress")
+
+
+def _fmt_seconds(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h:d}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+def _fmt_metrics(metrics: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in metrics.items():
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)
+
+
+class Progress:
+    """Iterate with progress; ``update_metrics`` attaches loss/accuracy to the display."""
+
+    def __init__(
+        self,
+        total: int,
+        desc: str,
+        unit: str = "it",
+        log_every: float = 30.0,
+        interactive: bool | None = None,
+        enabled: bool = True,
+    ) -> None:
+        self.total = int(total)
+        self.desc = desc
+        self.unit = unit
+        self.log_every = log_every
+        self.enabled = enabled
+        self.interactive = sys.stderr.isatty() if interactive is None else interactive
+        self.count = 0
+        self.metrics: dict[str, Any] = {}
+        self._start = time.monotonic()
+        self._last_log = self._start
+        self._bar = None
+        if self.enabled and self.interactive:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self._start
+
+    def eta(self) -> float:
+        if self.count == 0:
+            return float("nan")
+        return self.elapsed / self.count * max(0, self.total - self.count)
+
+    def line(self) -> str:
+        eta = self.eta()
+        eta_text = _fmt_seconds(eta) if eta == eta else "?"
+        text = (
+            f"{self.desc}: {self.count}/{self.total} {self.unit} "
+            f"elapsed {_fmt_seconds(self.elapsed)} eta {eta_text}"
+        )
+        if self.metrics:
+            text += " | " + _fmt_metrics(self.metrics)
+        return text
+
+    def update_metrics(self, **metrics: Any) -> None:
+        self.metrics.update(metrics)
+        if self._bar is not None:
+            self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()})
+
+    def advance(self, n: int = 1) -> None:
+        self.count += n
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.update(n)
+            return
+        now = time.monotonic()
+        if now - self._last_log >= self.log_every or self.count >= self.total:
+            self._last_log = now
+            logger.info(self.line())
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> Progress:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def track(items: Iterable[T], total: int, desc: str, unit: str = "it", **kwargs: Any) -> Iterator[T]:
+    """Wrap an iterable with :class:`Progress`."""
+    with Progress(total, desc, unit=unit, **kwargs) as progress:
+        for item in items:
+            yield item
+            progress.advance()

@@ -1,0 +1,15 @@
+"""Kedro project settings (Kedro glue: not part of the plain library)."""
+
+from wpnas.pipelines.hooks import TrackingHooks
+
+# Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
+# the MLflow run is already open when TrackingHooks logs parameters and tags.
+HOOKS = (TrackingHooks(),)
+
+CONFIG_LOADER_ARGS = {
+    "base_env": "base",
+    "default_run_env": "local",
+    "config_patterns": {
+        "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
+    },
+}

@@ -1,0 +1,90 @@
+"""One small door to MLflow: logs to the active run, does nothing outside one.
+
+Library code calls these freely; in tests and notebooks without an MLflow run they are
+no-ops, so the same code runs everywhere.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def _active():
+    try:
+        import mlflow
+    except ImportError:  # pragma: no cover - mlflow is a dependency
+        return None
+    return mlflow if mlflow.active_run() is not None else None
+
+
+def is_tracking() -> bool:
+    return _active() is not None
+
+
+def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:
+    """Log finite scalar metrics (NaN/inf are skipped: MLflow rejects some of them)."""
+    mlflow = _active()
+    if mlflow is None:
+        return
+    clean = {}
+    for key, value in metrics.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value):
+            clean[f"{prefix}{key}"] = value
+    if clean:
+        mlflow.log_metrics(clean, step=step)
+
+
+def log_params(params: Mapping[str, Any], prefix: str = "") -> None:
+    mlflow = _active()
+    if mlflow is None:
+        return
+    flat = flatten(params, prefix=prefix)
+    client = mlflow.tracking.MlflowClient()
+    run = mlflow.active_run()
+    existing = client.get_run(run.info.run_id).data.params
+    fresh = {k: str(v)[:6000] for k, v in flat.items() if k not in existing}
+    if fresh:
+        mlflow.log_params(fresh)
+
+
+def set_tags(tags: Mapping[str, Any]) -> None:
+    mlflow = _active()
+    if mlflow is not None:
+        mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    mlflow = _active()
+    if mlflow is not None and Path(path).exists():
+        mlflow.log_artifact(str(path), artifact_path=artifact_path)
+
+
+def log_dict(data: Any, artifact_file: str) -> None:
+    mlflow = _active()
+    if mlflow is not None:
+        mlflow.log_dict(data, artifact_file)
+
+
+def log_figure(figure: Any, artifact_file: str) -> None:
+    mlflow = _active()
+    if mlflow is not None:
+        mlflow.log_figure(figure, artifact_file)
+
+
+def flatten(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
+    """Flatten nested dicts to ``a.b.c`` keys (the form the MLflow UI searches)."""
+    out: dict[str, Any] = {}
+    for key, value in params.items():
+        name = f"{prefix}{sep}{key}" if prefix else str(key)
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, prefix=name, sep=sep))
+        else:
+            out[name] = value
+    return out

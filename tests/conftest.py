@@ -1,0 +1,63 @@
+"""Shared fixtures: the reference-data folder and a throw-away copy of the Kedro project."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"reference data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
+
+
+@pytest.fixture()
+def kedro_project(tmp_path, monkeypatch):
+    """A copy of the project's pyproject + conf in a temp dir, with its own SQLite MLflow store."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    (project / "src").mkdir()  # the package itself is installed; Kedro only checks the folder
+    for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
+                  "06_models", "07_model_output", "08_reporting"):
+        (project / "data" / layer).mkdir(parents=True)
+    uri = f"sqlite:///{project / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.chdir(project)
+    return project
+
+
+def run_kedro(project: Path, pipeline: str, params: dict | None = None, env: str | None = None):
+    """Run one pipeline through a real KedroSession; return the MLflow run it logged."""
+    import mlflow
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    nested: dict = {}
+    for key, value in (params or {}).items():  # "a.b": 1 -> {"a": {"b": 1}}, as `kedro run --params` does
+        *parents, leaf = key.split(".")
+        target = nested
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env, runtime_params=nested) as session:
+        session.run(pipeline_names=[pipeline])
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    client = mlflow.tracking.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("wpnas")
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
+    return runs[0]
