@@ -1,10 +1,10 @@
 """Kedro project settings (Kedro glue: not part of the plain library)."""
 
-from wpnas.pipelines.hooks import TrackingHooks
+from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
-HOOKS = (TrackingHooks(),)
+HOOKS = (ValidationHooks(), TrackingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

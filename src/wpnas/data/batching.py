@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from wpnas.data.splits import ImageSplits, stratified_holdout
 from wpnas.errors import ConfigError
 
 
@@ -100,6 +101,40 @@ class DeviceBatches:
         self.channels_last = channels_last
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(int(seed))
+
+    @classmethod
+    def from_splits(
+        cls,
+        splits: ImageSplits,
+        split: str,
+        device: torch.device | str,
+        batch_size: int,
+        train: bool,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        channels_last: bool = False,
+        limit: int | None = None,
+    ) -> DeviceBatches:
+        """Batches of one split; ``train`` shuffles, augments and drops the ragged last batch."""
+        x, y = splits.split(split)
+        if limit is not None and limit < x.shape[0]:
+            # A class-balanced subset, fixed by the seed (splits can be ordered by class).
+            _, keep = stratified_holdout(y.numpy(), limit, seed + 9973)
+            keep_t = torch.from_numpy(keep)
+            x, y = x[keep_t], y[keep_t]
+        return cls(
+            x,
+            y,
+            splits.mean,
+            splits.std,
+            device=device,
+            batch_size=batch_size,
+            shuffle=train,
+            augment=augment if train else None,
+            drop_last=train and x.shape[0] > batch_size,
+            seed=seed,
+            channels_last=channels_last,
+        )
 
     def __len__(self) -> int:
         n = self.images.shape[0]

@@ -79,6 +79,11 @@ class ImageSplits:
         return out
 
     @classmethod
+    def coerce(cls, data: ImageSplits | dict[str, Any]) -> ImageSplits:
+        """Accept the object itself (in-memory runs) or its checkpoint dict (from the catalog)."""
+        return data if isinstance(data, cls) else cls.from_checkpoint(data)
+
+    @classmethod
     def from_checkpoint(cls, data: dict[str, Any]) -> ImageSplits:
         if data.get("kind") != "image_splits":
             raise DataError("this file does not hold image splits (kind != 'image_splits')")

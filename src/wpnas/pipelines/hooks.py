@@ -38,6 +38,23 @@ def git_info(project_path: str | Path) -> dict[str, str]:
     return {"git_commit": commit, "git_dirty": str(bool(dirty))}
 
 
+class ValidationHooks:
+    """Check every parameter section before the first node runs (bad input fails fast)."""
+
+    def __init__(self) -> None:
+        self._params: dict[str, Any] = {}
+
+    @hook_impl
+    def after_context_created(self, context: Any) -> None:
+        self._params = dict(context.params)
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from wpnas.pipelines.params import validate_parameters
+
+        validate_parameters(self._params, [n.name for n in pipeline.nodes])
+
+
 class TrackingHooks:
     """Point kedro-mlflow at the project's SQLite store and log params + tags per run."""
 

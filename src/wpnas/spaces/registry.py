@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from wpnas.errors import ConfigError
@@ -32,3 +33,14 @@ def get_space(name: str, options: Mapping[str, Any] | None = None, **kwargs: Any
         raise ConfigError(f"unknown search space {name!r}; expected one of {available_spaces()}")
     merged = {**(options or {}), **kwargs}
     return _SPACES[name](**merged)
+
+
+@dataclass(frozen=True)
+class SpaceConfig:
+    """``space:`` in the parameters: a registry name and that space's options."""
+
+    name: str = "nats_tss"
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def build(self) -> SearchSpace:
+        return get_space(self.name, self.options)

@@ -1,0 +1,77 @@
+"""The SuperNet checkpoint format shared by warm-up and search.
+
+One dict holds everything needed to resume or reuse a SuperNet: what it was built for
+(space, options, input channels, classes), weights, optimizer/scheduler state, epoch,
+RNG states, the stage config and per-epoch history, plus whatever a stage adds
+(alpha, HyperNet). Restoring checks the description before touching any weights.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+import wpnas
+from wpnas.errors import CheckpointError
+from wpnas.nn.supernet import SuperNet
+from wpnas.spaces import get_space
+
+KIND = "wpnas.supernet"
+
+
+def make_checkpoint(supernet: SuperNet, stage: str, **extra: Any) -> dict[str, Any]:
+    state = {k: v.detach().cpu() for k, v in supernet.state_dict().items()}
+    return {
+        "kind": KIND,
+        "stage": stage,
+        "wpnas_version": wpnas.__version__,
+        "supernet": supernet.describe(),
+        "state_dict": state,
+        **extra,
+    }
+
+
+def check_checkpoint(checkpoint: Any, source: str = "supernet checkpoint") -> dict[str, Any]:
+    if not isinstance(checkpoint, dict) or checkpoint.get("kind") != KIND:
+        raise CheckpointError(f"{source} is not a wpnas SuperNet checkpoint (kind != {KIND!r})")
+    for key in ("supernet", "state_dict"):
+        if key not in checkpoint:
+            raise CheckpointError(f"{source} is incomplete: missing {key!r}")
+    return checkpoint
+
+
+def restore_supernet(
+    checkpoint: dict[str, Any],
+    device: torch.device | str = "cpu",
+    expected: dict[str, Any] | None = None,
+    source: str = "supernet checkpoint",
+) -> SuperNet:
+    """Rebuild the SuperNet a checkpoint describes and load its weights.
+
+    ``expected`` (a ``SuperNet.describe()`` dict, e.g. from the current parameters) makes
+    a checkpoint written for another space or configuration fail with the differences named.
+    """
+    checkpoint = check_checkpoint(checkpoint, source)
+    described = checkpoint["supernet"]
+    if expected is not None:
+        diffs = [
+            f"{k}: checkpoint has {described.get(k)!r}, parameters say {v!r}"
+            for k, v in expected.items()
+            if described.get(k) != v
+        ]
+        if diffs:
+            raise CheckpointError(f"{source} was written for another space or configuration: " + "; ".join(diffs))
+    space = get_space(described["space"], described.get("options") or {})
+    supernet = space.build_supernet(described["in_channels"], described["num_classes"])
+    try:
+        supernet.load_state_dict(checkpoint["state_dict"], strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"{source} weights do not fit the SuperNet it describes: {err}") from err
+    return supernet.to(device)
+
+
+def describe_for(space_name: str, options: dict[str, Any], in_channels: int, num_classes: int) -> dict[str, Any]:
+    """The ``describe()`` dict a SuperNet built from these settings would have."""
+    space = get_space(space_name, options)
+    return {"space": space.name, "options": space.options(), "in_channels": in_channels, "num_classes": num_classes}

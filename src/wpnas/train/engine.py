@@ -1,0 +1,202 @@
+"""The training engine: how one batch is trained or evaluated, written once.
+
+Stages differ only in *what* they run (a sampled path, a stand-alone network, a path with
+HyperNet offsets) — they pass a ``forward(x) -> logits`` callable per batch — not in how
+a batch is trained: autocast, channels-last, backward, clipping, optimizer and scheduler
+steps, NaN detection and metric accumulation live here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from wpnas import tracking
+from wpnas.errors import TrainingError
+from wpnas.progress import Progress
+from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
+
+logger = logging.getLogger(__name__)
+
+Forward = Callable[[torch.Tensor], torch.Tensor]
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """Hardware knobs. bf16 autocast and channels-last apply on CUDA only."""
+
+    amp: bool = True
+    channels_last: bool = True
+    nan_check_every: int = 20
+
+
+class Engine:
+    def __init__(self, device: torch.device | str, cfg: EngineConfig | None = None) -> None:
+        self.device = torch.device(device)
+        self.cfg = cfg or EngineConfig()
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def channels_last(self) -> bool:
+        return self.cfg.channels_last and self.on_cuda
+
+    def autocast(self) -> contextlib.AbstractContextManager:
+        if self.cfg.amp and self.on_cuda:
+            return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def prepare(self, module: nn.Module) -> nn.Module:
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+
+class Meter:
+    """Loss / accuracy sums kept on the device (no host sync per step)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.loss = torch.zeros((), device=device, dtype=torch.float64)
+        self.correct = torch.zeros((), device=device, dtype=torch.float64)
+        self.count = 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, y: torch.Tensor) -> None:
+        n = y.shape[0]
+        self.loss += loss.detach().double() * n
+        self.correct += (logits.detach().argmax(1) == y).sum().double()
+        self.count += n
+
+    def result(self) -> dict[str, float]:
+        if self.count == 0:
+            return {"loss": float("nan"), "acc": float("nan")}
+        return {"loss": float(self.loss) / self.count, "acc": 100.0 * float(self.correct) / self.count}
+
+
+class Trainer:
+    """Optimizer + cosine schedule + one-step training for a set of parameters."""
+
+    def __init__(
+        self,
+        params: Iterable[nn.Parameter],
+        optim: OptimConfig,
+        total_steps: int,
+        engine: Engine,
+    ) -> None:
+        self.params = [p for p in params if p.requires_grad]
+        self.cfg = optim
+        self.engine = engine
+        self.optimizer = build_optimizer(self.params, optim)
+        self.scheduler = build_scheduler(self.optimizer, optim, total_steps)
+        self.steps = 0
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def step(self, forward: Forward, x: torch.Tensor, y: torch.Tensor, meter: Meter | None = None) -> torch.Tensor:
+        """One SGD step on cross-entropy; returns the (device) loss."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.engine.autocast():
+            logits = forward(x)
+            loss = F.cross_entropy(logits.float(), y)
+        loss.backward()
+        if self.cfg.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.steps += 1
+        if meter is not None:
+            meter.add(loss, logits, y)
+        every = self.engine.cfg.nan_check_every
+        if every and self.steps % every == 0:
+            check_finite(loss, f"step {self.steps}")
+        return loss
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.steps = int(state["steps"])
+
+
+def check_finite(value: torch.Tensor | float, where: str) -> None:
+    v = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+    if not math.isfinite(v):
+        raise TrainingError(
+            f"loss is {v} at {where}: training diverged; lower the learning rate or check the data "
+            "(nothing was saved from this run)"
+        )
+
+
+@torch.no_grad()
+def evaluate(forward: Forward, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], engine: Engine) -> dict[str, float]:
+    """Cross-entropy and top-1 accuracy (%) of ``forward`` over ``batches``."""
+    meter = Meter(engine.device)
+    for x, y in batches:
+        with engine.autocast():
+            logits = forward(x)
+            loss = F.cross_entropy(logits.float(), y)
+        meter.add(loss, logits, y)
+    return meter.result()
+
+
+def train_epochs(
+    trainer: Trainer,
+    batches: Any,
+    epochs: int,
+    forward_for_batch: Callable[[], Forward],
+    desc: str,
+    start_epoch: int = 0,
+    on_epoch_end: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
+    metric_prefix: str = "",
+    modules: Iterable[nn.Module] = (),
+    log_every: float = 30.0,
+    track: bool = True,
+) -> list[dict[str, float]]:
+    """Train for ``epochs`` epochs; ``forward_for_batch()`` picks what runs on each batch.
+
+    Per-epoch metrics (train loss/acc, lr, seconds, plus whatever ``on_epoch_end`` returns)
+    go to the active MLflow run under ``metric_prefix`` and into the returned history.
+    """
+    history = []
+    modules = list(modules)
+    with Progress(epochs - start_epoch, desc, unit="epoch", log_every=log_every) as progress:
+        for epoch in range(start_epoch, epochs):
+            for m in modules:
+                m.train()
+            meter = Meter(trainer.engine.device)
+            started = time.monotonic()
+            for x, y in batches:
+                trainer.step(forward_for_batch(), x, y, meter)
+            metrics = {f"train_{k}": v for k, v in meter.result().items()}
+            check_finite(metrics["train_loss"], f"epoch {epoch + 1} of {desc}")
+            metrics["lr"] = trainer.lr
+            metrics["epoch_seconds"] = time.monotonic() - started
+            if on_epoch_end is not None:
+                metrics.update(on_epoch_end(epoch, metrics) or {})
+            metrics["epoch"] = epoch + 1
+            if track:
+                tracking.log_metrics(
+                    {k: v for k, v in metrics.items() if k != "epoch"}, step=epoch + 1, prefix=metric_prefix
+                )
+            history.append(metrics)
+            progress.update_metrics(**{k: metrics[k] for k in ("train_loss", "train_acc") if k in metrics})
+            for key in ("valid_acc", "probe_valid_acc_mean"):
+                if key in metrics:
+                    progress.update_metrics(**{key: metrics[key]})
+            progress.advance()
+    return history

@@ -1,0 +1,142 @@
+"""Ground truth for the predictor (paper step 2): architecture-accuracy pairs.
+
+``finetune`` (the paper's way): N architectures drawn uniformly, each inherits the
+warmed SuperNet weights into a stand-alone network, is fine-tuned for E epochs and
+scored on the valid split. Each architecture starts from the same warmed weights, so the
+work is a map over architectures (the unit to fan out over devices or workers).
+``benchmark``: the same sampled architectures looked up in a NAS benchmark table — a
+fast stand-in for experiments on spaces that have one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wpnas import tracking
+from wpnas.data.batching import AugmentConfig, DeviceBatches
+from wpnas.data.splits import ImageSplits
+from wpnas.errors import ConfigError
+from wpnas.nasbench import BenchmarkConfig, load_benchmark
+from wpnas.nn.batchnorm import recalibrate_bn
+from wpnas.nn.supernet import SuperNet
+from wpnas.progress import Progress
+from wpnas.spaces.base import Arch, SearchSpace
+from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
+from wpnas.train.optim import OptimConfig
+
+logger = logging.getLogger(__name__)
+
+COLUMNS = ["arch", "accuracy", "flops_m", "params_m", "source", "seconds"]
+
+
+@dataclass(frozen=True)
+class GroundTruthConfig:
+    """Paper: 200 architectures fine-tuned for 30 epochs from the warmed weights."""
+
+    source: Literal["finetune", "benchmark"] = "finetune"
+    num_archs: int = 200
+    epochs: int = 30
+    batch_size: int = 128
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, lr_min=0.0))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    calib_batches: int = 4
+    eval_batch_size: int = 512
+    valid_limit: int | None = None
+    benchmark: BenchmarkConfig | None = None
+
+    def __post_init__(self) -> None:
+        if self.num_archs < 2:
+            raise ConfigError(f"ground_truth.num_archs: {self.num_archs} must be >= 2")
+        if self.source == "finetune" and self.epochs < 0:
+            raise ConfigError(f"ground_truth.epochs: {self.epochs} must be >= 0")
+        if self.source == "benchmark" and self.benchmark is None:
+            raise ConfigError("ground_truth.source is 'benchmark' but ground_truth.benchmark is not set")
+
+
+def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Arch]:
+    """The N distinct architectures whose ground truth is acquired (seeded, uniform)."""
+    return space.sample_unique(np.random.default_rng(seed + 4241), count)
+
+
+def finetune_architecture(
+    supernet: SuperNet,
+    arch: Arch,
+    splits: ImageSplits,
+    cfg: GroundTruthConfig,
+    engine: Engine,
+    seed: int,
+    valid: DeviceBatches,
+) -> float:
+    """Valid accuracy (%) of ``arch`` after fine-tuning its inherited weights for E epochs."""
+    net = engine.prepare(supernet.inherit(arch))
+    device = engine.device
+    if cfg.epochs > 0:
+        train = DeviceBatches.from_splits(
+            splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
+            channels_last=engine.channels_last,
+        )
+        trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine)
+        train_epochs(trainer, train, cfg.epochs, lambda: net, "finetune", modules=[net], log_every=1e9, track=False)
+    if cfg.calib_batches:
+        calib = DeviceBatches.from_splits(
+            splits, "train", device, cfg.batch_size, train=False, seed=seed, channels_last=engine.channels_last
+        ).take(cfg.calib_batches)
+        with engine.autocast():
+            recalibrate_bn(net, None, calib)
+    net.eval()
+    return evaluate(net, valid, engine)["acc"]
+
+
+def acquire_ground_truth(
+    space: SearchSpace,
+    cfg: GroundTruthConfig,
+    seed: int,
+    supernet: SuperNet | None = None,
+    splits: ImageSplits | None = None,
+    device: torch.device | str = "cpu",
+    archs: Sequence[Arch] | None = None,
+) -> pd.DataFrame:
+    """The ``arch_accuracy_pairs`` table (columns: arch, accuracy, flops_m, params_m, source, seconds)."""
+    archs = list(archs) if archs is not None else sample_architectures(space, cfg.num_archs, seed)
+    input_shape = splits.input_shape if splits is not None else (3, 32, 32)
+    num_classes = splits.num_classes if splits is not None else 10
+    rows: list[dict[str, Any]] = []
+    if cfg.source == "benchmark":
+        table = load_benchmark(cfg.benchmark, space)
+        accs = table.lookup_many(archs, cfg.benchmark.metric)
+        for arch, acc in zip(archs, accs):
+            cost = space.cost(arch, input_shape, num_classes)
+            rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
+                             params_m=cost.params_m, source=f"benchmark:{cfg.benchmark.metric}", seconds=0.0))
+        return pd.DataFrame(rows, columns=COLUMNS)
+    if supernet is None or splits is None:
+        raise ConfigError("ground_truth.source 'finetune' needs the warmed SuperNet and the image splits")
+    engine = Engine(device, cfg.engine)
+    supernet = supernet.to(engine.device)
+    valid = DeviceBatches.from_splits(
+        splits, "valid", engine.device, cfg.eval_batch_size, train=False, seed=seed,
+        channels_last=engine.channels_last, limit=cfg.valid_limit,
+    )
+    with Progress(len(archs), "ground truth", unit="arch", log_every=0.0) as progress:
+        for i, arch in enumerate(archs):
+            logger.info("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
+            started = time.monotonic()
+            acc = finetune_architecture(supernet, arch, splits, cfg, engine, seed + i, valid)
+            seconds = time.monotonic() - started
+            cost = space.cost(arch, input_shape, num_classes)
+            text = space.to_string(arch)
+            rows.append(dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
+                             source=f"finetune:{cfg.epochs}ep", seconds=seconds))
+            tracking.log_metrics({"ground_truth/accuracy": acc, "ground_truth/seconds": seconds}, step=i + 1)
+            progress.update_metrics(arch=f"{i + 1}/{len(archs)} {text}", acc=acc, seconds=seconds)
+            progress.advance()
+    return pd.DataFrame(rows, columns=COLUMNS)

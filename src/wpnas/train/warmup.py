@@ -1,0 +1,145 @@
+"""WarmUp (paper step 1): train SuperNet weights with uniform single-path sampling.
+
+Only weights are updated; every batch trains one architecture drawn uniformly from the
+space (SPOS-style). A fixed, seeded probe set of architectures is evaluated on the valid
+split each ``probe_every`` epochs with inherited weights (after BN recalibration), so the
+MLflow run shows whether the SuperNet is learning to rank anything at all.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from wpnas.config import rng_state, set_rng_state, to_dict
+from wpnas.data.batching import AugmentConfig, DeviceBatches
+from wpnas.data.splits import ImageSplits
+from wpnas.errors import ConfigError
+from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
+from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.base import SearchSpace
+from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
+from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.optim import OptimConfig
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WarmupConfig:
+    """Paper: 200 epochs, SGD, cosine 0.1 -> 0.01."""
+
+    epochs: int = 200
+    batch_size: int = 128
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.1, lr_min=0.01))
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    probe_archs: int = 8
+    probe_every: int = 1
+    probe_valid_limit: int | None = 2000
+    calib_batches: int = 4
+    eval_batch_size: int = 512
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1:
+            raise ConfigError(f"warmup.epochs: {self.epochs} must be >= 1")
+        if self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigError("warmup.batch_size and eval_batch_size must be >= 1")
+        if self.probe_archs < 0 or self.probe_every < 0 or self.calib_batches < 0:
+            raise ConfigError("warmup.probe_archs, probe_every and calib_batches must be >= 0")
+
+
+def probe_architectures(space: SearchSpace, count: int, seed: int) -> list[tuple[int, ...]]:
+    """The fixed probe set: the same ``count`` architectures for a given seed."""
+    if count == 0:
+        return []
+    return space.sample_unique(np.random.default_rng(seed + 7919), count)
+
+
+def warmup_supernet(
+    space: SearchSpace,
+    splits: ImageSplits,
+    cfg: WarmupConfig,
+    device: torch.device,
+    seed: int = 0,
+    resume: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run WarmUp and return the ``warmed_supernet`` checkpoint dict.
+
+    ``resume`` continues an earlier warm-up checkpoint of the same space (weights,
+    optimizer, scheduler, epoch and RNG states) up to ``cfg.epochs``.
+    """
+    engine = Engine(device, cfg.engine)
+    supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
+    train = DeviceBatches.from_splits(
+        splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
+        channels_last=engine.channels_last,
+    )
+    valid = DeviceBatches.from_splits(
+        splits, "valid", device, cfg.eval_batch_size, train=False, seed=seed,
+        channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
+    )
+    trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)
+    rng = np.random.default_rng(seed)
+    start_epoch, history, elapsed = 0, [], 0.0
+    if resume is not None:
+        check_checkpoint(resume, "warmup resume checkpoint")
+        supernet.check_compatible(resume["supernet"], "warmup resume checkpoint")
+        supernet.load_state_dict(resume["state_dict"])
+        trainer.load_state_dict(resume["trainer"])
+        start_epoch = int(resume["epoch"])
+        history = list(resume.get("history", []))
+        elapsed = float(resume.get("seconds", 0.0))
+        set_rng_state(resume["rng"])
+        rng = np.random.default_rng()
+        rng.bit_generator.state = resume["sampler_state"]
+        train.generator.set_state(resume["batch_generator"])
+        if start_epoch >= cfg.epochs:
+            logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
+    probes = probe_architectures(space, cfg.probe_archs, seed)
+    calib_source = DeviceBatches.from_splits(
+        splits, "train", device, cfg.batch_size, train=False, seed=seed + 1, channels_last=engine.channels_last
+    )
+
+    def sample_forward():
+        arch = tuple(int(rng.integers(0, k)) for k in space.num_choices)
+        return lambda x: supernet(x, arch)
+
+    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+        if not probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
+            return {}
+        calib = calib_source.take(cfg.calib_batches)
+        accs = [evaluate_architecture(supernet, a, valid, engine, calib)["acc"] for a in probes]
+        return {
+            "probe_valid_acc_mean": float(np.mean(accs)),
+            "probe_valid_acc_max": float(np.max(accs)),
+            "probe_valid_acc_min": float(np.min(accs)),
+        }
+
+    started = time.monotonic()
+    history += train_epochs(
+        trainer, train, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
+        on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
+    )
+    return make_checkpoint(
+        supernet,
+        stage="warmup",
+        epoch=cfg.epochs if start_epoch < cfg.epochs else start_epoch,
+        trainer=trainer.state_dict(),
+        rng=rng_state(),
+        sampler_state=rng.bit_generator.state,
+        batch_generator=train.generator.get_state(),
+        config=to_dict(cfg),
+        seed=seed,
+        history=history,
+        probes=[space.to_string(a) for a in probes],
+        data={"source": splits.source, "input_shape": list(splits.input_shape), "mean": list(splits.mean),
+              "std": list(splits.std), "classes": list(splits.classes)},
+        seconds=elapsed + time.monotonic() - started,
+        device=str(device),
+    )
