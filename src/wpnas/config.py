@@ -179,7 +179,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.deterministic = True
     else:
         torch.use_deterministic_algorithms(False)
-        torch.backends.cudnn.benchmark = True
+        torch.backends.cudnn.deterministic = False
 
 
 def setup_run(run: RunConfig | Mapping[str, Any] | None) -> tuple[RunConfig, torch.device]:

@@ -1,0 +1,68 @@
+"""Re-estimating BN running statistics for one architecture (BN recalibration).
+
+The running statistics stored in a SuperNet mix every path that was trained; an
+architecture evaluated with inherited weights needs the statistics of its own path.
+:func:`recalibrate_bn` resets the BN layers the path actually uses (found by a hook on
+their first call), averages batch statistics over a few training batches with
+``momentum=None`` (cumulative average, equal weight per batch), and leaves every other
+setting as it found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from wpnas.errors import DataError
+
+
+def recalibrate_bn(
+    model: nn.Module,
+    forward_fn: Callable[[torch.Tensor], Any] | None,
+    batches: Iterable[torch.Tensor | tuple | list],
+) -> int:
+    """Re-estimate running statistics of the BN layers that ``forward_fn`` runs.
+
+    ``forward_fn(x)`` runs the architecture (e.g. ``lambda x: supernet(x, arch)``;
+    ``None`` means ``model(x)``); it receives each batch as given, or its first element
+    when a batch is an (inputs, targets) pair, so move data to the device inside it.
+    Runs under ``no_grad`` in train mode; the train/eval flags and BN momenta are
+    restored afterwards, and BN layers off the path are untouched. Returns the number
+    of BN layers recalibrated; raises ``DataError`` when ``batches`` is empty.
+    """
+    run = forward_fn or model
+    touched: dict[nn.modules.batchnorm._BatchNorm, float | None] = {}
+
+    def reset_on_first_call(module: nn.modules.batchnorm._BatchNorm, _inputs: Any) -> None:
+        if module not in touched:
+            touched[module] = module.momentum
+            module.reset_running_stats()
+            module.momentum = None
+
+    handles = [
+        m.register_forward_pre_hook(reset_on_first_call)
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
+    ]
+    flags = {m: m.training for m in model.modules()}
+    count = 0
+    try:
+        model.train()
+        with torch.no_grad():
+            for batch in batches:
+                x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                run(x)
+                count += 1
+    finally:
+        for h in handles:
+            h.remove()
+        for module, momentum in touched.items():
+            module.momentum = momentum
+        for m, flag in flags.items():
+            m.training = flag
+    if count == 0:
+        raise DataError("recalibrate_bn: got no batches; BN statistics need at least one training batch")
+    return len(touched)

@@ -1,0 +1,158 @@
+"""Stand-alone NATS-Bench networks (TSS ``TinyNetwork``, SSS ``DynamicShapeTinyNet``).
+
+One class builds both from a skeleton plan (:mod:`wpnas.nn.nats_skeleton`) and a fixed
+cell. Also here: the input checks and the weight extraction shared by the SuperNets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from wpnas.errors import ConfigError, DataError
+from wpnas.nn.nats_skeleton import CELL_EDGES, Layer, num_reductions
+from wpnas.nn.ops import Head, ResidualBlock, Stem, make_op
+from wpnas.nn.supernet import OFFSET_KERNEL
+
+
+class Cell(nn.Module):
+    """The 4-node cell with one fixed op per edge: node j = sum_i op_{j<-i}(node i).
+
+    Ops reading node 0 map c_in -> c_out (the official conversions when they differ);
+    the others map c_out -> c_out. 'none' edges hold no module and add nothing; a node
+    whose inputs are all 'none' is zeros. ``convertible`` keeps the conversion layers
+    of skip/pool ops on node 0 even when c_in == c_out (a SuperNet cell whose input
+    width varies).
+    """
+
+    def __init__(self, ops: Sequence[str], c_in: int, c_out: int, convertible: bool = False) -> None:
+        super().__init__()
+        if len(ops) != len(CELL_EDGES):
+            raise ConfigError(f"a cell needs {len(CELL_EDGES)} ops, got {list(ops)}")
+        self.ops = tuple(ops)
+        self.c_out = c_out
+        self.edges = nn.ModuleList(
+            make_op(name, c_in if src == 0 else c_out, c_out, convertible and src == 0)
+            for name, (_, src) in zip(self.ops, CELL_EDGES)
+        )
+
+    def forward(
+        self, x: torch.Tensor, width: int | None = None, offsets: Sequence[torch.Tensor | None] | None = None
+    ) -> torch.Tensor:
+        width = self.c_out if width is None else width
+        return run_cell(x, width, list(self.edges), offsets)
+
+
+def run_cell(
+    x: torch.Tensor,
+    width: int,
+    edge_ops: Sequence[Callable[..., torch.Tensor] | None],
+    offsets: Sequence[torch.Tensor | None] | None,
+) -> torch.Tensor:
+    """Evaluate the cell DAG given one callable (or None for 'none') per edge."""
+    nodes = [x]
+    e = 0
+    for j in range(1, 4):
+        acc: torch.Tensor | None = None
+        for i in range(j):
+            op = edge_ops[e]
+            if op is not None:
+                y = op(nodes[i], width, None if offsets is None else offsets[e])
+                acc = y if acc is None else acc + y
+            e += 1
+        if acc is None:
+            acc = zeros_like_map(x, width)
+        nodes.append(acc)
+    return nodes[-1]
+
+
+def zeros_like_map(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """Zeros shaped like feature map ``x`` with ``channels`` channels, same memory format."""
+    fmt = (
+        torch.channels_last
+        if x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
+    return torch.zeros((x.shape[0], channels, *x.shape[2:]), dtype=x.dtype, device=x.device).contiguous(
+        memory_format=fmt
+    )
+
+
+def check_input(x: torch.Tensor, in_channels: int, reductions: int, where: str) -> None:
+    """Reject an input batch the network cannot run, naming the bad shape."""
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+        raise DataError(f"{where}: expected an image batch (N, C, H, W), got {shape}")
+    if x.shape[1] != in_channels:
+        raise DataError(
+            f"{where}: input has {x.shape[1]} channels (shape {tuple(x.shape)}), the network expects {in_channels}"
+        )
+    step = 2**reductions
+    if x.shape[2] % step or x.shape[3] % step or x.shape[2] == 0 or x.shape[3] == 0:
+        raise DataError(
+            f"{where}: input height/width {tuple(x.shape[2:])} must be positive multiples of {step} "
+            f"(the skeleton halves them {reductions} times)"
+        )
+
+
+def check_offsets(offsets: torch.Tensor | None, num_decisions: int, where: str) -> None:
+    if offsets is None:
+        return
+    expected = (num_decisions, OFFSET_KERNEL, OFFSET_KERNEL)
+    if not isinstance(offsets, torch.Tensor) or tuple(offsets.shape) != expected:
+        got = tuple(offsets.shape) if isinstance(offsets, torch.Tensor) else type(offsets).__name__
+        raise ConfigError(f"{where}: offsets must have shape {expected} (decisions, K, K), got {got}")
+    if not offsets.is_floating_point():
+        raise ConfigError(f"{where}: offsets must be a floating-point tensor, got {offsets.dtype}")
+
+
+class NatsNetwork(nn.Module):
+    """Stand-alone network: stem, the layers of ``plan``, head. ``forward(x)`` -> logits."""
+
+    def __init__(
+        self, in_channels: int, stem_channels: int, plan: Sequence[Layer], cell_ops: Sequence[str], num_classes: int
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.reductions = num_reductions(plan)
+        self.stem = Stem(in_channels, stem_channels)
+        self.cells = nn.ModuleList(
+            Cell(cell_ops, layer.c_in, layer.c_out) if layer.kind == "cell" else ResidualBlock(layer.c_in, layer.c_out)
+            for layer in plan
+        )
+        self.head = Head(plan[-1].c_out if plan else stem_channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_channels, self.reductions, type(self).__name__)
+        h = self.stem(x)
+        for cell in self.cells:
+            h = cell(h)
+        return self.head(h)
+
+
+def extract_state(
+    template: nn.Module,
+    shared: dict[str, torch.Tensor],
+    rename: Callable[[str], str],
+    decision_of: Callable[[str], int | None],
+    offsets: torch.Tensor | None,
+) -> dict[str, torch.Tensor]:
+    """State dict for ``template`` (any device, e.g. meta) cut from ``shared`` tensors.
+
+    Each entry is the leading slice of the shared tensor named ``rename(key)``; conv
+    kernels governed by a decision are multiplied by the top-left crop of its offsets,
+    so the stand-alone network holds the effective weights of the SuperNet path.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, like in template.state_dict().items():
+        src = shared[rename(key)]
+        if src.shape != like.shape:
+            src = src[tuple(slice(0, n) for n in like.shape)]
+        if offsets is not None and like.dim() == 4:
+            decision = decision_of(key)
+            if decision is not None:
+                src = src * offsets[decision, : like.shape[2], : like.shape[3]].to(src.dtype)
+        out[key] = src.detach().clone()
+    return out

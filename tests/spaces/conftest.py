@@ -1,0 +1,48 @@
+"""Fixtures for the search-space tests: the reference tables and cost fixture."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
+
+
+def _require(relative: str) -> Path:
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"reference file {path} is absent")
+    return path
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def nb201_rows() -> list[dict[str, str]]:
+    return _rows(_require("nb201/nb201_cifar10.csv"))
+
+
+@pytest.fixture(scope="session")
+def sss_rows() -> list[dict[str, str]]:
+    return _rows(_require("nats_sss/nats_sss_cifar10.csv"))
+
+
+@pytest.fixture(scope="session")
+def cost_fixture() -> dict:
+    return json.loads(_require("nats_cost_fixture.json").read_text())
+
+
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """These tests use tiny tensors: one torch thread is faster and immune to busy shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
