@@ -129,7 +129,7 @@ def warmup_supernet(
     return make_checkpoint(
         supernet,
         stage="warmup",
-        epoch=cfg.epochs if start_epoch < cfg.epochs else start_epoch,
+        epoch=max(start_epoch, history[-1]["epoch"] if history else 0),
         trainer=trainer.state_dict(),
         rng=rng_state(),
         sampler_state=rng.bit_generator.state,

@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+import torch
+
+from wpnas.config import from_dict, seed_everything
+from wpnas.errors import ConfigError
+from wpnas.io.supernet_checkpoint import restore_supernet
+from wpnas.spaces import get_space
+from wpnas.train.ground_truth import COLUMNS, GroundTruthConfig, acquire_ground_truth, sample_architectures
+from wpnas.train.warmup import WarmupConfig, warmup_supernet
+
+
+@pytest.fixture(scope="module")
+def warmed(tiny_splits):
+    seed_everything(0)
+    space = get_space("nats_tss", C=4, N=1)
+    ck = warmup_supernet(space, tiny_splits, WarmupConfig(epochs=1, batch_size=32, probe_archs=0), torch.device("cpu"))
+    return space, ck
+
+
+def test_finetune_source_table_and_independence(tiny_splits, warmed):
+    space, ck = warmed
+    supernet = restore_supernet(ck, "cpu")
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    cfg = from_dict(GroundTruthConfig, {"num_archs": 3, "epochs": 1, "batch_size": 32, "calib_batches": 1})
+    pairs = acquire_ground_truth(space, cfg, seed=0, supernet=supernet, splits=tiny_splits, device="cpu")
+    assert list(pairs.columns) == COLUMNS and len(pairs) == 3
+    assert pairs["arch"].map(space.from_string).map(len).eq(space.num_decisions).all()
+    assert pairs["accuracy"].between(0, 100).all() and pairs["seconds"].gt(0).all()
+    assert (pairs["source"] == "finetune:1ep").all()
+    costs = [space.cost(a, tiny_splits.input_shape, 10).flops_m for a in pairs["arch"]]
+    assert np.allclose(pairs["flops_m"], costs)
+    # every architecture starts from the same warmed weights: the SuperNet is untouched
+    for key, value in supernet.state_dict().items():
+        if key.endswith(("running_mean", "running_var", "num_batches_tracked")):
+            continue
+        assert torch.equal(value, before[key]), key
+
+
+def test_same_architecture_twice_gives_the_same_accuracy(tiny_splits, warmed):
+    space, ck = warmed
+    supernet = restore_supernet(ck, "cpu")
+    cfg = from_dict(GroundTruthConfig, {"num_archs": 2, "epochs": 1, "batch_size": 32, "calib_batches": 1})
+    arch = sample_architectures(space, 2, 0)[0]
+    a = acquire_ground_truth(space, cfg, 0, supernet=supernet, splits=tiny_splits, archs=[arch])
+    b = acquire_ground_truth(space, cfg, 0, supernet=supernet, splits=tiny_splits, archs=[arch])
+    assert a["accuracy"].iloc[0] == pytest.approx(b["accuracy"].iloc[0])
+
+
+def test_benchmark_source_uses_the_table(shared_data):
+    space = get_space("nats_tss")
+    cfg = from_dict(GroundTruthConfig, {
+        "source": "benchmark", "num_archs": 20,
+        "benchmark": {"kind": "csv", "path": str(shared_data / "nb201" / "nb201_cifar10.csv"),
+                      "metric": "cifar10_valid_200ep"},
+    })
+    pairs = acquire_ground_truth(space, cfg, seed=1)
+    assert len(pairs) == 20 and pairs["arch"].is_unique
+    import pandas as pd
+
+    table = pd.read_csv(shared_data / "nb201" / "nb201_cifar10.csv").set_index("arch")
+    assert np.allclose(pairs["accuracy"].to_numpy(), table.loc[pairs["arch"], "cifar10_valid_200ep"].to_numpy())
+    assert (pairs["seconds"] == 0).all()
+
+
+def test_bad_ground_truth_settings():
+    with pytest.raises(ConfigError, match="benchmark"):
+        GroundTruthConfig(source="benchmark")
+    with pytest.raises(ConfigError, match="num_archs"):
+        GroundTruthConfig(num_archs=1)
+    with pytest.raises(ConfigError, match="'oracle'"):
+        from_dict(GroundTruthConfig, {"source": "oracle"})
