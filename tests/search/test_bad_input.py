@@ -1,0 +1,122 @@
+"""Bad input fails with a clear wpnas error, before any data reaches the device."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from wpnas.config import from_dict
+from wpnas.errors import CheckpointError, ConfigError, TrainingError
+from wpnas.search import loop as loop_module
+from wpnas.search.loop import SearchConfig, WPNASSearch, restore_search, run_search
+
+DEVICE = torch.device("cpu")
+
+
+@pytest.fixture()
+def no_data(monkeypatch):
+    """Fail loudly if the search gets as far as batching data."""
+
+    class Untouchable:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("data was batched before the bad input was rejected")
+
+        from_splits = classmethod(lambda cls, *a, **k: cls())
+
+    monkeypatch.setattr(loop_module, "DeviceBatches", Untouchable)
+
+
+def test_checkpoint_of_another_space(kit, no_data):
+    _, tss_checkpoint = kit.warmed("nats_tss")
+    sss_space, _ = kit.warmed("nats_sss")
+    with pytest.raises(CheckpointError, match="another space or configuration.*nats_tss"):
+        run_search(sss_space, kit.digits, tss_checkpoint, kit.cfg(), DEVICE)
+
+
+def test_checkpoint_of_other_options(kit, no_data):
+    from wpnas.spaces import get_space
+
+    _, tss_checkpoint = kit.warmed("nats_tss")
+    with pytest.raises(CheckpointError, match="options"):
+        run_search(get_space("nats_tss", C=8, N=1), kit.digits, tss_checkpoint, kit.cfg(), DEVICE)
+
+
+def test_not_a_checkpoint(kit, no_data):
+    space, _ = kit.warmed("nats_tss")
+    with pytest.raises(CheckpointError, match="not a wpnas SuperNet checkpoint"):
+        run_search(space, kit.digits, {"state_dict": {}}, kit.cfg(), DEVICE)
+
+
+def test_b1_without_predictor(kit, no_data):
+    space, warmed = kit.warmed("nats_tss")
+    with pytest.raises(ConfigError, match="b1 = 0.5.*no predictor"):
+        run_search(space, kit.digits, warmed, kit.cfg(reward={"b1": 0.5}), DEVICE)
+
+
+@pytest.mark.parametrize("predictor, message", [
+    (lambda archs: np.full(len(archs), np.nan), "non-finite"),
+    (lambda archs: np.zeros((len(archs), 3)), "values for"),
+    ("not a predictor", "expected a Predictor"),
+])
+def test_broken_predictor(kit, no_data, predictor, message):
+    space, warmed = kit.warmed("nats_tss")
+    with pytest.raises(ConfigError, match=message):
+        run_search(space, kit.digits, warmed, kit.cfg(reward={"b1": 0.5}), DEVICE, predictor=predictor)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"epochs": 0}, "epochs"),
+    ({"steps_per_epoch": 0}, "steps_per_epoch"),
+    ({"samples_per_step": 0}, "samples_per_step"),
+    ({"valid_batch_size": 0}, "valid_batch_size"),
+    ({"alpha_lr": 0.0}, "alpha_lr"),
+    ({"alpha_lr": -1e-3}, "alpha_lr"),
+    ({"alpha_betas": [0.9]}, "alpha_betas"),
+    ({"entropy_weight": -0.1}, "entropy_weight"),
+    ({"sampling": "greedy"}, "sampling"),
+    ({"eval_every": -1}, "eval_every"),
+    ({"reward": {"b2": -1e-3}}, "b2"),
+    ({"reward": {"b3": 1.0}}, "b3"),
+    ({"hypernet": {"mode": "on"}}, "mode"),
+    ({"optim": {"lr": 0.01, "lr_min": 0.1}}, "lr_min"),
+    ({"epoch": 3}, "unknown setting"),
+    ({"hypernet": {"mode": "trained"}, "update_weights": False}, "nothing would train"),
+])
+def test_invalid_config_values(kit, no_data, override, message):
+    space, warmed = kit.warmed("nats_tss")
+    with pytest.raises(ConfigError, match=message):
+        run_search(space, kit.digits, warmed, kit.cfg(**override), DEVICE)
+    with pytest.raises(ConfigError, match=message):
+        from_dict(SearchConfig, kit.cfg(**override), where="search")
+
+
+def test_nan_weights_stop_the_search(kit):
+    space, warmed = kit.warmed("nats_sss")
+    broken = copy.deepcopy(warmed)
+    key = next(k for k, v in broken["state_dict"].items() if v.is_floating_point() and k.endswith("weight"))
+    broken["state_dict"][key].fill_(float("nan"))
+    with pytest.raises(TrainingError, match="diverged"):
+        run_search(space, kit.digits, broken, kit.cfg(update_weights=False), DEVICE)
+
+
+def test_resume_from_a_warmup_checkpoint(kit):
+    space, warmed = kit.warmed("nats_tss")
+    with pytest.raises(CheckpointError, match="'warmup' checkpoint"):
+        run_search(space, kit.digits, warmed, kit.cfg(), DEVICE, resume=warmed)
+
+
+def test_resume_with_another_hypernet(kit):
+    space, warmed = kit.warmed("nats_tss")
+    done = WPNASSearch(space, kit.digits, warmed, kit.cfg(epochs=2), DEVICE).run(stop_epoch=1)
+    cfg = kit.cfg(epochs=2, hypernet={"mode": "fixed", "embed_dim": 8, "hidden": 8})
+    with pytest.raises(CheckpointError, match="HyperNet"):
+        run_search(space, kit.digits, warmed, cfg, DEVICE, resume=done.checkpoint)
+
+
+def test_restore_search_needs_a_search_checkpoint(kit):
+    _, warmed = kit.warmed("nats_tss")
+    with pytest.raises(CheckpointError, match="not a search checkpoint"):
+        restore_search(warmed)

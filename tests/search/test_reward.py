@@ -1,0 +1,122 @@
+"""The reward r = -CE + b1 * FSP - b2 * FLOPs, the predictor cache and BN in the reward pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+
+from wpnas.errors import ConfigError, TrainingError
+from wpnas.search.reward import PredictionCache, Reward, RewardConfig, batch_statistics
+from wpnas.spaces import get_space
+
+from .conftest import ToySpace
+
+
+class CountingPredictor:
+    """Synthetic predictor: accuracy (%) = 90 - 2 * sum(choices); counts the archs it is asked about."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[int, ...]] = []
+
+    def __call__(self, archs):
+        self.asked.extend(tuple(a) for a in archs)
+        return np.array([90.0 - 2.0 * sum(a) for a in archs])
+
+
+def test_reward_combines_terms_in_documented_units():
+    space = ToySpace()  # FLOPs (M) = sum of choice indices
+    reward = Reward(space, RewardConfig(b1=0.5, b2=0.25), (1, 8, 8), 10, predictor=CountingPredictor())
+    archs = [(0, 0, 0, 0, 0), (1, 4, 2, 0, 3)]
+    parts = reward([2.0, 1.5], archs)
+    np.testing.assert_allclose(parts.ce, [2.0, 1.5])
+    np.testing.assert_allclose(parts.fsp, [90.0, 70.0])
+    np.testing.assert_allclose(parts.flops_m, [0.0, 10.0])
+    np.testing.assert_allclose(parts.total, [-2.0 + 45.0 - 0.0, -1.5 + 35.0 - 2.5])
+    np.testing.assert_allclose(reward.static(archs), [45.0, 32.5])
+
+
+def test_flops_term_uses_the_dataset_shape():
+    space = get_space("nats_tss", C=4, N=1)
+    arch = (3, 3, 3, 3, 3, 3)
+    small = Reward(space, RewardConfig(b2=1.0), (1, 8, 8), 10).flops_m([arch])[0]
+    large = Reward(space, RewardConfig(b2=1.0), (3, 32, 32), 100).flops_m([arch])[0]
+    assert small == pytest.approx(space.cost(arch, (1, 8, 8), 10).flops_m)
+    assert large == pytest.approx(space.cost(arch, (3, 32, 32), 100).flops_m)
+    assert large > small
+
+
+def test_b1_zero_needs_and_calls_no_predictor():
+    space = ToySpace()
+    predictor = CountingPredictor()
+    reward = Reward(space, RewardConfig(b1=0.0, b2=1.0), (1, 8, 8), 10, predictor=predictor)
+    parts = reward([1.0], [(1, 1, 1, 0, 1)])
+    assert parts.total[0] == pytest.approx(-1.0 - 4.0)
+    assert predictor.asked == []
+    Reward(space, RewardConfig(b1=0.0), (1, 8, 8), 10)  # no predictor needed
+    with pytest.raises(ConfigError, match="no predictor"):
+        Reward(space, RewardConfig(b1=0.1), (1, 8, 8), 10)
+
+
+def test_predictions_are_cached_per_architecture():
+    predictor = CountingPredictor()
+    cache = PredictionCache(predictor)
+    a, b = (0, 1, 2, 0, 3), (1, 1, 1, 0, 1)
+    np.testing.assert_allclose(cache([a, b, a]), [78.0, 82.0, 78.0])
+    np.testing.assert_allclose(cache([b, a]), [82.0, 78.0])
+    assert sorted(predictor.asked) == sorted([a, b])  # each asked once
+    assert cache.calls == 1
+
+
+def test_predictor_objects_with_predict_are_accepted():
+    class WithPredict:
+        def predict(self, archs):
+            return np.full(len(archs), 55.0)
+
+    np.testing.assert_allclose(PredictionCache(WithPredict())([(0, 0, 0, 0, 0)]), [55.0])
+    with pytest.raises(ConfigError, match="predictor"):
+        PredictionCache(42)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (lambda archs: np.zeros(len(archs) + 1), "values for"),
+    (lambda archs: np.full(len(archs), np.nan), "non-finite"),
+])
+def test_bad_predictor_output_is_reported(bad, message):
+    with pytest.raises(ConfigError, match=message):
+        PredictionCache(bad)([(0, 0, 0, 0, 0)])
+
+
+def test_non_finite_cross_entropy_is_a_training_error():
+    reward = Reward(ToySpace(), RewardConfig(), (1, 8, 8), 10)
+    with pytest.raises(TrainingError, match="diverged"):
+        reward([float("nan")], [(0, 0, 0, 0, 0)])
+
+
+@pytest.mark.parametrize("values", [{"b1": -1.0}, {"b2": -0.1}, {"b2": float("inf")}])
+def test_reward_config_rejects_negative_or_infinite_weights(values):
+    with pytest.raises(ConfigError):
+        RewardConfig(**values)
+
+
+def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU())
+    with torch.no_grad():
+        model[1].running_mean.fill_(5.0)
+        model[1].running_var.fill_(9.0)
+    model.eval()
+    x = torch.randn(16, 1, 6, 6)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    with batch_statistics(model):
+        out = model(x)
+        assert model.training and not torch.is_grad_enabled()
+    # equals a train-mode pass with batch statistics...
+    reference = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU())
+    reference.load_state_dict({k: v for k, v in state.items() if "running" not in k and "num_batches" not in k})
+    torch.testing.assert_close(out, reference.train()(x))
+    # ...and leaves every buffer and flag as it was
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, state[key])
+    assert not model.training and model[1].track_running_stats
