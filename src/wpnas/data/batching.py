@@ -114,8 +114,13 @@ class DeviceBatches:
         seed: int = 0,
         channels_last: bool = False,
         limit: int | None = None,
+        shuffle: bool | None = None,
     ) -> DeviceBatches:
-        """Batches of one split; ``train`` shuffles, augments and drops the ragged last batch."""
+        """Batches of one split; ``train`` shuffles, augments and drops the ragged last batch.
+
+        ``shuffle`` (default: ``train``) alone gives random class-mixed batches without
+        augmentation: what BN recalibration needs (a split may be stored ordered by class).
+        """
         x, y = splits.split(split)
         if limit is not None and limit < x.shape[0]:
             # A class-balanced subset, fixed by the seed (splits can be ordered by class).
@@ -129,7 +134,7 @@ class DeviceBatches:
             splits.std,
             device=device,
             batch_size=batch_size,
-            shuffle=train,
+            shuffle=train if shuffle is None else shuffle,
             augment=augment if train else None,
             drop_last=train and x.shape[0] > batch_size,
             seed=seed,

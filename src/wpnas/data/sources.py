@@ -107,7 +107,12 @@ def _finish(
         test_x, test_y = test_x[keep], test_y[keep]
     n_valid = resolve_count(cfg.valid_size, len(labels), "data.valid_size")
     kept, held = stratified_holdout(labels, n_valid, cfg.seed)
-    kept_t, held_t = torch.from_numpy(kept), torch.from_numpy(held)
+    # Store each split in a seeded random order: sources list images class by class, and
+    # nothing downstream should depend on (or be hurt by) that order.
+    rng = np.random.default_rng(cfg.seed + 55)
+    kept_t, held_t = torch.from_numpy(rng.permutation(kept)), torch.from_numpy(rng.permutation(held))
+    test_order = torch.from_numpy(np.random.default_rng(2027).permutation(len(test_y)))  # seed-independent
+    test_x, test_y = test_x[test_order], test_y[test_order]
     mean, std = channel_stats(train_x[kept_t])
     splits = ImageSplits(
         train_x=train_x[kept_t].contiguous(),

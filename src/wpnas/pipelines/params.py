@@ -15,6 +15,8 @@ from wpnas.config import RunConfig, from_dict, resolve_device
 from wpnas.data.sources import DataConfig, check_data_source
 from wpnas.errors import ConfigError, DataError
 from wpnas.spaces import SearchSpace, SpaceConfig
+from wpnas.predictors.stage import PredictorStageConfig
+from wpnas.search import SearchConfig
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.warmup import WarmupConfig
 
@@ -48,6 +50,17 @@ def ground_truth_config(section: Any) -> GroundTruthConfig:
     return cfg
 
 
+def predictor_config(section: Any) -> PredictorStageConfig:
+    cfg = from_dict(PredictorStageConfig, section, where="predictor")
+    if cfg.benchmark is not None and cfg.benchmark.kind == "csv" and not Path(cfg.benchmark.path).is_file():
+        raise DataError(f"predictor.benchmark.path: table {cfg.benchmark.path!r} does not exist")
+    return cfg
+
+
+def search_config(section: Any) -> SearchConfig:
+    return from_dict(SearchConfig, section, where="search")
+
+
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
 SECTIONS: dict[str, Callable[[Any], Any]] = {
     "run": run_config,
@@ -55,6 +68,8 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "space": space_config,
     "warmup": warmup_config,
     "ground_truth": ground_truth_config,
+    "predictor": predictor_config,
+    "search": search_config,
 }
 
 

@@ -6,6 +6,8 @@ from kedro.pipeline import Pipeline
 
 from wpnas.pipelines.data_processing import create_pipeline as data_processing
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
+from wpnas.pipelines.predictor import create_pipeline as predictor
+from wpnas.pipelines.search import create_pipeline as search
 from wpnas.pipelines.warmup import create_pipeline as warmup
 
 
@@ -13,11 +15,16 @@ def all_pipelines() -> dict[str, Pipeline]:
     dp = data_processing()
     wu = warmup()
     gt = ground_truth()
+    pr = predictor()
+    se = search()
     pipelines = {
         "data_processing": dp,
         "warmup": wu,
         "ground_truth": gt,
-        "search": dp + wu + gt,
+        "predictor": pr,
+        "wpnas_search": se,
+        # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.
+        "search": dp + wu + gt + pr + se,
     }
     pipelines["__default__"] = pipelines["search"]
     return pipelines

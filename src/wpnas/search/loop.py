@@ -229,7 +229,8 @@ class WPNASSearch:
         )
         self.calib_source = (
             DeviceBatches.from_splits(
-                splits, "train", self.device, cfg.batch_size, train=False, seed=self.seed + 1, channels_last=cl
+                splits, "train", self.device, cfg.batch_size, train=False, shuffle=True, seed=self.seed + 1,
+                channels_last=cl,
             )
             if self.train_batches is not None
             else None
@@ -356,6 +357,8 @@ class WPNASSearch:
         """Valid loss / accuracy (%) of ``arch`` with inherited (offset) weights after BN recalibration."""
         calib = ()
         if self.calib_source is not None and self.cfg.calib_batches:
+            # A fixed draw per architecture: the same whether the run was resumed or not.
+            self.calib_source.generator.manual_seed(self.seed + 1 + self.space.index(arch) % (2**31))
             calib = self.calib_source.take(self.cfg.calib_batches)
         with torch.no_grad():
             offsets = self.net.offsets(arch)

@@ -88,7 +88,8 @@ def finetune_architecture(
         train_epochs(trainer, train, cfg.epochs, lambda: net, "finetune", modules=[net], log_every=1e9, track=False)
     if cfg.calib_batches:
         calib = DeviceBatches.from_splits(
-            splits, "train", device, cfg.batch_size, train=False, seed=seed, channels_last=engine.channels_last
+            splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=seed,
+            channels_last=engine.channels_last,
         ).take(cfg.calib_batches)
         with engine.autocast():
             recalibrate_bn(net, None, calib)

@@ -103,7 +103,8 @@ def warmup_supernet(
             logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
     probes = probe_architectures(space, cfg.probe_archs, seed)
     calib_source = DeviceBatches.from_splits(
-        splits, "train", device, cfg.batch_size, train=False, seed=seed + 1, channels_last=engine.channels_last
+        splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=seed + 1,
+        channels_last=engine.channels_last,
     )
 
     def sample_forward():
@@ -113,6 +114,7 @@ def warmup_supernet(
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         if not probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
             return {}
+        calib_source.generator.manual_seed(seed + 1 + epoch)  # same draw whether resumed or not
         calib = calib_source.take(cfg.calib_batches)
         accs = [evaluate_architecture(supernet, a, valid, engine, calib)["acc"] for a in probes]
         return {
