@@ -21,6 +21,33 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+@pytest.fixture(autouse=True)
+def _one_intra_op_thread():
+    """Tests use tiny tensors: one torch thread is faster on 2 cores and immune to busy neighbours."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tss():
+    """The official NATS-TSS space (C=16, N=5)."""
+    from wpnas.spaces import get_space
+
+    return get_space("nats_tss")
+
+
+@pytest.fixture
+def sss():
+    """The official NATS-SSS space (channels 8..64)."""
+    from wpnas.spaces import get_space
+
+    return get_space("nats_sss")
+
+
 @pytest.fixture()
 def kedro_project(tmp_path, monkeypatch):
     """A copy of the project's pyproject + conf in a temp dir, with its own SQLite MLflow store."""

@@ -12,4 +12,6 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {
         "parameters": ["parameters*", "parameters*/**", "**/parameters*"],
     },
+    # Environments override single settings (deep merge), not whole sections.
+    "merge_strategy": {"parameters": "soft"},
 }

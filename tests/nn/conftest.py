@@ -59,11 +59,3 @@ def helpers():
     """The helper functions above, for test modules (conftest is not importable)."""
     return SimpleNamespace(randomize_bn=randomize_bn, archs_of=archs_of, num_classes=NUM_CLASSES)
 
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """These tests use tiny tensors: one torch thread is faster and immune to busy shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
-from wpnas.predictors import PredictorConfig
 from wpnas.spaces import get_space
 
 
@@ -13,15 +11,6 @@ from wpnas.spaces import get_space
 def space(request):
     return get_space(request.param)
 
-
-@pytest.fixture
-def tss():
-    return get_space("nats_tss")
-
-
-@pytest.fixture
-def sss():
-    return get_space("nats_sss")
 
 
 @pytest.fixture

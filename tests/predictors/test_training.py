@@ -10,7 +10,7 @@ from wpnas.nasbench import kendall_tau
 from wpnas.predictors import PredictorConfig, load_predictor, train_predictor
 from wpnas.spaces import get_space
 
-from tests.predictors.synthetic import sample_pairs, synthetic_accuracy
+from tests.predictors.synthetic import sample_pairs
 
 
 @pytest.mark.parametrize("encoder", ["mlp", "rnn", "transformer", "gcn"])

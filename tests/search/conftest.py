@@ -55,14 +55,6 @@ class ToySpace(SearchSpace):
         raise NotImplementedError("the toy space has no networks")
 
 
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """Tiny tensors: one torch thread is faster and immune to busy shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 @pytest.fixture(scope="session")
 def digits():

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 SHARED_DATA = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 
@@ -38,11 +37,3 @@ def sss_rows() -> list[dict[str, str]]:
 def cost_fixture() -> dict:
     return json.loads(_require("nats_cost_fixture.json").read_text())
 
-
-@pytest.fixture(autouse=True)
-def _one_intra_op_thread():
-    """These tests use tiny tensors: one torch thread is faster and immune to busy shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

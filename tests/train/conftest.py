@@ -1,5 +1,4 @@
 import pytest
-import torch
 
 from wpnas.data.sources import DataConfig, build_image_splits
 
@@ -9,10 +8,3 @@ def tiny_splits():
     """Real digits at 8x8, a few hundred images: the smallest data the real code paths take."""
     return build_image_splits(DataConfig(image_size=8, train_limit=400, valid_size=0.5))
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -16,6 +16,7 @@ from wpnas.data.sources import DataConfig, check_data_source
 from wpnas.errors import ConfigError, DataError
 from wpnas.spaces import SearchSpace, SpaceConfig
 from wpnas.predictors.stage import PredictorStageConfig
+from wpnas.predictors.table2 import Table2Config
 from wpnas.search import SearchConfig
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.warmup import WarmupConfig
@@ -57,6 +58,10 @@ def predictor_config(section: Any) -> PredictorStageConfig:
     return cfg
 
 
+def predictor_benchmark_config(section: Any) -> Table2Config:
+    return from_dict(Table2Config, section, where="predictor_benchmark")
+
+
 def search_config(section: Any) -> SearchConfig:
     return from_dict(SearchConfig, section, where="search")
 
@@ -70,6 +75,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "ground_truth": ground_truth_config,
     "predictor": predictor_config,
     "search": search_config,
+    "predictor_benchmark": predictor_benchmark_config,
 }
 
 
@@ -83,6 +89,13 @@ def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) 
     nodes = set(node_names)
     if "prepare_image_splits" in nodes and "data" in params:
         check_data_source(data_config(params["data"]))
+    if "predictor_table2" in nodes and "predictor_benchmark" in params:
+        for entry in predictor_benchmark_config(params["predictor_benchmark"]).tables:
+            if entry.benchmark.kind == "csv" and not Path(entry.benchmark.path).is_file():
+                raise DataError(
+                    f"predictor_benchmark.tables: table {entry.benchmark.path!r} does not exist (the shared "
+                    "reference tables sit at ../shared/data; point the path at your copy)"
+                )
     for check in CROSS_CHECKS:
         check(params, nodes)
 

@@ -7,6 +7,7 @@ from kedro.pipeline import Pipeline
 from wpnas.pipelines.data_processing import create_pipeline as data_processing
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
 from wpnas.pipelines.predictor import create_pipeline as predictor
+from wpnas.pipelines.predictor_benchmark import create_pipeline as predictor_benchmark
 from wpnas.pipelines.search import create_pipeline as search
 from wpnas.pipelines.warmup import create_pipeline as warmup
 
@@ -23,6 +24,7 @@ def all_pipelines() -> dict[str, Pipeline]:
         "ground_truth": gt,
         "predictor": pr,
         "wpnas_search": se,
+        "predictor_benchmark": predictor_benchmark(),
         # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.
         "search": dp + wu + gt + pr + se,
     }

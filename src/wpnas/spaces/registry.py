@@ -37,10 +37,27 @@ def get_space(name: str, options: Mapping[str, Any] | None = None, **kwargs: Any
 
 @dataclass(frozen=True)
 class SpaceConfig:
-    """``space:`` in the parameters: a registry name and that space's options."""
+    """``space:`` in the parameters: which space, and options per space name.
+
+    Options are keyed by space so that switching spaces is one setting
+    (``--params space.name=nats_sss``) and each space keeps its own options::
+
+        space: {name: nats_tss, options: {nats_tss: {C: 16, N: 5}, nats_sss: {}}}
+    """
 
     name: str = "nats_tss"
     options: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        unknown = sorted(set(self.options) - set(_SPACES))
+        if unknown:
+            raise ConfigError(
+                f"space.options: {unknown} are not search spaces; options are keyed by space name, "
+                f"one of {available_spaces()} (e.g. options: {{nats_tss: {{C: 16, N: 5}}}})"
+            )
+        for key, value in self.options.items():
+            if value is not None and not isinstance(value, Mapping):
+                raise ConfigError(f"space.options.{key}: expected a mapping of options, got {value!r}")
+
     def build(self) -> SearchSpace:
-        return get_space(self.name, self.options)
+        return get_space(self.name, self.options.get(self.name) or {})

@@ -21,12 +21,12 @@ def acquire_pairs(
     ground_truth: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     cfg = ground_truth_config(ground_truth)
-    space_cfg, search_space = space_config(space)
+    _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
     splits = ImageSplits.coerce(image_splits)
     supernet = None
     if cfg.source == "finetune":
-        expected = describe_for(space_cfg.name, space_cfg.options, splits.in_channels, splits.num_classes)
+        expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
         supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
     pairs = acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device)
     summary = {
