@@ -50,6 +50,10 @@ def main() -> None:
     p.add_argument("--warmup-epochs", type=int, default=30)
     p.add_argument("--gt-archs", type=int, default=30)
     p.add_argument("--gt-epochs", type=int, default=1)
+    p.add_argument("--ground-truth", choices=["finetune", "benchmark"], default="finetune",
+                   help="finetune (paper) or look the sampled cells up in the table's --gt-metric column")
+    p.add_argument("--gt-metric", default="cifar10_valid_12ep",
+                   help="table column for --ground-truth benchmark (never the evaluation column)")
     p.add_argument("--search-epochs", type=int, default=15)
     p.add_argument("--b1", type=float, default=0.05, help="reward weight of the predictor (per accuracy point)")
     p.add_argument("--b2", type=float, default=0.0, help="reward weight of FLOPs (per MFLOP)")
@@ -76,8 +80,13 @@ def main() -> None:
     timings["warmup"] = time.monotonic() - t0
 
     t0 = time.monotonic()
-    gt_cfg = from_dict(GroundTruthConfig, {"num_archs": args.gt_archs, "epochs": args.gt_epochs,
-                                           "batch_size": 128, "valid_limit": 2000})
+    gt_settings = {"num_archs": args.gt_archs, "epochs": args.gt_epochs, "batch_size": 128, "valid_limit": 2000}
+    if args.ground_truth == "benchmark":
+        if args.gt_metric == "cifar10_test_200ep":
+            raise SystemExit("--gt-metric must not be the evaluation column cifar10_test_200ep")
+        gt_settings.update(source="benchmark",
+                           benchmark={"kind": "csv", "path": args.table, "metric": args.gt_metric})
+    gt_cfg = from_dict(GroundTruthConfig, gt_settings)
     pairs = acquire_ground_truth(space, gt_cfg, args.seed, supernet=restore_supernet(warmed, device), splits=splits,
                                  device=device)
     timings["ground_truth"] = time.monotonic() - t0
@@ -98,6 +107,7 @@ def main() -> None:
         "device": describe_device(device),
         "setup": {"space": f"nats_tss C={args.C} N={args.N}", "input_shape": list(splits.input_shape),
                   "train_images": int(splits.train_x.shape[0]), "warmup_epochs": args.warmup_epochs,
+                  "ground_truth": args.ground_truth if args.ground_truth == "finetune" else f"benchmark:{args.gt_metric}",
                   "gt_archs": args.gt_archs, "gt_epochs": args.gt_epochs, "search_epochs": args.search_epochs,
                   "b1": args.b1, "b2": args.b2, "alpha_lr": args.alpha_lr},
         "predictor_valid_kendall_tau": pred_metrics.get("valid_kendall_tau"),
