@@ -29,8 +29,9 @@ test: install
 viz: install
 	$(BIN)/kedro viz run
 
+# kedro-mlflow starts the `mlflow` executable: put the virtualenv first on PATH.
 mlflow-ui: install
-	$(BIN)/kedro mlflow ui
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/kedro mlflow ui
 
 clean:
 	rm -rf $(VENV)

@@ -171,6 +171,7 @@ def train_epochs(
     modules: Iterable[nn.Module] = (),
     log_every: float = 30.0,
     track: bool = True,
+    show_progress: bool = True,
 ) -> list[dict[str, float]]:
     """Train for ``epochs`` epochs; ``forward_for_batch()`` picks what runs on each batch.
 
@@ -179,7 +180,7 @@ def train_epochs(
     """
     history = []
     modules = list(modules)
-    with Progress(epochs - start_epoch, desc, unit="epoch", log_every=log_every) as progress:
+    with Progress(epochs - start_epoch, desc, unit="epoch", log_every=log_every, enabled=show_progress) as progress:
         for epoch in range(start_epoch, epochs):
             for m in modules:
                 m.train()

@@ -85,7 +85,8 @@ def finetune_architecture(
             channels_last=engine.channels_last,
         )
         trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine)
-        train_epochs(trainer, train, cfg.epochs, lambda: net, "finetune", modules=[net], log_every=1e9, track=False)
+        train_epochs(trainer, train, cfg.epochs, lambda: net, "finetune", modules=[net], track=False,
+                     show_progress=False)
     if cfg.calib_batches:
         calib = DeviceBatches.from_splits(
             splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=seed,
