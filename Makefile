@@ -1,7 +1,7 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make run    creates .venv, installs the project, runs `kedro run --pipelines=search`
 #   make test   creates .venv, installs the project + test tools, runs the test suite
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= search
