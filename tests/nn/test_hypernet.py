@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.hypernet import HyperNet, HyperNetConfig
-from wpnas.nn.supernet import OFFSET_KERNEL
+from wpnas.search.hypernet import HyperNet, HyperNetConfig
+from wpnas.spaces.supernet import OFFSET_KERNEL
 from wpnas.spaces import get_space
 
 

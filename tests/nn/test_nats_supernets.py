@@ -7,9 +7,9 @@ import torch
 
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
-from wpnas.nn.nats_sss_net import SSSSuperNet
-from wpnas.nn.nats_tss_net import TSSSuperNet
-from wpnas.nn.supernet import OFFSET_KERNEL, SuperNet
+from wpnas.spaces.nats_sss_supernet import SSSSuperNet
+from wpnas.spaces.nats_tss_supernet import TSSSuperNet
+from wpnas.spaces.supernet import OFFSET_KERNEL, SuperNet
 from wpnas.spaces import get_space
 
 ATOL = 1e-5

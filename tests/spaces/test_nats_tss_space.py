@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.nats_skeleton import CELL_EDGES
+from wpnas.spaces.nats_skeleton import CELL_EDGES
 from wpnas.spaces import get_space
 from wpnas.spaces.nats_tss import TSS_EDGES, TSS_OPS
 

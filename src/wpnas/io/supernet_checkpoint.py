@@ -14,7 +14,7 @@ import torch
 
 import wpnas
 from wpnas.errors import CheckpointError
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces import get_space
 
 KIND = "wpnas.supernet"

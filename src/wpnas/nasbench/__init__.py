@@ -10,7 +10,8 @@ from wpnas.nasbench.metrics import (
     spearman,
 )
 from wpnas.nasbench.official import OfficialNatsTable  # imports nats_bench only when used
-from wpnas.nasbench.tables import Best, BenchmarkConfig, BenchmarkTable, NasBenchmark, load_benchmark
+from wpnas.nasbench.loading import BenchmarkConfig, load_benchmark
+from wpnas.nasbench.tables import Best, BenchmarkTable, NasBenchmark
 
 __all__ = [
     "Best",

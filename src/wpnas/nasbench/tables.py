@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 
@@ -25,11 +24,9 @@ from wpnas.errors import ArchitectureError, ConfigError, DataError
 from wpnas.spaces.base import Arch, SearchSpace
 
 __all__ = [
-    "BenchmarkConfig",
     "BenchmarkTable",
     "Best",
     "NasBenchmark",
-    "load_benchmark",
 ]
 
 
@@ -261,41 +258,3 @@ class BenchmarkTable(NasBenchmark):
             source=str(path),
             lower_is_better=lower_is_better,
         )
-
-
-@dataclass(frozen=True)
-class BenchmarkConfig:
-    """Where a pipeline finds ground truth.
-
-    kind:    'csv' (a table in the shared CSV form) or 'nats_bench' (official files via
-             the optional ``nats_bench`` package).
-    path:    the CSV file, or the NATS-Bench archive file/folder.
-    metric:  the column (csv) or ``get_more_info`` key (nats_bench) pipelines rank by.
-    dataset: nats_bench only ('cifar10-valid', 'cifar10', 'cifar100', 'ImageNet16-120').
-    hp:      nats_bench only: training schedule ('12'/'200' for TSS, '01'/'12'/'90' for
-             SSS); empty = the longest one.
-    """
-
-    kind: Literal["csv", "nats_bench"] = "csv"
-    path: str = ""
-    metric: str = "cifar10_valid_200ep"
-    dataset: str = "cifar10-valid"
-    hp: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.path:
-            raise ConfigError("benchmark.path: empty; expected the table file (or NATS-Bench archive) to read")
-        if not self.metric:
-            raise ConfigError("benchmark.metric: empty; expected a metric name")
-
-
-def load_benchmark(cfg: BenchmarkConfig, space: SearchSpace) -> NasBenchmark:
-    """Build the table a config names and check its metric exists."""
-    if cfg.kind == "csv":
-        table: NasBenchmark = BenchmarkTable.from_csv(cfg.path, space)
-    else:
-        from wpnas.nasbench.official import OfficialNatsTable
-
-        table = OfficialNatsTable(cfg.path, space, dataset=cfg.dataset, hp=cfg.hp or None, metrics=(cfg.metric,))
-    table.check_metric(cfg.metric)
-    return table

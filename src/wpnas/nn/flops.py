@@ -6,7 +6,7 @@ per image; pooling, BN, activations and additions count zero. Parameters are all
 ``model.parameters()``. Units are millions (1e6). Shapes are read from the tensors that
 actually flow, so sliced (dynamic) layers are counted at the width they ran.
 
-``wpnas.nn.nats_skeleton.plan_cost`` computes the same numbers analytically; this
+``wpnas.spaces.nats_skeleton.plan_cost`` computes the same numbers analytically; this
 counter is the independent check of it (and works for any model).
 """
 
@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from wpnas.errors import ConfigError
-from wpnas.spaces.base import Cost
+from wpnas.cost import Cost
 
 
 def _conv_hook(totals: list[float]) -> Callable[..., None]:

@@ -21,6 +21,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+#: Size K of the (K, K) offset kernels of weakly weight sharing: one per decision, the
+#: kernel of each convolution a decision governs is multiplied by its top-left crop.
+OFFSET_KERNEL = 5
+
 #: The operation names of the NAS-Bench-201 / NATS-Bench cell, official order.
 OP_NAMES: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 

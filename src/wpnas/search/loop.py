@@ -47,7 +47,7 @@ from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError, DataError
 from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint, restore_supernet
-from wpnas.nn.hypernet import HyperNetConfig
+from wpnas.search.hypernet import HyperNetConfig
 from wpnas.progress import Progress
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.reward import Reward, RewardConfig, batch_statistics, path_cross_entropy

@@ -20,8 +20,8 @@ import torch.nn as nn
 
 from wpnas.config import from_dict, to_dict
 from wpnas.errors import CheckpointError
-from wpnas.nn.hypernet import HyperNet, HyperNetConfig
-from wpnas.nn.supernet import SuperNet
+from wpnas.search.hypernet import HyperNet, HyperNetConfig
+from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import Arch
 
 #: Offset of the seed used to initialise a HyperNet, so it differs from other seeded draws.

@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from wpnas.cost import Cost
 from wpnas.errors import ArchitectureError
+
+__all__ = ["Arch", "ArchEncoding", "Cost", "Decision", "SearchSpace"]
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch.nn as nn
-
-    from wpnas.nn.supernet import SuperNet
 
 Arch = tuple[int, ...]
 """An architecture: one choice index per decision, in the order of ``space.decisions``."""
@@ -40,14 +41,6 @@ class Decision:
     @property
     def size(self) -> int:
         return len(self.choices)
-
-
-@dataclass(frozen=True)
-class Cost:
-    """Cost of a stand-alone network, in the units NATS-Bench reports (millions)."""
-
-    flops_m: float
-    params_m: float
 
 
 @dataclass(frozen=True)
@@ -199,8 +192,8 @@ class SearchSpace(ABC):
         """FLOPs and parameters (millions) of the stand-alone network."""
 
     @abstractmethod
-    def build_supernet(self, in_channels: int = 3, num_classes: int = 10) -> SuperNet:
-        """One shared set of weights; ``forward(x, arch, offsets=None)`` runs one path."""
+    def build_supernet(self, in_channels: int = 3, num_classes: int = 10) -> nn.Module:
+        """A :class:`~wpnas.spaces.supernet.SuperNet`: one shared set of weights; ``forward(x, arch, offsets=None)`` runs one path."""
 
     @abstractmethod
     def build_network(self, arch: Iterable[int], in_channels: int = 3, num_classes: int = 10) -> nn.Module:

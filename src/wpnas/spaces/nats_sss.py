@@ -13,9 +13,11 @@ from typing import Any
 
 from wpnas.config import from_dict, to_dict
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.nats_skeleton import check_build_args, check_input_shape, check_num_classes, plan_cost, sss_plan
+from wpnas.spaces.nats_skeleton import check_build_args, check_input_shape, check_num_classes, plan_cost, sss_plan
 from wpnas.spaces.base import Arch, Cost, Decision, SearchSpace
 from wpnas.spaces.nats_tss import parse_cell_string
+from wpnas.spaces.nats_network import NatsNetwork
+from wpnas.spaces.nats_sss_supernet import SSSSuperNet
 from wpnas.spaces.registry import register_space
 
 #: The fixed cell of every SSS network (official NATS-Bench choice).
@@ -89,16 +91,12 @@ class NatsSSS(SearchSpace):
         return _sss_cost(widths, c, h, w, num_classes)
 
     def build_supernet(self, in_channels: int = 3, num_classes: int = 10):
-        """:class:`~wpnas.nn.nats_sss_net.SSSSuperNet`: widest weights, sliced per path."""
-        from wpnas.nn.nats_sss_net import SSSSuperNet
-
+        """:class:`~wpnas.spaces.nats_sss_supernet.SSSSuperNet`: widest weights, sliced per path."""
         in_channels, num_classes = check_build_args(in_channels, num_classes, "nats_sss build_supernet")
         return SSSSuperNet(self, in_channels, num_classes)
 
     def build_network(self, arch: Iterable[int] | str, in_channels: int = 3, num_classes: int = 10):
         """The official NATS-Bench ``DynamicShapeTinyNet`` with the widths of ``arch``."""
-        from wpnas.nn.cell_network import NatsNetwork
-
         widths = self.widths(self.parse(arch))
         in_channels, num_classes = check_build_args(in_channels, num_classes, "nats_sss build_network")
         return NatsNetwork(in_channels, widths[0], sss_plan(widths), _SSS_CELL_OPS, num_classes)

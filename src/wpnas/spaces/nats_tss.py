@@ -16,8 +16,10 @@ import numpy as np
 
 from wpnas.config import from_dict, to_dict
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.nats_skeleton import check_build_args, check_input_shape, check_num_classes, plan_cost, tss_plan
+from wpnas.spaces.nats_skeleton import check_build_args, check_input_shape, check_num_classes, plan_cost, tss_plan
 from wpnas.spaces.base import Arch, Cost, Decision, SearchSpace
+from wpnas.spaces.nats_network import NatsNetwork
+from wpnas.spaces.nats_tss_supernet import TSSSuperNet
 from wpnas.spaces.registry import register_space
 
 #: Candidate ops in the official NAS-Bench-201 order.
@@ -132,16 +134,12 @@ class NatsTSS(SearchSpace):
         return _tss_cost(self.opts.C, self.opts.N, arch, c, h, w, num_classes)
 
     def build_supernet(self, in_channels: int = 3, num_classes: int = 10):
-        """:class:`~wpnas.nn.nats_tss_net.TSSSuperNet`: one shared module per (cell, edge, op)."""
-        from wpnas.nn.nats_tss_net import TSSSuperNet
-
+        """:class:`~wpnas.spaces.nats_tss_supernet.TSSSuperNet`: one shared module per (cell, edge, op)."""
         in_channels, num_classes = check_build_args(in_channels, num_classes, "nats_tss build_supernet")
         return TSSSuperNet(self, in_channels, num_classes)
 
     def build_network(self, arch: Iterable[int] | str, in_channels: int = 3, num_classes: int = 10):
         """The official NAS-Bench-201 ``TinyNetwork`` of ``arch`` (C, N from the options)."""
-        from wpnas.nn.cell_network import NatsNetwork
-
         ops = self.cell_ops(arch)
         in_channels, num_classes = check_build_args(in_channels, num_classes, "nats_tss build_network")
         return NatsNetwork(in_channels, self.opts.C, tss_plan(self.opts.C, self.opts.N), ops, num_classes)

@@ -13,7 +13,7 @@ import torch
 
 from wpnas.data.batching import DeviceBatches
 from wpnas.nn.batchnorm import recalibrate_bn
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet
 from wpnas.progress import Progress
 from wpnas.spaces.base import Arch
 from wpnas.train.engine import Engine, evaluate

@@ -26,7 +26,7 @@ from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
 from wpnas.nn.batchnorm import recalibrate_bn
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet
 from wpnas.progress import Progress
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs

@@ -21,7 +21,7 @@ from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
 from wpnas.train.evaluation import evaluate_architecture

@@ -1,6 +1,6 @@
 """Stand-alone NATS-Bench networks (TSS ``TinyNetwork``, SSS ``DynamicShapeTinyNet``).
 
-One class builds both from a skeleton plan (:mod:`wpnas.nn.nats_skeleton`) and a fixed
+One class builds both from a skeleton plan (:mod:`wpnas.spaces.nats_skeleton`) and a fixed
 cell. Also here: the input checks and the weight extraction shared by the SuperNets.
 """
 
@@ -12,9 +12,9 @@ import torch
 import torch.nn as nn
 
 from wpnas.errors import ConfigError, DataError
-from wpnas.nn.nats_skeleton import CELL_EDGES, Layer, num_reductions
+from wpnas.spaces.nats_skeleton import CELL_EDGES, Layer, num_reductions
 from wpnas.nn.ops import Head, ResidualBlock, Stem, make_op
-from wpnas.nn.supernet import OFFSET_KERNEL
+from wpnas.nn.ops import OFFSET_KERNEL
 
 
 class Cell(nn.Module):

@@ -14,18 +14,17 @@ reduction blocks and classifier are shared by every architecture and never scale
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from wpnas.nn.cell_network import check_input, check_offsets, extract_state, run_cell
-from wpnas.nn.nats_skeleton import CELL_EDGES, num_reductions, tss_plan
+from wpnas.spaces.nats_network import check_input, check_offsets, extract_state, run_cell
+from wpnas.spaces.nats_skeleton import CELL_EDGES, num_reductions, tss_plan
 from wpnas.nn.ops import OP_NAMES, Head, ResidualBlock, Stem, make_op
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.base import SearchSpace
+from wpnas.spaces.supernet import SuperNet
 
-if TYPE_CHECKING:  # pragma: no cover
-    from wpnas.spaces.nats_tss import NatsTSS
 
 
 class SharedCell(nn.Module):
@@ -49,11 +48,11 @@ class SharedCell(nn.Module):
 class TSSSuperNet(SuperNet):
     """SuperNet of :class:`~wpnas.spaces.nats_tss.NatsTSS` (C, N from the space options)."""
 
-    space: NatsTSS
+    space: SearchSpace  # a NatsTSS
     #: Every path has the same conv shapes, so ``cudnn.benchmark`` tunes them once.
     dynamic_shapes: ClassVar[bool] = False
 
-    def __init__(self, space: NatsTSS, in_channels: int = 3, num_classes: int = 10) -> None:
+    def __init__(self, space: SearchSpace, in_channels: int = 3, num_classes: int = 10) -> None:
         super().__init__(space, in_channels, num_classes)
         plan = tss_plan(space.opts.C, space.opts.N)
         self.reductions = num_reductions(plan)

@@ -2,7 +2,7 @@
 
 A bidirectional LSTM reads an architecture one step per decision and emits, per step,
 K*K = 25 numbers; ``offsets = 1 + output`` reshaped to (L, 5, 5) multiply the SuperNet's
-base kernels of that decision (see :mod:`wpnas.nn.supernet` and each SuperNet for which
+base kernels of that decision (see :mod:`wpnas.spaces.supernet` and each SuperNet for which
 kernels a decision governs). Because the LSTM sees the whole architecture, two
 architectures that choose the same op on a decision still get different offsets there,
 which loosens the coupling of weight sharing.
@@ -27,7 +27,7 @@ import torch.nn as nn
 
 from wpnas.config import from_dict, to_dict
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.supernet import OFFSET_KERNEL
+from wpnas.nn.ops import OFFSET_KERNEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from wpnas.spaces.base import SearchSpace

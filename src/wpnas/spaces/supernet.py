@@ -13,17 +13,17 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn as nn
 
 from wpnas.errors import CheckpointError
+from wpnas.nn.ops import OFFSET_KERNEL
+from wpnas.spaces.base import SearchSpace
 
-if TYPE_CHECKING:  # pragma: no cover
-    from wpnas.spaces.base import SearchSpace
+__all__ = ["OFFSET_KERNEL", "SuperNet"]
 
-OFFSET_KERNEL = 5
 
 
 class SuperNet(nn.Module):

@@ -21,29 +21,28 @@ cell at position ``l`` otherwise (3x3 kernels use ``offsets[l, :3, :3]``, 1x1 ke
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
 
-from wpnas.nn.cell_network import Cell, check_input, check_offsets, extract_state
-from wpnas.nn.nats_skeleton import num_reductions, sss_plan
+from wpnas.spaces.nats_network import Cell, check_input, check_offsets, extract_state
+from wpnas.spaces.nats_skeleton import num_reductions, sss_plan
 from wpnas.nn.ops import Head, ResidualBlock, Stem
-from wpnas.nn.supernet import SuperNet
+from wpnas.spaces.base import SearchSpace
+from wpnas.spaces.supernet import SuperNet
 
-if TYPE_CHECKING:  # pragma: no cover
-    from wpnas.spaces.nats_sss import NatsSSS
 
 
 class SSSSuperNet(SuperNet):
     """SuperNet of :class:`~wpnas.spaces.nats_sss.NatsSSS` (widest = max of the channel options)."""
 
-    space: NatsSSS
+    space: SearchSpace  # a NatsSSS
     #: Conv shapes change with the sampled widths: with ``cudnn.benchmark`` on, every new
     #: width combination is re-tuned (measured ~300 ms/step vs ~15-50 ms/step off, H200).
     dynamic_shapes: ClassVar[bool] = True
 
-    def __init__(self, space: NatsSSS, in_channels: int = 3, num_classes: int = 10) -> None:
+    def __init__(self, space: SearchSpace, in_channels: int = 3, num_classes: int = 10) -> None:
         super().__init__(space, in_channels, num_classes)
         widest = max(space.opts.channels)
         plan = sss_plan([widest] * space.num_decisions)
