@@ -32,7 +32,8 @@ LAYERS = [
     {"io", "nasbench"},
     {"spaces"},
     {"nn"},
-    {"data", "config", "errors", "cost", "tracking", "progress", "__init__"},
+    {"data"},
+    {"config", "errors", "cost", "seeds", "tracking", "progress", "__init__"},
 ]
 
 

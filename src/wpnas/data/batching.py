@@ -14,6 +14,7 @@ import torch
 
 from wpnas.data.splits import ImageSplits, stratified_holdout
 from wpnas.errors import ConfigError
+from wpnas.seeds import stream_seed
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,7 @@ class DeviceBatches:
         x, y = splits.split(split)
         if limit is not None and limit < x.shape[0]:
             # A class-balanced subset, fixed by the seed (splits can be ordered by class).
-            _, keep = stratified_holdout(y.numpy(), limit, seed + 9973)
+            _, keep = stratified_holdout(y.numpy(), limit, stream_seed(seed, "batches.limit"))
             keep_t = torch.from_numpy(keep)
             x, y = x[keep_t], y[keep_t]
         return cls(

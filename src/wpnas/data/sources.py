@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from wpnas.data.splits import ImageSplits, channel_stats, resolve_count, stratified_holdout
 from wpnas.errors import ConfigError, DataError
+from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
 
@@ -99,16 +100,16 @@ def _finish(
         test_x = resize_uint8(test_x, cfg.image_size)
     labels = train_y.numpy()
     if cfg.train_limit is not None and cfg.train_limit < len(labels):
-        _, keep = stratified_holdout(labels, cfg.train_limit, cfg.seed + 101)
+        _, keep = stratified_holdout(labels, cfg.train_limit, stream_seed(cfg.seed, "data.train_limit"))
         train_x, train_y, labels = train_x[keep], train_y[keep], labels[keep]
     if cfg.test_limit is not None and cfg.test_limit < len(test_y):
-        _, keep = stratified_holdout(test_y.numpy(), cfg.test_limit, cfg.seed + 202)
+        _, keep = stratified_holdout(test_y.numpy(), cfg.test_limit, stream_seed(cfg.seed, "data.test_limit"))
         test_x, test_y = test_x[keep], test_y[keep]
     n_valid = resolve_count(cfg.valid_size, len(labels), "data.valid_size")
     kept, held = stratified_holdout(labels, n_valid, cfg.seed)
     # Store each split in a seeded random order: sources list images class by class, and
     # nothing downstream should depend on (or be hurt by) that order.
-    rng = np.random.default_rng(cfg.seed + 55)
+    rng = np.random.default_rng(stream_seed(cfg.seed, "data.order"))
     kept_t, held_t = torch.from_numpy(rng.permutation(kept)), torch.from_numpy(rng.permutation(held))
     test_order = torch.from_numpy(np.random.default_rng(2027).permutation(len(test_y)))  # seed-independent
     test_x, test_y = test_x[test_order], test_y[test_order]
@@ -275,6 +276,6 @@ def _load_image_folder(cfg: DataConfig):
     classes = sorted(tree)
     images, labels = _tree_tensors(tree, classes, cfg.image_size)
     n_test = resolve_count(cfg.test_size, len(labels), "data.test_size")
-    kept, held = stratified_holdout(labels.numpy(), n_test, cfg.seed + 7)
+    kept, held = stratified_holdout(labels.numpy(), n_test, stream_seed(cfg.seed, "data.test_split"))
     kept_t, held_t = torch.from_numpy(kept), torch.from_numpy(held)
     return images[kept_t], labels[kept_t], images[held_t], labels[held_t], classes

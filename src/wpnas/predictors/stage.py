@@ -20,6 +20,7 @@ from wpnas.nasbench import BenchmarkConfig, load_benchmark, ranking_report
 from wpnas.predictors.models import Predictor, PredictorConfig
 from wpnas.predictors.training import check_pairs, train_predictor
 from wpnas.spaces.base import SearchSpace
+from wpnas.seeds import stream_seed
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ class PredictorStageConfig:
 
 def split_pairs(n: int, valid: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Seeded (train, valid) index split of ``n`` ground-truth pairs."""
-    order = np.random.default_rng(seed + 31337).permutation(n)
+    order = np.random.default_rng(stream_seed(seed, "predictor.split")).permutation(n)
     return np.sort(order[valid:]), np.sort(order[:valid])
 
 

@@ -22,6 +22,7 @@ from wpnas.predictors.encoders import to_batch
 from wpnas.predictors.losses import comparison_loss, predictor_loss
 from wpnas.predictors.models import Predictor, PredictorConfig, RelationNet, TargetNorm, build_net
 from wpnas.spaces.base import SearchSpace
+from wpnas.seeds import stream_seed
 
 __all__ = ["check_pairs", "train_predictor"]
 
@@ -131,7 +132,7 @@ def _select_support(cfg: PredictorConfig, y: np.ndarray, count: int, seed: int) 
         order = np.argsort(y, kind="stable")
         picks = np.round(np.linspace(0, n - 1, count)).astype(int)
         return np.sort(order[picks])
-    return np.sort(np.random.default_rng(seed + 7919).choice(n, size=count, replace=False))
+    return np.sort(np.random.default_rng(stream_seed(seed, "predictor.support")).choice(n, size=count, replace=False))
 
 
 def _fit_calibration(score: np.ndarray, target: np.ndarray) -> tuple[float, float]:

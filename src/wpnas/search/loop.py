@@ -58,6 +58,7 @@ from wpnas.search.self_critical import (
     check_alpha_settings,
 )
 from wpnas.search.trajectory import trajectory_table
+from wpnas.seeds import stream_seed
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Meter, Trainer, check_finite
@@ -67,9 +68,6 @@ from wpnas.train.optim import OptimConfig
 logger = logging.getLogger(__name__)
 
 STAGE = "search"
-#: Seed offsets of the search's own random streams (policy sampling, reward batches).
-_SAMPLER_SEED_OFFSET = 7727
-_VALID_SEED_OFFSET = 1
 
 
 @dataclass(frozen=True)
@@ -220,7 +218,7 @@ class WPNASSearch:
         vx, vy = splits.split("valid")
         self.valid_batches = DeviceBatches(
             vx, vy, splits.mean, splits.std, device=self.device, batch_size=cfg.valid_batch_size, shuffle=True,
-            augment=None, drop_last=vx.shape[0] > cfg.valid_batch_size, seed=self.seed + _VALID_SEED_OFFSET,
+            augment=None, drop_last=vx.shape[0] > cfg.valid_batch_size, seed=stream_seed(self.seed, "search.valid_batches"),
             channels_last=cl,
         )
         self.eval_batches = DeviceBatches.from_splits(
@@ -229,7 +227,7 @@ class WPNASSearch:
         )
         self.calib_source = (
             DeviceBatches.from_splits(
-                splits, "train", self.device, cfg.batch_size, train=False, shuffle=True, seed=self.seed + 1,
+                splits, "train", self.device, cfg.batch_size, train=False, shuffle=True, seed=stream_seed(self.seed, "calibration"),
                 channels_last=cl,
             )
             if self.train_batches is not None
@@ -244,7 +242,7 @@ class WPNASSearch:
         )
         if not cfg.update_weights:
             self.net.requires_grad_(False)
-        self.generator = torch.Generator().manual_seed(self.seed + _SAMPLER_SEED_OFFSET)
+        self.generator = torch.Generator().manual_seed(stream_seed(self.seed, "search.sampler"))
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
         self.probabilities: list[list[list[float]]] = [self._snapshot()]
@@ -358,7 +356,7 @@ class WPNASSearch:
         calib = ()
         if self.calib_source is not None and self.cfg.calib_batches:
             # A fixed draw per architecture: the same whether the run was resumed or not.
-            self.calib_source.generator.manual_seed(self.seed + 1 + self.space.index(arch) % (2**31))
+            self.calib_source.generator.manual_seed(stream_seed(self.seed, "calibration") + self.space.index(arch) % (2**31))
             calib = self.calib_source.take(self.cfg.calib_batches)
         with torch.no_grad():
             offsets = self.net.offsets(arch)

@@ -23,9 +23,9 @@ from wpnas.errors import CheckpointError
 from wpnas.search.hypernet import HyperNet, HyperNetConfig
 from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import Arch
+from wpnas.seeds import stream_seed
 
 #: Offset of the seed used to initialise a HyperNet, so it differs from other seeded draws.
-HYPERNET_SEED_OFFSET = 1543
 
 
 class WeaklySharedSuperNet(nn.Module):
@@ -74,7 +74,7 @@ def build_hypernet(space, cfg: HyperNetConfig | dict[str, Any] | None, seed: int
     """A HyperNet initialised from ``seed`` without disturbing the global torch RNG."""
     cfg = from_dict(HyperNetConfig, cfg, where="hypernet")
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed + HYPERNET_SEED_OFFSET)
+        torch.manual_seed(stream_seed(seed, "hypernet.init"))
         return HyperNet.from_config(space, cfg)
 
 

@@ -31,6 +31,7 @@ from wpnas.progress import Progress
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
 from wpnas.train.optim import OptimConfig
+from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class GroundTruthConfig:
 
 def sample_architectures(space: SearchSpace, count: int, seed: int) -> list[Arch]:
     """The N distinct architectures whose ground truth is acquired (seeded, uniform)."""
-    return space.sample_unique(np.random.default_rng(seed + 4241), count)
+    return space.sample_unique(np.random.default_rng(stream_seed(seed, "ground_truth.archs")), count)
 
 
 def finetune_architecture(

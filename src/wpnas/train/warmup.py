@@ -26,6 +26,7 @@ from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
 from wpnas.train.evaluation import evaluate_architecture
 from wpnas.train.optim import OptimConfig
+from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def probe_architectures(space: SearchSpace, count: int, seed: int) -> list[tuple
     """The fixed probe set: the same ``count`` architectures for a given seed."""
     if count == 0:
         return []
-    return space.sample_unique(np.random.default_rng(seed + 7919), count)
+    return space.sample_unique(np.random.default_rng(stream_seed(seed, "warmup.probes")), count)
 
 
 def warmup_supernet(
@@ -103,7 +104,7 @@ def warmup_supernet(
             logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
     probes = probe_architectures(space, cfg.probe_archs, seed)
     calib_source = DeviceBatches.from_splits(
-        splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=seed + 1,
+        splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=stream_seed(seed, "calibration"),
         channels_last=engine.channels_last,
     )
 
@@ -114,7 +115,7 @@ def warmup_supernet(
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         if not probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
             return {}
-        calib_source.generator.manual_seed(seed + 1 + epoch)  # same draw whether resumed or not
+        calib_source.generator.manual_seed(stream_seed(seed, "calibration") + epoch)  # same draw whether resumed or not
         calib = calib_source.take(cfg.calib_batches)
         accs = [evaluate_architecture(supernet, a, valid, engine, calib)["acc"] for a in probes]
         return {

@@ -1,0 +1,44 @@
+"""Named random streams: every seeded draw in wpnas derives from the run seed and a name.
+
+A stage that needs its own generator asks for ``stream_seed(seed, "warmup.probes")``
+instead of adding a private constant to the seed, so the streams are listed (and kept
+apart) in one place. The offsets are the values the project has always used: changing
+one changes which architectures, batches or splits a given seed produces.
+"""
+
+from __future__ import annotations
+
+#: stream name -> offset added to the seed it derives from.
+STREAMS: dict[str, int] = {
+    # data (offsets from data.seed)
+    "data.order": 55,
+    "data.train_limit": 101,
+    "data.test_limit": 202,
+    "data.test_split": 7,
+    "batches.limit": 9973,
+    # BN recalibration and evaluation batches (offsets from the run seed)
+    "calibration": 1,
+    # warm-up
+    "warmup.probes": 7919,
+    # ground truth
+    "ground_truth.archs": 4241,
+    # predictor
+    "predictor.split": 31337,
+    "predictor.support": 7919,
+    # WPNAS search
+    "search.sampler": 7727,
+    "search.valid_batches": 1,
+    "hypernet.init": 1543,
+    # baselines and evaluation
+    "evolution": 3571,
+    "landmark": 6007,
+    "ranking.sample": 2027,
+}
+
+
+def stream_seed(seed: int, stream: str) -> int:
+    """The seed of ``stream`` for base ``seed`` (raises ``KeyError`` naming the known streams)."""
+    try:
+        return int(seed) + STREAMS[stream]
+    except KeyError:
+        raise KeyError(f"unknown random stream {stream!r}; known: {sorted(STREAMS)}") from None
