@@ -3,8 +3,9 @@
 Warm up a SuperNet on CIFAR-10 (the shared JPEG tree, an image folder, or torchvision's
 CIFAR-10) for a given budget, evaluate a fixed seeded sample of architectures with
 inherited weights (after BN recalibration) on the held-out valid split, and compare with
-``cifar10_valid_200ep`` of the NAS-Bench-201 table. A zero-cost proxy measured in the same
-run (parameter count) is printed as the baseline the SuperNet has to beat.
+``cifar10_valid_200ep`` of the NAS-Bench-201 table (``wpnas.train.ranking.rank_supernet``).
+Two zero-cost proxies scored on the same sample (parameter count, FLOPs) are printed as
+the baselines the SuperNet has to beat.
 
     python benchmarks/supernet_ranking.py --epochs 3 --C 8 --N 1 --train-limit 10000
 """
@@ -15,18 +16,15 @@ import argparse
 import json
 import time
 
-import numpy as np
-
 from _common import NB201_TABLE, cifar10_tree, describe_device
 from wpnas.config import resolve_device, seed_everything
-from wpnas.data.batching import DeviceBatches
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.io.supernet_checkpoint import restore_supernet
-from wpnas.nasbench import BenchmarkTable, kendall_tau, spearman
+from wpnas.nasbench import BenchmarkConfig
 from wpnas.spaces import get_space
-from wpnas.train.engine import Engine, EngineConfig
-from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.engine import EngineConfig
 from wpnas.train.optim import OptimConfig
+from wpnas.train.ranking import RankingConfig, check_ranking, rank_supernet
 from wpnas.train.warmup import WarmupConfig, warmup_supernet
 
 
@@ -46,6 +44,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=None, help="resize images (e.g. 16 for CPU budgets)")
     parser.add_argument("--valid-limit", type=int, default=2000, help="valid images per architecture evaluation")
     parser.add_argument("--archs", type=int, default=100, help="seeded sample of architectures to rank")
+    parser.add_argument("--sample-seed", type=int, default=0, help="seed of the sample (independent of --seed)")
     parser.add_argument("--calib-batches", type=int, default=4)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--seed", type=int, default=0)
@@ -66,7 +65,12 @@ def main() -> None:
     data_seconds = time.monotonic() - started
 
     space = get_space("nats_tss", C=args.C, N=args.N)
-    table = BenchmarkTable.from_csv(args.table, space)
+    ranking = RankingConfig(
+        num_archs=args.archs, sample_seed=args.sample_seed, calib_batches=args.calib_batches,
+        calib_batch_size=args.batch_size, valid_limit=args.valid_limit, eval_batch_size=512,
+        benchmark=BenchmarkConfig(kind="csv", path=args.table, metric=args.metric),
+    )
+    check_ranking(space, ranking)
     engine_cfg = EngineConfig(amp=not args.no_amp)
     cfg = WarmupConfig(
         epochs=args.epochs, batch_size=args.batch_size, optim=OptimConfig(lr=args.lr, lr_min=args.lr_min),
@@ -77,43 +81,39 @@ def main() -> None:
     warmup_seconds = time.monotonic() - t0
 
     supernet = restore_supernet(checkpoint, device)
-    engine = Engine(device, engine_cfg)
-    supernet = engine.prepare(supernet)
-    rng = np.random.default_rng(args.seed + 2024)
-    archs = space.sample_unique(rng, args.archs)
-    valid = DeviceBatches.from_splits(splits, "valid", device, 512, train=False, seed=args.seed,
-                                      channels_last=engine.channels_last, limit=args.valid_limit)
-    calib = DeviceBatches.from_splits(splits, "train", device, args.batch_size, train=False, shuffle=True,
-                                      seed=args.seed + 1, channels_last=engine.channels_last).take(args.calib_batches)
-    t0 = time.monotonic()
-    accs = np.array([evaluate_architecture(supernet, a, valid, engine, calib)["acc"] for a in archs])
-    eval_seconds = time.monotonic() - t0
-    truth = table.lookup_many(archs, args.metric)
-    params = np.array([space.cost(a, splits.input_shape, splits.num_classes).params_m for a in archs])
+    report = rank_supernet(supernet, space, splits, ranking, device, seed=args.seed, engine_cfg=engine_cfg)
+    m = report.metrics
     result = {
         "device": describe_device(device),
         "space": f"nats_tss C={args.C} N={args.N}",
         "input_shape": list(splits.input_shape),
         "train_images": int(splits.train_x.shape[0]),
         "epochs": args.epochs,
-        "archs": len(archs),
-        "metric": args.metric,
-        "kendall_tau": kendall_tau(accs, truth),
-        "spearman": spearman(accs, truth),
-        "baseline_params_kendall_tau": kendall_tau(params, truth),
-        "baseline_params_spearman": spearman(params, truth),
-        "supernet_acc_mean": float(accs.mean()),
-        "supernet_acc_max": float(accs.max()),
+        "archs": m["n"],
+        "sample": m["sample"],
+        "metric": m["column"],
+        "kendall_tau": m["kendall_tau"],
+        "spearman": m["spearman"],
+        "mse": m["mse"],
+        "baseline_params_kendall_tau": m["params_kendall_tau"],
+        "baseline_params_spearman": m["params_spearman"],
+        "baseline_flops_kendall_tau": m["flops_kendall_tau"],
+        "baseline_flops_spearman": m["flops_spearman"],
+        "supernet_acc_mean": m["supernet_acc_mean"],
+        "supernet_acc_max": m["supernet_acc_max"],
+        "best_arch": m["best_arch"],
+        "best_arch_rank": (f"{m['best_position']['rank']} of {m['best_position']['of']}"
+                           if m["best_position"] else "n/a"),
         "seconds_data": round(data_seconds, 1),
         "seconds_warmup": round(warmup_seconds, 1),
-        "seconds_eval": round(eval_seconds, 1),
+        "seconds_eval": round(m["seconds"], 1),
         "seconds_total": round(time.monotonic() - started, 1),
     }
     for key, value in result.items():
         print(f"{key:>28}: {value:.4f}" if isinstance(value, float) else f"{key:>28}: {value}")
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump(result, fh, indent=2)
+            json.dump({**result, "ranking": report.to_dict()}, fh, indent=2)
 
 
 if __name__ == "__main__":

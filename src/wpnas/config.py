@@ -120,6 +120,11 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return plain(dataclasses.asdict(obj))
 
 
+def fraction_or_count(size: float | int, total: int) -> int:
+    """How many of ``total`` a size means: a fraction in (0, 1) of ``total``, or a count (>= 1)."""
+    return int(round(size * total)) if size < 1 else int(size)
+
+
 _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 

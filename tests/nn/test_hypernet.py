@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from wpnas.errors import ArchitectureError, ConfigError
+from wpnas.config import from_dict
 from wpnas.search.hypernet import HyperNet, HyperNetConfig
 from wpnas.spaces.supernet import OFFSET_KERNEL
 from wpnas.spaces import get_space
@@ -72,7 +73,7 @@ def test_fixed_mode_is_random_frozen_and_architecture_dependent(small):
 
 def test_off_mode_returns_none_and_has_no_weights(small):
     space, _, _ = small
-    hyper = HyperNet.from_config(space, {"mode": "off"})
+    hyper = HyperNet.from_config(space, HyperNetConfig(mode="off"))
     assert hyper(tuple(0 for _ in space.num_choices)) is None
     assert list(hyper.parameters()) == []
 
@@ -111,7 +112,7 @@ def test_bad_input_and_config():
     with pytest.raises(ConfigError, match="mode"):
         HyperNet(space, mode="sometimes")
     with pytest.raises(ConfigError, match="unknown setting"):
-        HyperNet.from_config(space, {"mode": "trained", "layers": 2})
+        HyperNet.from_config(space, from_dict(HyperNetConfig, {"mode": "trained", "layers": 2}))
     with pytest.raises(ConfigError, match="fixed_scale"):
         HyperNetConfig(fixed_scale=0.0)
     assert hyper.describe()["hypernet"]["mode"] == "trained"

@@ -80,7 +80,7 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
 
     # MLflow: one run with parameters, per-stage metrics and the important artifacts
     assert run.data.params["space.name"] == space_name
-    assert run.data.params["search.reward.b1"] == "0.01"
+    assert run.data.params["search.wpnas.reward.b1"] == "0.01"
     assert run.data.tags["pipeline"] == "search"
     for key in ("warmup/train_loss", "ground_truth/accuracy", "search/entropy"):
         assert key in run.data.metrics, key

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from collections.abc import Iterable, Sequence
 from types import SimpleNamespace
 from typing import Any
@@ -13,6 +15,7 @@ from wpnas.config import from_dict
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.errors import ArchitectureError
 from wpnas.spaces import get_space
+from wpnas.search import SearchConfig, WPNASConfig
 from wpnas.spaces.base import Cost, Decision, SearchSpace
 from wpnas.train.warmup import WarmupConfig, warmup_supernet
 
@@ -76,14 +79,20 @@ def warmed(name: str, splits) -> tuple[SearchSpace, dict]:
     return _WARMED[name]
 
 
-def search_cfg(**overrides: Any) -> dict[str, Any]:
-    """A few steps of the real loop; keys override (nested dicts replace whole sections)."""
+#: Keys of ``search.wpnas`` (the rest are the runner's ``search`` keys).
+WPNAS_KEYS = {f.name for f in dataclasses.fields(WPNASConfig)}
+
+
+def search_cfg(**overrides: Any) -> SearchConfig:
+    """A few steps of the real loop; keys override (nested dicts replace whole sections).
+
+    WPNAS keys (``reward``, ``hypernet``, ``alpha_lr``, ...) may be given flat: they go to
+    ``search.wpnas``."""
     cfg: dict[str, Any] = {
         "epochs": 2,
         "steps_per_epoch": 4,
         "batch_size": 32,
         "valid_batch_size": 64,
-        "alpha_lr": 0.05,
         "eval_every": 1,
         "eval_valid_limit": 100,
         "eval_batch_size": 100,
@@ -91,8 +100,11 @@ def search_cfg(**overrides: Any) -> dict[str, Any]:
         "augment": {"crop_padding": 1, "flip": False},
         "log_every": 3600.0,
     }
-    cfg.update(overrides)
-    return cfg
+    wpnas: dict[str, Any] = {"alpha_lr": 0.05}
+    for key, value in overrides.items():
+        (wpnas if key in WPNAS_KEYS else cfg)[key] = value
+    cfg["wpnas"] = {**wpnas, **cfg.get("wpnas", {})}
+    return from_dict(SearchConfig, cfg, where="search")
 
 
 @pytest.fixture()

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
-from wpnas.search import loop as loop_module
-from wpnas.search.loop import SearchConfig, WPNASSearch, restore_search, run_search
+from wpnas.config import from_dict
+from wpnas.search import runner as runner_module
+from wpnas.search import SearchConfig, SearchRunner, restore_search, run_search
 from wpnas.search.trajectory import COLUMNS
+from wpnas.search.hypernet import HyperNetConfig
 from wpnas.search.weakly_shared import build_hypernet
 
 DEVICE = torch.device("cpu")
@@ -71,7 +73,7 @@ def test_end_to_end_artifacts(kit, space_name):
 def test_metrics_go_to_tracking_each_epoch(kit, monkeypatch):
     space, warmed = kit.warmed("nats_tss")
     logged = []
-    monkeypatch.setattr(loop_module.tracking, "log_metrics",
+    monkeypatch.setattr(runner_module.tracking, "log_metrics",
                         lambda metrics, step=None, prefix="": logged.append((dict(metrics), step, prefix)))
     run_search(space, kit.digits, warmed, kit.cfg(epochs=3, steps_per_epoch=2, eval_every=2), DEVICE, seed=0)
     assert [step for _, step, _ in logged] == [1, 2, 3]
@@ -96,16 +98,16 @@ def test_hypernet_identity_at_start_then_weakly_shared(kit, space_name):
     space, warmed = kit.warmed(space_name)
     cfg = kit.cfg(hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8},
                   optim={"lr": 0.1, "lr_min": 0.01})
-    search = WPNASSearch(space, kit.digits, warmed, cfg, DEVICE, seed=0)
-    x, y = next(iter(search.valid_batches))
+    search = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0)
+    x, y = next(iter(search.ctx.valid_batches))
     a, b = _sharing_pair(space)
     # identity HyperNet: the loop's forward and reward equal plain weight sharing
-    search.net.eval()
+    search.method.net.eval()
     with torch.no_grad():
         for arch in (a, b):
-            torch.testing.assert_close(search.net(x, arch), search.net.supernet(x, arch), rtol=0, atol=0)
-    plain = WPNASSearch(space, kit.digits, warmed, kit.cfg(), DEVICE, seed=0)
-    np.testing.assert_array_equal(search.cross_entropies([a, b], x, y), plain.cross_entropies([a, b], x, y))
+            torch.testing.assert_close(search.method.net(x, arch), search.method.net.supernet(x, arch), rtol=0, atol=0)
+    plain = SearchRunner(space, kit.digits, warmed, kit.cfg(), DEVICE, seed=0)
+    np.testing.assert_array_equal(search.method.cross_entropies([a, b], x, y), plain.method.cross_entropies([a, b], x, y))
 
     result = search.run()
     net, _ = restore_search(result.checkpoint)
@@ -129,7 +131,7 @@ def test_fixed_hypernet_is_frozen_and_not_identity(kit):
     space, warmed = kit.warmed("nats_sss")
     hyper_cfg = {"mode": "fixed", "embed_dim": 8, "hidden": 8, "fixed_scale": 0.1}
     result = run_search(space, kit.digits, warmed, kit.cfg(hypernet=hyper_cfg), DEVICE, seed=3)
-    initial = build_hypernet(space, hyper_cfg, seed=3).state_dict()
+    initial = build_hypernet(space, from_dict(HyperNetConfig, hyper_cfg), seed=3).state_dict()
     assert _states_equal(result.checkpoint["hypernet"]["state_dict"], initial)
     net, _ = restore_search(result.checkpoint)
     with torch.no_grad():
@@ -182,26 +184,26 @@ def test_predictor_term_steers_the_search(kit):
 def _training_archs(search):
     """Record the architectures the weight updates train (forward calls with gradients on)."""
     seen = []
-    forward = search.net.forward
+    forward = search.method.net.forward
 
     def spy(x, arch):
         if torch.is_grad_enabled():
             seen.append(tuple(arch))
         return forward(x, arch)
 
-    search.net.forward = spy
+    search.method.net.forward = spy
     return seen
 
 
 @pytest.mark.parametrize("sampling", ["probabilistic", "uniform"])
 def test_sampling_mode_picks_what_the_weights_train(kit, sampling):
     space, warmed = kit.warmed("nats_sss")
-    search = WPNASSearch(space, kit.digits, warmed, kit.cfg(sampling=sampling, epochs=1, steps_per_epoch=12),
+    search = SearchRunner(space, kit.digits, warmed, kit.cfg(sampling=sampling, epochs=1, steps_per_epoch=12),
                          DEVICE, seed=0)
     favourite = (1, 0, 1, 0, 1)
     with torch.no_grad():
-        search.dist.alpha.zero_()
-        search.dist.alpha[torch.arange(5), torch.tensor(favourite)] = 30.0  # p(favourite) ~ 1
+        search.method.dist.alpha.zero_()
+        search.method.dist.alpha[torch.arange(5), torch.tensor(favourite)] = 30.0  # p(favourite) ~ 1
     seen = _training_archs(search)
     search.run()
     assert len(seen) == 12
@@ -223,7 +225,7 @@ def test_resume_continues_the_same_run(kit, tmp_path):
     space, warmed = kit.warmed("nats_sss")
     cfg = kit.cfg(epochs=2, steps_per_epoch=3, hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
     straight = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5)
-    half = WPNASSearch(space, kit.digits, warmed, cfg, DEVICE, seed=5).run(stop_epoch=1)
+    half = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=5).run(stop_epoch=1)
     assert half.checkpoint["epoch"] == 1 and len(half.history) == 1
     path = tmp_path / "searched_supernet.pt"  # through the file format the catalog uses (weights_only)
     save_checkpoint(half.checkpoint, path)
@@ -237,10 +239,12 @@ def test_resume_continues_the_same_run(kit, tmp_path):
 
 
 def test_config_from_plain_dicts():
-    cfg = SearchConfig(reward={"b1": 0.5, "b2": 1e-3}, hypernet={"mode": "fixed"}, optim={"lr": 0.01, "lr_min": 1e-5})
-    assert cfg.reward.b2 == 1e-3 and cfg.hypernet.mode == "fixed" and cfg.optim.lr_min == 1e-5
-    defaults = SearchConfig()
-    assert defaults.epochs == 300 and defaults.optim.lr == 0.01 and defaults.optim.lr_min == 1e-5
+    cfg = from_dict(SearchConfig, {"wpnas": {"reward": {"b1": 0.5, "b2": 1e-3}, "hypernet": {"mode": "fixed"},
+                                             "optim": {"lr": 0.01, "lr_min": 1e-5}}})
+    assert cfg.wpnas.reward.b2 == 1e-3 and cfg.wpnas.hypernet.mode == "fixed" and cfg.wpnas.optim.lr_min == 1e-5
+    defaults = SearchConfig()  # the paper's settings
+    assert defaults.method == "wpnas" and defaults.epochs == 300
+    assert defaults.wpnas.optim.lr == 0.01 and defaults.wpnas.optim.lr_min == 1e-5 and defaults.wpnas.alpha_lr == 3e-4
 
 
 def test_a_trained_predictor_plugs_in(kit):

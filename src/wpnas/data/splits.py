@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wpnas.config import fraction_or_count
 from wpnas.errors import DataError
 
 SPLITS = ("train", "valid", "test")
@@ -120,7 +121,7 @@ def resolve_count(size: float | int, total: int, what: str) -> int:
     """A split size given as a fraction in (0, 1) or as a count >= 1."""
     if isinstance(size, bool) or size < 0:
         raise DataError(f"{what}: {size!r} must be a fraction in (0, 1) or a count >= 1")
-    count = int(round(size * total)) if size < 1 else int(size)
+    count = fraction_or_count(size, total)
     if count >= total:
         raise DataError(f"{what}: {size!r} would leave no training images (only {total} available)")
     return count

@@ -14,7 +14,7 @@ import torch
 
 import wpnas
 from wpnas.errors import CheckpointError
-from wpnas.spaces.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet, check_description, describe_supernet
 from wpnas.spaces import get_space
 
 KIND = "wpnas.supernet"
@@ -55,13 +55,7 @@ def restore_supernet(
     checkpoint = check_checkpoint(checkpoint, source)
     described = checkpoint["supernet"]
     if expected is not None:
-        diffs = [
-            f"{k}: checkpoint has {described.get(k)!r}, parameters say {v!r}"
-            for k, v in expected.items()
-            if described.get(k) != v
-        ]
-        if diffs:
-            raise CheckpointError(f"{source} was written for another space or configuration: " + "; ".join(diffs))
+        check_description(described, expected, source)
     space = get_space(described["space"], described.get("options") or {})
     supernet = space.build_supernet(described["in_channels"], described["num_classes"])
     try:
@@ -73,5 +67,4 @@ def restore_supernet(
 
 def describe_for(space_name: str, options: dict[str, Any], in_channels: int, num_classes: int) -> dict[str, Any]:
     """The ``describe()`` dict a SuperNet built from these settings would have."""
-    space = get_space(space_name, options)
-    return {"space": space.name, "options": space.options(), "in_channels": in_channels, "num_classes": num_classes}
+    return describe_supernet(get_space(space_name, options), in_channels, num_classes)

@@ -152,6 +152,11 @@ class PredictorConfig:
         return from_dict(cls, base, where="predictor (paper preset)")
 
     @property
+    def min_train_pairs(self) -> int:
+        """Fewest training pairs this predictor can learn from (few-shot: a support set plus a query)."""
+        return self.support_size + 1 if self.kind == "fewshot" else 2
+
+    @property
     def loss_config(self) -> LossConfig:
         return LossConfig(self.loss, self.ranking, self.margin, self.ranking_weight, self.mse_weight)
 

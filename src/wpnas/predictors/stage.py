@@ -20,6 +20,7 @@ from wpnas.nasbench import BenchmarkConfig, load_benchmark, ranking_report
 from wpnas.predictors.models import Predictor, PredictorConfig
 from wpnas.predictors.training import check_pairs, train_predictor
 from wpnas.spaces.base import SearchSpace
+from wpnas.config import fraction_or_count
 from wpnas.seeds import stream_seed
 
 
@@ -50,13 +51,12 @@ class PredictorStageConfig:
         return from_dict(PredictorConfig, self.model, where="predictor.model")
 
     def valid_count(self, total: int) -> int:
-        return int(round(self.valid_size * total)) if self.valid_size < 1 else int(self.valid_size)
+        return fraction_or_count(self.valid_size, total)
 
     @property
     def min_pairs(self) -> int:
         """Fewest ground-truth pairs that can train and validate this predictor."""
-        cfg = self.predictor_config()
-        train = cfg.support_size + 1 if cfg.kind == "fewshot" else 2
+        train = self.predictor_config().min_train_pairs
         if self.valid_size >= 1:
             return train + int(self.valid_size)
         return int(np.ceil(train / (1 - self.valid_size))) if self.valid_size < 1 else train

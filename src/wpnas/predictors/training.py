@@ -161,8 +161,7 @@ def train_predictor(
     in the same units). Returns the predictor and a history dict (per-member epoch losses,
     seconds)."""
     cfg = from_dict(PredictorConfig, cfg, where="predictor")
-    min_pairs = cfg.support_size + 1 if cfg.kind == "fewshot" else 2
-    tokens, acc = check_pairs(space, archs, accuracies, min_pairs=min_pairs)
+    tokens, acc = check_pairs(space, archs, accuracies, min_pairs=cfg.min_train_pairs)
     carried = _carried(cfg, len(tokens))
     if cfg.kind == "fewshot" and carried > len(tokens):
         raise DataError(f"predictor.inference_support={carried} exceeds the {len(tokens)} training pairs")

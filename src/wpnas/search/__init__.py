@@ -1,8 +1,12 @@
-"""WPNAS search (paper Sections 3.1, 3.3, 3.4): the architecture distribution, the reward,
-the self-critical policy gradient, weakly weight sharing and the search loop."""
+"""Search (paper step 4): one interface for search methods, a generic runner, and the
+methods: WPNAS (the architecture distribution, the reward, the self-critical policy
+gradient, weakly weight sharing) and SPOS evolution (the baseline)."""
 
+from wpnas.search.config import SearchConfig, WPNASConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
-from wpnas.search.loop import SearchConfig, SearchResult, WPNASSearch, restore_search, run_search
+from wpnas.search.evolution import Evolution, EvolutionConfig
+from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
+from wpnas.search.registry import available_methods, get_method, register_method
 from wpnas.search.reward import (
     PredictionCache,
     Reward,
@@ -12,7 +16,9 @@ from wpnas.search.reward import (
     batch_statistics,
     path_cross_entropy,
 )
+from wpnas.search.runner import SearchResult, SearchRunner, run_search
 from wpnas.search.self_critical import SelfCriticalOptimizer, self_critical_loss
+from wpnas.search.spos import SPOSEvolution
 from wpnas.search.trajectory import (
     alpha_heatmap,
     alpha_trajectory_figure,
@@ -20,26 +26,38 @@ from wpnas.search.trajectory import (
     trajectory_table,
 )
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
+from wpnas.search.wpnas_method import WPNASMethod, restore_search
 
 __all__ = [
     "ArchDistribution",
+    "Evolution",
+    "EvolutionConfig",
     "PredictionCache",
     "Reward",
     "RewardConfig",
     "RewardParts",
+    "SPOSEvolution",
     "SearchConfig",
+    "SearchContext",
+    "SearchMethod",
     "SearchResult",
+    "SearchRunner",
     "SelfCriticalOptimizer",
-    "WPNASSearch",
+    "StepBatches",
+    "WPNASConfig",
+    "WPNASMethod",
     "WeaklySharedSuperNet",
     "alpha_heatmap",
     "alpha_trajectory_figure",
     "as_predictor_fn",
+    "available_methods",
     "batch_statistics",
     "build_hypernet",
     "chosen_probabilities",
+    "get_method",
     "path_cross_entropy",
     "probability_matrix",
+    "register_method",
     "restore_hypernet",
     "restore_search",
     "run_search",

@@ -93,8 +93,7 @@ class HyperNet(nn.Module):
             self.requires_grad_(False)
 
     @classmethod
-    def from_config(cls, space: SearchSpace, cfg: HyperNetConfig | dict[str, Any] | None) -> HyperNet:
-        cfg = from_dict(HyperNetConfig, cfg, where="hypernet")
+    def from_config(cls, space: SearchSpace, cfg: HyperNetConfig) -> HyperNet:
         return cls(space, cfg.embed_dim, cfg.hidden, cfg.mode, cfg.fixed_scale)
 
     def describe(self) -> dict[str, Any]:

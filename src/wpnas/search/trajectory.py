@@ -154,3 +154,13 @@ def alpha_trajectory_figure(trajectory: pd.DataFrame, space: SearchSpace, max_co
     figure.supxlabel("epoch")
     figure.supylabel("probability")
     return figure
+
+
+def no_trajectory_figure(method: str) -> Figure:
+    """A small figure stating that ``method`` has no alpha (keeps the ``alpha_heatmap`` artifact honest)."""
+    figure = _new_figure(4.0, 1.2)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.axis("off")
+    axes.text(0.5, 0.5, f"search method {method!r} has no architecture distribution (alpha)",
+              ha="center", va="center", fontsize=8)
+    return figure

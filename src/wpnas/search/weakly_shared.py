@@ -25,7 +25,6 @@ from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import Arch
 from wpnas.seeds import stream_seed
 
-#: Offset of the seed used to initialise a HyperNet, so it differs from other seeded draws.
 
 
 class WeaklySharedSuperNet(nn.Module):
@@ -70,9 +69,8 @@ class WeaklySharedSuperNet(nn.Module):
         }
 
 
-def build_hypernet(space, cfg: HyperNetConfig | dict[str, Any] | None, seed: int) -> HyperNet:
+def build_hypernet(space, cfg: HyperNetConfig, seed: int) -> HyperNet:
     """A HyperNet initialised from ``seed`` without disturbing the global torch RNG."""
-    cfg = from_dict(HyperNetConfig, cfg, where="hypernet")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(stream_seed(seed, "hypernet.init"))
         return HyperNet.from_config(space, cfg)
@@ -83,7 +81,7 @@ def restore_hypernet(space, data: dict[str, Any], source: str = "search checkpoi
     if not isinstance(data, dict) or not {"config", "describe", "state_dict"} <= set(data):
         raise CheckpointError(f"{source} holds no HyperNet (missing config / describe / state_dict)")
     with torch.random.fork_rng(devices=[]):  # a fixed HyperNet draws while building; keep global RNG as is
-        hypernet = HyperNet.from_config(space, data["config"])
+        hypernet = HyperNet.from_config(space, from_dict(HyperNetConfig, data["config"], where=f"{source} HyperNet config"))
     if data["describe"] != hypernet.describe():
         raise CheckpointError(
             f"{source}: HyperNet was written for {data['describe']!r}, expected {hypernet.describe()!r}"

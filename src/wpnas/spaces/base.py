@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import numpy as np
 
 from wpnas.cost import Cost
-from wpnas.errors import ArchitectureError
+from wpnas.errors import ArchitectureError, ConfigError
 
 __all__ = ["Arch", "ArchEncoding", "Cost", "Decision", "SearchSpace"]
 
@@ -160,6 +160,26 @@ class SearchSpace(ABC):
             for arch in self.sample(rng, n - len(seen)):
                 seen.setdefault(arch, None)
         return list(seen)
+
+    def mutate(self, arch: Iterable[int], rng: np.random.Generator, prob: float) -> Arch:
+        """``arch`` with each decision, with probability ``prob``, resampled uniformly among
+        its other choices (a decision with one choice never changes)."""
+        arch = self.validate(arch)
+        if not 0.0 <= prob <= 1.0:
+            raise ConfigError(f"{self.name}: mutation probability {prob!r} must be in [0, 1]")
+        flips = rng.random(self.num_decisions) < prob
+        out = list(arch)
+        for l, (flip, k) in enumerate(zip(flips, self._sizes)):
+            if flip and k > 1:
+                other = int(rng.integers(0, k - 1))  # one of the k - 1 other choices
+                out[l] = other + (other >= arch[l])
+        return tuple(out)
+
+    def crossover(self, a: Iterable[int], b: Iterable[int], rng: np.random.Generator) -> Arch:
+        """Each decision taken from ``a`` or ``b`` with probability 1/2."""
+        a, b = self.validate(a), self.validate(b)
+        from_a = rng.random(self.num_decisions) < 0.5
+        return tuple(x if take else y for x, y, take in zip(a, b, from_a))
 
     def index(self, arch: Iterable[int]) -> int:
         """Mixed-radix position of ``arch`` (last decision fastest). Not an official index."""

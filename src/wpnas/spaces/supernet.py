@@ -22,8 +22,27 @@ from wpnas.errors import CheckpointError
 from wpnas.nn.ops import OFFSET_KERNEL
 from wpnas.spaces.base import SearchSpace
 
-__all__ = ["OFFSET_KERNEL", "SuperNet"]
+__all__ = ["OFFSET_KERNEL", "SuperNet", "check_description", "describe_supernet"]
 
+
+
+def describe_supernet(space: SearchSpace, in_channels: int, num_classes: int) -> dict[str, Any]:
+    """The description a SuperNet of ``space`` for this data has (stored in every SuperNet checkpoint)."""
+    return {
+        "space": space.name,
+        "options": space.options(),
+        "in_channels": int(in_channels),
+        "num_classes": int(num_classes),
+    }
+
+
+def check_description(described: dict[str, Any], expected: dict[str, Any], source: str = "checkpoint") -> None:
+    """Raise ``CheckpointError`` naming every field where a checkpoint's description differs from ``expected``."""
+    diffs = [
+        f"{k}: checkpoint has {described.get(k)!r}, expected {v!r}" for k, v in expected.items() if described.get(k) != v
+    ]
+    if diffs:
+        raise CheckpointError(f"{source} was written for another space or configuration: " + "; ".join(diffs))
 
 
 class SuperNet(nn.Module):
@@ -49,19 +68,11 @@ class SuperNet(nn.Module):
 
     def describe(self) -> dict[str, Any]:
         """What a checkpoint must match to be loaded into this SuperNet."""
-        return {
-            "space": self.space.name,
-            "options": self.space.options(),
-            "in_channels": self.in_channels,
-            "num_classes": self.num_classes,
-        }
+        return describe_supernet(self.space, self.in_channels, self.num_classes)
 
     def check_compatible(self, described: dict[str, Any], source: str = "checkpoint") -> None:
         """Raise ``CheckpointError`` when ``described`` (from a checkpoint) differs from us."""
-        mine = self.describe()
-        diffs = [f"{k}: {described.get(k)!r} (expected {v!r})" for k, v in mine.items() if described.get(k) != v]
-        if diffs:
-            raise CheckpointError(f"{source} was written for another space or configuration: " + "; ".join(diffs))
+        check_description(described, self.describe(), source)
 
     def inherit(self, arch: Iterable[int]) -> nn.Module:
         """Stand-alone network of ``arch`` loaded with the shared weights (same device)."""

@@ -28,6 +28,8 @@ from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
 logger = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
+#: A zero-argument callable returning a scalar term added to a step's loss.
+ExtraLoss = Callable[[], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -110,13 +112,26 @@ class Trainer:
     def lr(self) -> float:
         return float(self.optimizer.param_groups[0]["lr"])
 
-    def step(self, forward: Forward, x: torch.Tensor, y: torch.Tensor, meter: Meter | None = None) -> torch.Tensor:
-        """One SGD step on cross-entropy; returns the (device) loss."""
+    def step(
+        self,
+        forward: Forward,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        meter: Meter | None = None,
+        extra_loss: ExtraLoss | None = None,
+    ) -> torch.Tensor:
+        """One SGD step on cross-entropy; returns the (device) cross-entropy.
+
+        ``extra_loss()``, when given, runs in the same autocast context after the
+        cross-entropy and its value is added to it before backward (a regulariser such as
+        the landmark ranking term); the returned loss and the meter stay the plain CE.
+        """
         self.optimizer.zero_grad(set_to_none=True)
         with self.engine.autocast():
             logits = forward(x)
             loss = F.cross_entropy(logits.float(), y)
-        loss.backward()
+            total = loss if extra_loss is None else loss + extra_loss()
+        total.backward()
         if self.cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.optimizer.step()
@@ -172,8 +187,12 @@ def train_epochs(
     log_every: float = 30.0,
     track: bool = True,
     show_progress: bool = True,
+    extra_loss_for_step: Callable[[int, torch.Tensor, torch.Tensor], ExtraLoss | None] | None = None,
 ) -> list[dict[str, float]]:
     """Train for ``epochs`` epochs; ``forward_for_batch()`` picks what runs on each batch.
+
+    ``extra_loss_for_step(step, x, y)`` (step = ``trainer.steps`` before the step) may
+    return an extra loss term for that batch (see ``Trainer.step``) or None.
 
     Per-epoch metrics (train loss/acc, lr, seconds, plus whatever ``on_epoch_end`` returns)
     go to the active MLflow run under ``metric_prefix`` and into the returned history.
@@ -186,8 +205,13 @@ def train_epochs(
                 m.train()
             meter = Meter(trainer.engine.device)
             started = time.monotonic()
-            for x, y in batches:
-                trainer.step(forward_for_batch(), x, y, meter)
+            if extra_loss_for_step is None:
+                for x, y in batches:
+                    trainer.step(forward_for_batch(), x, y, meter)
+            else:
+                for x, y in batches:
+                    forward = forward_for_batch()
+                    trainer.step(forward, x, y, meter, extra_loss_for_step(trainer.steps, x, y))
             metrics = {f"train_{k}": v for k, v in meter.result().items()}
             check_finite(metrics["train_loss"], f"epoch {epoch + 1} of {desc}")
             metrics["lr"] = trainer.lr

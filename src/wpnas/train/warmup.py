@@ -4,6 +4,10 @@ Only weights are updated; every batch trains one architecture drawn uniformly fr
 space (SPOS-style). A fixed, seeded probe set of architectures is evaluated on the valid
 split each ``probe_every`` epochs with inherited weights (after BN recalibration), so the
 MLflow run shows whether the SuperNet is learning to rank anything at all.
+
+With ``landmark.enabled`` and ground-truth pairs, a landmark ranking term
+(:mod:`wpnas.train.landmark`, Yu et al. CVPR 2021) is added on the training batch of the
+due steps.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from wpnas.config import rng_state, set_rng_state, to_dict
@@ -25,6 +30,7 @@ from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
 from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
 from wpnas.seeds import stream_seed
 
@@ -45,6 +51,7 @@ class WarmupConfig:
     probe_valid_limit: int | None = 2000
     calib_batches: int = 4
     eval_batch_size: int = 512
+    landmark: LandmarkConfig = field(default_factory=LandmarkConfig)
 
     def __post_init__(self) -> None:
         if self.epochs < 1:
@@ -69,12 +76,16 @@ def warmup_supernet(
     device: torch.device,
     seed: int = 0,
     resume: dict[str, Any] | None = None,
+    landmarks: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Run WarmUp and return the ``warmed_supernet`` checkpoint dict.
 
     ``resume`` continues an earlier warm-up checkpoint of the same space (weights,
-    optimizer, scheduler, epoch and RNG states) up to ``cfg.epochs``.
+    optimizer, scheduler, epoch and RNG states) up to ``cfg.epochs``. ``landmarks``
+    (ground-truth ``arch``/``accuracy`` pairs) are required when ``cfg.landmark.enabled``
+    and ignored otherwise.
     """
+    regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
     engine = Engine(device, cfg.engine)
     supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
     train = DeviceBatches.from_splits(
@@ -100,6 +111,8 @@ def warmup_supernet(
         rng = np.random.default_rng()
         rng.bit_generator.state = resume["sampler_state"]
         train.generator.set_state(resume["batch_generator"])
+        if regularizer is not None and resume.get("landmark", {}).get("state") is not None:
+            regularizer.load_state_dict(resume["landmark"]["state"])
         if start_epoch >= cfg.epochs:
             logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
     probes = probe_architectures(space, cfg.probe_archs, seed)
@@ -113,6 +126,12 @@ def warmup_supernet(
         return lambda x: supernet(x, arch)
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+        extra = {}
+        if regularizer is not None and (mean := regularizer.pop_mean()) is not None:
+            extra["landmark_loss"] = mean
+        return {**extra, **probe_metrics(epoch)}
+
+    def probe_metrics(epoch: int) -> dict[str, float]:
         if not probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
             return {}
         calib_source.generator.manual_seed(stream_seed(seed, "calibration") + epoch)  # same draw whether resumed or not
@@ -128,6 +147,9 @@ def warmup_supernet(
     history += train_epochs(
         trainer, train, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
         on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
+        extra_loss_for_step=None if regularizer is None else (
+            lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
+        ),
     )
     return make_checkpoint(
         supernet,
@@ -145,4 +167,28 @@ def warmup_supernet(
               "std": list(splits.std), "classes": list(splits.classes)},
         seconds=elapsed + time.monotonic() - started,
         device=str(device),
+        landmark=(
+            {"enabled": False, "pairs": 0} if regularizer is None
+            else {**regularizer.describe(), "state": regularizer.state_dict()}
+        ),
     )
+
+
+def _landmark_regularizer(
+    space: SearchSpace, cfg: LandmarkConfig, landmarks: pd.DataFrame | None, seed: int
+) -> LandmarkRegularizer | None:
+    """The validated regulariser when enabled (before anything expensive is built), else None."""
+    if not cfg.enabled:
+        if landmarks is not None:
+            logger.info("warm-up: %d landmark pairs given but warmup.landmark.enabled is false; ignored",
+                        len(landmarks))
+        return None
+    if landmarks is None:
+        raise ConfigError(
+            "warmup.landmark.enabled needs ground-truth pairs (a DataFrame with 'arch' and 'accuracy'), "
+            "but no landmarks were given; pass landmarks= or set warmup.landmark.enabled: false"
+        )
+    regularizer = LandmarkRegularizer(space, landmarks, cfg, seed=seed)
+    logger.info("warm-up: landmark regularisation on %d architectures (%d ordered pairs), weight %g every %d step(s)",
+                len(regularizer), regularizer.num_pairs, cfg.weight, cfg.every)
+    return regularizer

@@ -11,11 +11,13 @@ from wpnas.data.splits import ImageSplits
 from wpnas.pipelines.params import search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import alpha_heatmap, run_search
+from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 
 
 def search_node(
     warmed_supernet: dict[str, Any],
     predictor_weights: dict[str, Any],
+    arch_accuracy_pairs: pd.DataFrame,
     image_splits: ImageSplits | dict[str, Any],
     run: dict[str, Any],
     space: dict[str, Any],
@@ -24,8 +26,12 @@ def search_node(
     cfg = search_config(search)
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
-    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.reward.b1 > 0 else None
+    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
+    landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
     result = run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
-                        seed=run_cfg.seed, predictor=predictor)
-    figure = alpha_heatmap(result.alpha_trajectory, search_space)
-    return result.checkpoint, result.alpha_trajectory, figure, result.final_genotype
+                        seed=run_cfg.seed, predictor=predictor, landmarks=landmarks)
+    if cfg.method == "wpnas":
+        trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
+    else:  # methods without alpha: an empty table and a figure that says so
+        trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
+    return result.checkpoint, trajectory, figure, result.final_genotype

@@ -8,7 +8,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 search_node,
-                inputs=["warmed_supernet", "predictor_weights", "image_splits", "params:run", "params:space",
+                inputs=["warmed_supernet", "predictor_weights", "arch_accuracy_pairs", "image_splits", "params:run", "params:space",
                         "params:search"],
                 outputs=["searched_supernet", "alpha_trajectory", "alpha_heatmap", "final_genotype"],
                 name="wpnas_search",

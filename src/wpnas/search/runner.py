@@ -1,0 +1,273 @@
+"""The generic search runner: epochs, batches, evaluation cadence, progress, tracking,
+artifacts and checkpoint / resume, for any :class:`~wpnas.search.methods.SearchMethod`.
+
+Per epoch the history (and the active MLflow run, prefix ``search/``) gets the mean of
+the method's step metrics, its epoch metrics, the cost of its current architecture
+(``argmax_flops_m``, ``argmax_params_m``: "argmax" is the method's current choice:
+argmax alpha for WPNAS, the best evaluated architecture for evolution), training
+loss/accuracy and lr when weights train, and ``argmax_valid_acc`` / ``argmax_valid_loss``
+on evaluation epochs (inherited weights, BN recalibrated on a fixed draw of training
+batches per architecture, so a score does not depend on when it was measured).
+
+``run(stop_epoch)`` stops early; ``resume`` continues from a search checkpoint of the same
+method exactly, or extends it to more epochs.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+import torch
+
+from wpnas import tracking
+from wpnas.config import rng_state, set_rng_state, to_dict
+from wpnas.data.splits import ImageSplits
+from wpnas.errors import CheckpointError, ConfigError, DataError
+from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
+from wpnas.progress import Progress
+from wpnas.search.config import SearchConfig
+from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
+from wpnas.search.registry import get_method
+from wpnas.spaces.base import Arch, SearchSpace
+from wpnas.train.engine import Engine, check_finite
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class SearchResult:
+    """The search artifacts plus the per-epoch history (also inside the checkpoint).
+
+    ``trajectory``: the method's per-epoch table (WPNAS: ``alpha_trajectory``), or None.
+    """
+
+    checkpoint: dict[str, Any]
+    final_genotype: dict[str, Any]
+    history: list[dict[str, Any]]
+    trajectory: pd.DataFrame | None
+
+    @property
+    def alpha_trajectory(self) -> pd.DataFrame | None:
+        return self.trajectory
+
+
+class SearchRunner:
+    """One search run of ``cfg.method``; :func:`run_search` is the usual entry point.
+
+    Construction validates everything (config, inputs, checkpoints, data) and builds the
+    method before any training, so bad input fails fast.
+    """
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        splits: ImageSplits,
+        warmed_checkpoint: dict[str, Any],
+        cfg: SearchConfig,
+        device: torch.device | str,
+        seed: int = 0,
+        predictor: Any = None,
+        landmarks: pd.DataFrame | None = None,
+        resume: dict[str, Any] | None = None,
+    ) -> None:
+        if not isinstance(cfg, SearchConfig):
+            raise ConfigError(
+                f"search settings must be a SearchConfig (parse parameters with from_dict), got {type(cfg).__name__}"
+            )
+        self.cfg = cfg
+        self.space = space
+        self.seed = int(seed)
+        if splits.valid_x.shape[0] == 0:
+            raise DataError("search needs a non-empty valid split: rewards, fitness and evaluations are measured on it")
+        self.ctx = SearchContext(space, splits, cfg, Engine(device, cfg.engine), seed, warmed_checkpoint, predictor,
+                                 landmarks)
+        self.device = self.ctx.device
+        self.warmed_from = {k: warmed_checkpoint.get(k) for k in ("stage", "epoch", "seed") if k in warmed_checkpoint}
+        method_cls = get_method(cfg.method)
+        self.method: SearchMethod = method_cls(self.ctx)
+        if self.method.trains_weights and splits.train_x.shape[0] == 0:
+            raise DataError(f"search method {cfg.method!r} trains SuperNet weights and needs a non-empty train split")
+        self.epoch = 0  # completed epochs
+        self.history: list[dict[str, Any]] = []
+        self.elapsed = 0.0
+        if resume is not None:
+            self._resume(resume)
+
+    @property
+    def num_epochs(self) -> int:
+        return self.method.num_epochs
+
+    # -- epochs ----------------------------------------------------------------------
+    def run(self, stop_epoch: int | None = None) -> SearchResult:
+        """Search up to the method's epochs (or stop after ``stop_epoch``; ``run`` again continues)."""
+        total = self.num_epochs
+        stop = total if stop_epoch is None else min(int(stop_epoch), total)
+        started = time.monotonic()
+        with Progress(max(0, stop - self.epoch), self.cfg.method, unit="epoch", log_every=self.cfg.log_every) as bar:
+            for epoch in range(self.epoch, stop):
+                metrics = self._epoch(epoch)
+                self.history.append(metrics)
+                self.epoch = epoch + 1
+                tracking.log_metrics(
+                    {k: v for k, v in metrics.items() if k not in ("epoch", "argmax")}, step=epoch + 1,
+                    prefix="search/",
+                )
+                bar.update_metrics(**{k: metrics[k] for k in _PROGRESS_KEYS if k in metrics})
+                bar.advance()
+        self.elapsed += time.monotonic() - started
+        return self.result()
+
+    def _epoch(self, epoch: int) -> dict[str, Any]:
+        cfg = self.cfg
+        begun = time.monotonic()
+        meter = self.method.begin_epoch(epoch)
+        batches = StepBatches(
+            train=self.ctx.train_batches.forever() if self.ctx.train_batches is not None else None,
+            valid=self.ctx.valid_batches.forever(),
+            meter=meter,
+        )
+        steps = self.method.steps_per_epoch()
+        sums: dict[str, float] = {}
+        for _ in range(steps):
+            for key, value in self.method.step(batches).items():
+                sums[key] = sums.get(key, 0.0) + value
+        metrics: dict[str, Any] = {k: v / steps for k, v in sums.items()}
+        if meter is not None and meter.count:
+            metrics.update({f"train_{k}": v for k, v in meter.result().items()})
+            check_finite(metrics["train_loss"], f"search epoch {epoch + 1}")
+        metrics.update(self.method.end_epoch(epoch))
+        current = self.method.current()
+        cost = self.space.cost(current, self.ctx.input_shape, self.ctx.num_classes)
+        metrics.update(argmax_flops_m=float(cost.flops_m), argmax_params_m=float(cost.params_m))
+        if cfg.eval_every and ((epoch + 1) % cfg.eval_every == 0 or epoch + 1 == self.num_epochs):
+            result = self.evaluate(current)
+            metrics.update(argmax_valid_acc=result["acc"], argmax_valid_loss=result["loss"])
+        metrics["epoch_seconds"] = time.monotonic() - begun
+        metrics["epoch"] = epoch + 1
+        metrics["argmax"] = self.space.to_string(current)
+        return metrics
+
+    def evaluate(self, arch: Arch) -> dict[str, float]:
+        """Valid loss / accuracy (%) of ``arch`` with the method's inherited (offset) weights."""
+        with torch.no_grad():
+            offsets = self.method.offsets(arch)
+        return self.ctx.evaluate(self.method.supernet, arch, offsets)
+
+    # -- artifacts -------------------------------------------------------------------
+    def final_genotype(self) -> dict[str, Any]:
+        """The method's final choice with its cost and the settings that produced it (JSON-ready)."""
+        arch = self.method.current()
+        cost = self.space.cost(arch, self.ctx.input_shape, self.ctx.num_classes)
+        last = self.history[-1] if self.history else {}
+        text = self.space.to_string(arch)
+        measured = last.get("argmax_valid_acc") if last.get("argmax") == text else None
+        if measured is None:
+            measured = self.method.known_valid_accuracy(arch)
+        return {
+            "space": self.space.name,
+            "options": self.space.options(),
+            "method": self.cfg.method,
+            "arch": text,
+            "choices": [int(a) for a in arch],
+            "choice_names": self.space.choice_names(arch),
+            "decisions": [d.name for d in self.space.decisions],
+            "flops_m": float(cost.flops_m),
+            "params_m": float(cost.params_m),
+            "input_shape": [int(s) for s in self.ctx.input_shape],
+            "num_classes": int(self.ctx.num_classes),
+            "supernet_valid_acc": measured,
+            "epochs": self.epoch,
+            "seed": self.seed,
+            **self.method.details(arch),
+        }
+
+    def checkpoint(self) -> dict[str, Any]:
+        """The ``searched_supernet`` checkpoint: everything needed to reuse or resume the search."""
+        train = self.ctx.train_batches
+        return make_checkpoint(
+            self.method.supernet,
+            stage=STAGE,
+            method=self.cfg.method,
+            epoch=self.epoch,
+            rng=rng_state(),
+            batch_generators={
+                "train": train.generator.get_state() if train is not None else None,
+                "valid": self.ctx.valid_batches.generator.get_state(),
+            },
+            config=to_dict(self.cfg),
+            seed=self.seed,
+            history=self.history,
+            final_arch=self.space.to_string(self.method.current()),
+            warmed_from=self.warmed_from,
+            seconds=self.elapsed,
+            device=str(self.device),
+            **self.method.state_dict(),
+        )
+
+    def result(self) -> SearchResult:
+        return SearchResult(
+            checkpoint=self.checkpoint(),
+            final_genotype=self.final_genotype(),
+            history=list(self.history),
+            trajectory=self.method.trajectory(),
+        )
+
+    # -- resume ----------------------------------------------------------------------
+    def _resume(self, state: dict[str, Any]) -> None:
+        source = "search resume checkpoint"
+        check_checkpoint(state, source)
+        if state.get("stage") != STAGE:
+            raise CheckpointError(f"{source} is a {state.get('stage')!r} checkpoint, expected a {STAGE!r} one")
+        method = state.get("method", "wpnas")
+        if method != self.cfg.method:
+            raise CheckpointError(f"{source} was written by search method {method!r}, the config says {self.cfg.method!r}")
+        for key in ("epoch", "rng"):
+            if key not in state:
+                raise CheckpointError(f"{source} is incomplete: missing {key!r}")
+        self.method.supernet.check_compatible(state["supernet"], source)
+        stored = state.get("config", {})
+        changed = sorted(k for k, v in to_dict(self.cfg).items() if k != "epochs" and stored.get(k) != v)
+        if changed:
+            logger.warning("resuming a search with changed settings: %s", changed)
+        self.method.load_state_dict(state, source)
+        self.method.supernet.load_state_dict(state["state_dict"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state.get("history", []))
+        self.elapsed = float(state.get("seconds", 0.0))
+        set_rng_state(state["rng"])
+        generators = state.get("batch_generators") or {}
+        if self.ctx.train_batches is not None and generators.get("train") is not None:
+            self.ctx.train_batches.generator.set_state(generators["train"])
+        if generators.get("valid") is not None:
+            self.ctx.valid_batches.generator.set_state(generators["valid"])
+        if self.epoch >= self.num_epochs:
+            logger.info("search checkpoint already has %d >= %d epochs; nothing to do", self.epoch, self.num_epochs)
+
+
+_PROGRESS_KEYS = ("reward_mean", "entropy", "best_fitness", "argmax_flops_m", "argmax_valid_acc")
+
+
+def run_search(
+    space: SearchSpace,
+    splits: ImageSplits,
+    warmed_checkpoint: dict[str, Any],
+    cfg: SearchConfig,
+    device: torch.device | str,
+    seed: int = 0,
+    predictor: Any = None,
+    landmarks: pd.DataFrame | None = None,
+    resume: dict[str, Any] | None = None,
+) -> SearchResult:
+    """Run the configured search method from a warmed SuperNet checkpoint (paper step 4).
+
+    ``predictor``: a :class:`~wpnas.predictors.Predictor` or any callable mapping a list of
+    architectures to predicted accuracies in percent; required by WPNAS when
+    ``wpnas.reward.b1 > 0``. ``landmarks``: ground-truth pairs (columns ``arch``,
+    ``accuracy``) for ``wpnas.landmark``. ``resume``: a ``searched_supernet`` checkpoint of
+    the same method to continue up to its epochs.
+    """
+    return SearchRunner(space, splits, warmed_checkpoint, cfg, device, seed, predictor, landmarks, resume).run()

@@ -1,0 +1,81 @@
+"""SPOS (Guo et al., 2020) as a search method: evolution over a uniformly trained SuperNet.
+
+The SuperNet comes from WarmUp (uniform single-path sampling, with or without landmark
+regularisation); this method never changes its weights. Each epoch is one generation of
+:class:`~wpnas.search.evolution.Evolution`; the fitness of an architecture is its
+inherited-weight validation accuracy after BN recalibration (the runner's evaluation:
+``search.eval_valid_limit`` images, ``search.calib_batches`` calibration batches, a fixed
+draw per architecture), cached so nothing is evaluated twice. ``evolution.max_flops_m``
+bounds the FLOPs of every candidate. The final architecture is the best one evaluated.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from wpnas.config import to_dict
+from wpnas.errors import CheckpointError
+from wpnas.search.evolution import Evolution
+from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
+from wpnas.search.registry import register_method
+from wpnas.spaces.base import Arch
+from wpnas.spaces.supernet import SuperNet
+
+
+@register_method("spos_evolution")
+class SPOSEvolution(SearchMethod):
+    """Evolutionary search on inherited-weight validation accuracy (SPOS's second stage)."""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        self.cfg = ctx.cfg.evolution
+        space, shape, classes = ctx.space, ctx.input_shape, ctx.num_classes
+
+        def cost(arch: Arch) -> float:
+            return space.cost(arch, shape, classes).flops_m
+
+        self.evolution = Evolution(space, self._fitness, self.cfg, seed=ctx.seed, cost=cost)  # checks the bound
+        self._supernet = ctx.restore_warmed()
+        self._supernet.requires_grad_(False)
+
+    def _fitness(self, archs: list[Arch]) -> list[float]:
+        return [self.ctx.evaluate(self._supernet, arch)["acc"] for arch in archs]
+
+    @property
+    def supernet(self) -> SuperNet:
+        return self._supernet
+
+    @property
+    def num_epochs(self) -> int:
+        return self.cfg.generations
+
+    def steps_per_epoch(self) -> int:
+        return 1
+
+    def step(self, batches: StepBatches) -> dict[str, float]:
+        metrics = self.evolution.step()
+        return {k: float(v) for k, v in metrics.items() if k != "generation"}
+
+    def current(self) -> Arch:
+        return self.evolution.best()[0]
+
+    def known_valid_accuracy(self, arch: Arch) -> float | None:
+        fitness = self.evolution.evaluated.get(tuple(arch))
+        return None if fitness is None else float(fitness)
+
+    def details(self, arch: Arch) -> dict[str, Any]:
+        return {"evolution": to_dict(self.cfg), "evaluated": len(self.evolution.evaluated)}
+
+    def trajectory(self) -> pd.DataFrame:
+        """Per generation: best and mean fitness of the population, evaluations so far."""
+        return pd.DataFrame(self.evolution.history)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"evolution": self.evolution.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        if "evolution" not in state:
+            raise CheckpointError(f"{source} is incomplete: missing 'evolution'")
+        self.evolution.load_state_dict(state["evolution"])

@@ -1,0 +1,235 @@
+"""The WPNAS search method (paper Section 3.4 and procedure step 4).
+
+Each step alternates two updates:
+
+1. **weights**: one architecture (the first policy sample, or a uniform draw for the
+   ``sampling: uniform`` ablation of Table 1) trains the SuperNet on a training batch,
+   with HyperNet offsets for it when weakly weight sharing is on (a 'trained' HyperNet
+   learns from the same loss and optimizer) and, when enabled, the landmark ranking term
+   on the same batch.
+2. **alpha**: ``samples_per_step`` architectures from p(A | alpha) and the greedy
+   ``argmax`` architecture are scored on the *same* validation batch (reward of
+   :mod:`wpnas.search.reward`, BN on batch statistics) and alpha takes one
+   self-critical policy-gradient step (:mod:`wpnas.search.self_critical`).
+
+The search starts from the warmed SuperNet; the final architecture is ``argmax alpha``.
+Per epoch it reports mean reward, greedy baseline reward, advantage (mean and mean
+absolute), CE, FSP (when b1 > 0), sampled FLOPs, alpha loss, entropy of p(A | alpha),
+the argmax architecture's joint probability and smallest per-decision probability.
+
+BN: weight steps run in train mode and update the running statistics as usual; the
+reward pass uses batch statistics and leaves them alone; evaluations recalibrate the
+statistics of the evaluated path (so a searched checkpoint holds the last evaluated
+path's statistics).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from wpnas.config import to_dict
+from wpnas.errors import CheckpointError, ConfigError
+from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
+from wpnas.search.distribution import ArchDistribution, chosen_probabilities
+from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
+from wpnas.search.registry import register_method
+from wpnas.search.reward import Reward, batch_statistics, path_cross_entropy
+from wpnas.search.self_critical import SelfCriticalOptimizer
+from wpnas.search.trajectory import trajectory_table
+from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
+from wpnas.seeds import stream_seed
+from wpnas.spaces.base import Arch
+from wpnas.spaces.supernet import SuperNet
+from wpnas.train.engine import Meter, Trainer
+from wpnas.train.landmark import LandmarkRegularizer
+
+logger = logging.getLogger(__name__)
+
+
+@register_method("wpnas")
+class WPNASMethod(SearchMethod):
+    """alpha by self-critical policy gradient, weights by SGD (see the module docstring)."""
+
+    def __init__(self, ctx: SearchContext) -> None:
+        super().__init__(ctx)
+        cfg = self.wcfg = ctx.cfg.wpnas
+        if ctx.predictor is not None and not cfg.reward.uses_predictor:
+            logger.info("search.wpnas.reward.b1 is 0: the predictor is ignored")
+        # The reward owns the rule "b1 > 0 needs a predictor"; built first, it fails before any model is.
+        self.reward = Reward(ctx.space, cfg.reward, ctx.input_shape, ctx.num_classes, ctx.predictor)
+        self.landmarks = None
+        if cfg.landmark.enabled:
+            if ctx.landmarks is None:
+                raise ConfigError(
+                    "search.wpnas.landmark.enabled needs ground-truth pairs (arch, accuracy) as landmarks; "
+                    "pass landmarks= or turn the landmark term off"
+                )
+            self.landmarks = LandmarkRegularizer(ctx.space, ctx.landmarks, cfg.landmark, ctx.seed)
+        hypernet = build_hypernet(ctx.space, cfg.hypernet, ctx.seed)
+        self.net = WeaklySharedSuperNet(ctx.restore_warmed(), hypernet.to(ctx.device))
+        self.dist = ArchDistribution(ctx.space)
+        self.policy = SelfCriticalOptimizer(
+            self.dist, cfg.alpha_lr, cfg.alpha_betas, cfg.alpha_weight_decay, cfg.entropy_weight
+        )
+        # Probe the reward terms once on the greedy architecture: a predictor that returns
+        # the wrong shape or NaN fails here, not after the first epoch.
+        self.reward.static([self.dist.argmax()])
+        self.trainer = (
+            Trainer(self.net.trainable_parameters(), cfg.optim, self.num_epochs * ctx.steps_per_epoch, ctx.engine)
+            if cfg.update_weights
+            else None
+        )
+        if not cfg.update_weights:
+            self.net.requires_grad_(False)
+        self.generator = torch.Generator().manual_seed(stream_seed(ctx.seed, "search.sampler"))
+        self.probabilities: list[list[list[float]]] = [self._snapshot()]
+
+    @property
+    def supernet(self) -> SuperNet:
+        return self.net.supernet
+
+    @property
+    def trains_weights(self) -> bool:
+        return self.trainer is not None
+
+    @property
+    def num_epochs(self) -> int:
+        return self.ctx.cfg.epochs
+
+    # -- one step --------------------------------------------------------------------
+    def cross_entropies(self, archs: list[Arch], x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+        """Validation CE (nats) of each architecture on one batch, BN on batch statistics; one host sync."""
+        values = []
+        with batch_statistics(self.net), self.ctx.engine.autocast():
+            for arch in archs:
+                values.append(path_cross_entropy(self.net(x, arch), y))
+        return torch.stack(values).double().cpu().numpy()
+
+    def begin_epoch(self, epoch: int) -> Meter | None:
+        self.net.train()
+        return Meter(self.ctx.device) if self.trainer is not None else None
+
+    def step(self, batches: StepBatches) -> dict[str, float]:
+        cfg = self.wcfg
+        archs = self.dist.sample(cfg.samples_per_step, self.generator)
+        if self.trainer is not None and batches.train is not None:
+            weight_arch = archs[0] if cfg.sampling == "probabilistic" else self.dist.sample_uniform(None, self.generator)
+            x, y = next(batches.train)
+            extra = (
+                self.landmarks.extra_loss(self.trainer.steps, self.net, x, y) if self.landmarks is not None else None
+            )
+            self.trainer.step(lambda inputs: self.net(inputs, weight_arch), x, y, batches.meter, extra_loss=extra)
+        xv, yv = next(batches.valid)
+        greedy = self.dist.argmax()
+        unique = list(dict.fromkeys([greedy, *archs]))
+        parts = self.reward(self.cross_entropies(unique, xv, yv), unique)
+        index = {a: i for i, a in enumerate(unique)}
+        rows = [index[a] for a in archs]
+        baseline = float(parts.total[index[greedy]])
+        stats = self.policy.step(archs, parts.total[rows], baseline)
+        stats.update(
+            reward_mean=float(parts.total[rows].mean()),
+            baseline_reward=baseline,
+            ce_mean=float(parts.ce[rows].mean()),
+            flops_m_mean=float(parts.flops_m[rows].mean()),
+        )
+        if cfg.reward.uses_predictor:
+            stats["fsp_mean"] = float(parts.fsp[rows].mean())
+        return stats
+
+    def end_epoch(self, epoch: int) -> dict[str, float]:
+        greedy = self.dist.argmax()
+        self.probabilities.append(self._snapshot())
+        metrics = {
+            "entropy": float(self.dist.entropy().detach()),
+            "argmax_probability": self.dist.probability(greedy),
+            "argmax_min_choice_probability": min(chosen_probabilities(self.dist, greedy)),
+        }
+        if self.trainer is not None:
+            metrics["lr"] = self.trainer.lr
+        if self.landmarks is not None and (mean := self.landmarks.pop_mean()) is not None:
+            metrics["landmark_loss"] = mean
+        return metrics
+
+    def current(self) -> Arch:
+        return self.dist.argmax()
+
+    def offsets(self, arch: Arch) -> torch.Tensor | None:
+        return self.net.offsets(arch)
+
+    def _snapshot(self) -> list[list[float]]:
+        return [p.tolist() for p in self.dist.probs()]
+
+    # -- artifacts -------------------------------------------------------------------
+    def details(self, arch: Arch) -> dict[str, Any]:
+        cfg = self.wcfg
+        return {
+            "probabilities": chosen_probabilities(self.dist, arch),
+            "joint_probability": self.dist.probability(arch),
+            "reward": {
+                **to_dict(cfg.reward),
+                "units": {"ce": "nats (mean over a validation batch)", "fsp": "percent accuracy",
+                          "flops": "MFLOPs (millions)"},
+            },
+            "predicted_accuracy": float(self.reward.fsp([arch])[0]) if self.reward.predictions else None,
+            "sampling": cfg.sampling,
+            "hypernet": cfg.hypernet.mode,
+            "landmark": cfg.landmark.enabled,
+        }
+
+    def trajectory(self) -> pd.DataFrame:
+        return trajectory_table(self.ctx.space, self.probabilities)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "alpha": self.dist.to_checkpoint(),
+            "alpha_optimizer": self.policy.state_dict(),
+            "hypernet": self.net.hypernet_checkpoint(),
+            "trainer": self.trainer.state_dict() if self.trainer is not None else None,
+            "sampler_generator": self.generator.get_state(),
+            "probabilities": self.probabilities,
+            "landmark_state": self.landmarks.state_dict() if self.landmarks is not None else None,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: str) -> None:
+        for key in ("alpha", "alpha_optimizer", "hypernet", "probabilities", "sampler_generator"):
+            if key not in state:
+                raise CheckpointError(f"{source} is incomplete: missing {key!r}")
+        stored = restore_hypernet(self.ctx.space, state["hypernet"], source)
+        if stored.describe() != self.net.hypernet.describe():
+            raise CheckpointError(
+                f"{source} used HyperNet {stored.describe()['hypernet']}, the config says "
+                f"{self.net.hypernet.describe()['hypernet']}"
+            )
+        if (state.get("trainer") is None) != (self.trainer is None):
+            raise CheckpointError(f"{source}: search.wpnas.update_weights differs from the run that wrote it")
+        self.net.hypernet.load_state_dict(stored.state_dict())
+        self.dist.load_checkpoint(state["alpha"], source)
+        self.policy.load_state_dict(state["alpha_optimizer"])
+        if self.trainer is not None:
+            self.trainer.load_state_dict(state["trainer"])
+        self.probabilities = [list(map(list, p)) for p in state["probabilities"]]
+        self.generator.set_state(state["sampler_generator"])
+        if self.landmarks is not None and state.get("landmark_state") is not None:
+            self.landmarks.load_state_dict(state["landmark_state"])
+
+
+def restore_search(
+    checkpoint: dict[str, Any], device: torch.device | str = "cpu", source: str = "searched SuperNet checkpoint"
+) -> tuple[WeaklySharedSuperNet, ArchDistribution]:
+    """The SuperNet with its HyperNet and the architecture distribution stored by a WPNAS search."""
+    check_checkpoint(checkpoint, source)
+    if checkpoint.get("stage") != STAGE or "alpha" not in checkpoint or "hypernet" not in checkpoint:
+        raise CheckpointError(
+            f"{source} is not a WPNAS search checkpoint (stage {checkpoint.get('stage')!r}, "
+            f"method {checkpoint.get('method')!r})"
+        )
+    supernet = restore_supernet(checkpoint, device, source=source)
+    hypernet = restore_hypernet(supernet.space, checkpoint["hypernet"], source).to(device)
+    dist = ArchDistribution.from_checkpoint(supernet.space, checkpoint["alpha"], source)
+    return WeaklySharedSuperNet(supernet, hypernet), dist

@@ -1,0 +1,230 @@
+"""Landmark regularisation of SuperNet training (Yu, Ranftl & Salzmann, CVPR 2021).
+
+"Landmark Regularization: Ranking Guided Super-Net Training in Neural Architecture
+Search": architectures whose stand-alone accuracy is known (the *landmarks*; here the
+ground-truth table of :func:`wpnas.train.ground_truth.acquire_ground_truth`) add a
+pairwise ranking term to the SuperNet loss, so that the SuperNet's losses of the landmark
+paths keep the landmarks' true order. Every ``every`` weight steps, ``pairs_per_step``
+pairs (better, worse) are drawn uniformly from the ordered pairs whose accuracies differ
+by more than ``min_gap``; each path runs on the training batch of that step and
+
+    term = weight * mean_pairs rank(CE(better), CE(worse))
+
+is added to the step's cross-entropy before backward. ``rank`` is
+
+* ``hinge``:    ``relu(margin - (CE(worse) - CE(better)))`` (0 once the better path's loss
+  is lower by at least ``margin``);
+* ``logistic``: ``softplus(-(CE(worse) - CE(better)))`` (a RankNet-style smooth form).
+
+Defaults and where they come from. The authors' released code
+(github.com/kcyu2014/nas-landmarkreg, ``bash/exps/validate-landmarkloss.sh``, marked
+"landmark best setting") uses the loss ``mae_relu`` = ``relu(L_better - L_worse)``, i.e.
+the hinge with margin 0; coefficient (lambda) 10; one random landmark pair per step
+(``landmark_loss_random_pairs 1``); the term on every step; 50 landmark architectures.
+Those are our defaults (``loss="hinge"``, ``margin=0.0``, ``weight=10.0``,
+``pairs_per_step=1``, ``every=1``). ``min_gap=0.0`` (ties carry no order) is our choice.
+Differences from that code, which this module does not implement: it starts the term
+only after a plain SuperNet warm-up (150 of 400 epochs on NAS-Bench-201), ramps lambda
+from 0 to its value on a cosine ("cosine_increase"), and by default evaluates the
+landmark paths on a *validation* batch; here the term runs from the first step at full
+weight on the training batch of the step. The paper's text itself could not be
+retrieved while writing this, so the numbers above are the code's, not the PDF's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from wpnas.errors import ConfigError, DataError
+from wpnas.seeds import stream_seed
+from wpnas.spaces.base import Arch, SearchSpace
+
+#: ``forward(x, arch) -> logits`` of one SuperNet path (a ``SuperNet`` instance is one).
+ArchForward = Callable[[torch.Tensor, Arch], torch.Tensor]
+
+LOSSES = ("hinge", "logistic")
+
+
+@dataclass(frozen=True)
+class LandmarkConfig:
+    """Landmark regularisation settings (defaults: the authors' code, see the module doc)."""
+
+    enabled: bool = False
+    weight: float = 10.0
+    every: int = 1
+    pairs_per_step: int = 1
+    loss: Literal["hinge", "logistic"] = "hinge"
+    margin: float = 0.0
+    min_gap: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.weight) and self.weight >= 0):
+            raise ConfigError(f"landmark.weight: {self.weight!r} must be a finite number >= 0")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ConfigError(f"landmark.every: {self.every!r} must be an integer >= 1 (apply every k steps)")
+        if isinstance(self.pairs_per_step, bool) or not isinstance(self.pairs_per_step, int) or self.pairs_per_step < 1:
+            raise ConfigError(f"landmark.pairs_per_step: {self.pairs_per_step!r} must be an integer >= 1")
+        if self.loss not in LOSSES:
+            raise ConfigError(f"landmark.loss: {self.loss!r} is not one of {list(LOSSES)}")
+        if not (math.isfinite(self.margin) and self.margin >= 0):
+            raise ConfigError(f"landmark.margin: {self.margin!r} must be a finite number >= 0")
+        if not (math.isfinite(self.min_gap) and self.min_gap >= 0):
+            raise ConfigError(f"landmark.min_gap: {self.min_gap!r} must be a finite number >= 0 (accuracy points)")
+
+
+def pairwise_ranking_loss(
+    loss_better: torch.Tensor,
+    loss_worse: torch.Tensor,
+    kind: str = "hinge",
+    margin: float = 0.0,
+) -> torch.Tensor:
+    """Elementwise ranking penalty for pairs whose first path should have the lower loss.
+
+    hinge: ``relu(margin - (loss_worse - loss_better))``; logistic:
+    ``softplus(-(loss_worse - loss_better))`` (``margin`` unused).
+    """
+    diff = loss_worse - loss_better
+    if kind == "hinge":
+        return F.relu(margin - diff)
+    if kind == "logistic":
+        return F.softplus(-diff)
+    raise ConfigError(f"landmark.loss: {kind!r} is not one of {list(LOSSES)}")
+
+
+class LandmarkRegularizer:
+    """Draws landmark pairs and computes the weighted ranking term on a batch.
+
+    ``pairs`` is a ground-truth table (columns ``arch``, canonical strings of ``space``,
+    and ``accuracy`` in percent); it is validated here, before any training.
+    """
+
+    def __init__(self, space: SearchSpace, pairs: pd.DataFrame, cfg: LandmarkConfig, seed: int = 0) -> None:
+        self.cfg = cfg
+        self.space = space
+        archs, acc = _parse_landmarks(space, pairs)
+        order = np.argsort(acc, kind="stable")  # ascending accuracy
+        self.archs: list[Arch] = [archs[i] for i in order]
+        self.accuracies: np.ndarray = acc[order]
+        # For landmark i (ascending), its worse partners are landmarks 0 .. counts[i]-1:
+        # those more than min_gap below it. Pairs are drawn uniformly through the cumsum.
+        self._counts = np.searchsorted(self.accuracies, self.accuracies - cfg.min_gap, side="left")
+        self._cum = np.cumsum(self._counts)
+        self.num_pairs = int(self._cum[-1])
+        if self.num_pairs == 0:
+            raise DataError(
+                f"landmarks: no usable ordered pair among {len(self.archs)} architectures: every two "
+                f"accuracies differ by at most landmark.min_gap={cfg.min_gap} (accuracies "
+                f"{self.accuracies.min():.4g}..{self.accuracies.max():.4g}); need at least two that differ"
+            )
+        self.rng = np.random.default_rng(stream_seed(seed, "landmark"))
+        self._total: torch.Tensor | None = None
+        self._applied = 0
+
+    def __len__(self) -> int:
+        return len(self.archs)
+
+    def due(self, step: int) -> bool:
+        """Whether the term applies at trainer step ``step`` (counted before the step)."""
+        return self.cfg.enabled and step % self.cfg.every == 0
+
+    def sample_pairs(self) -> list[tuple[Arch, Arch]]:
+        """``pairs_per_step`` (better, worse) pairs, uniform over the usable ordered pairs."""
+        ks = self.rng.integers(0, self.num_pairs, size=self.cfg.pairs_per_step)
+        better = np.searchsorted(self._cum, ks, side="right")
+        worse = ks - (self._cum[better] - self._counts[better])
+        return [(self.archs[int(b)], self.archs[int(w)]) for b, w in zip(better, worse)]
+
+    def loss(self, forward: ArchForward, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``weight`` times the mean ranking penalty of freshly sampled pairs on (x, y).
+
+        Each distinct architecture of the draw runs once on the same batch.
+        """
+        pairs = self.sample_pairs()
+        ce: dict[Arch, torch.Tensor] = {}
+        for arch in dict.fromkeys(a for pair in pairs for a in pair):
+            ce[arch] = F.cross_entropy(forward(x, arch).float(), y)
+        better = torch.stack([ce[b] for b, _ in pairs])
+        worse = torch.stack([ce[w] for _, w in pairs])
+        term = pairwise_ranking_loss(better, worse, self.cfg.loss, self.cfg.margin).mean()
+        return self.cfg.weight * term
+
+    def extra_loss(
+        self, step: int, forward: ArchForward, x: torch.Tensor, y: torch.Tensor
+    ) -> Callable[[], torch.Tensor] | None:
+        """A zero-argument callable computing the term (for ``Trainer.step``), or None when not due.
+
+        Each computed term is also summed on the device for :meth:`pop_mean` (no host sync).
+        """
+        if not self.due(step):
+            return None
+
+        def compute() -> torch.Tensor:
+            term = self.loss(forward, x, y)
+            value = term.detach().double()
+            self._total = value if self._total is None else self._total + value
+            self._applied += 1
+            return term
+
+        return compute
+
+    def pop_mean(self) -> float | None:
+        """Mean of the terms applied since the last call (None if none), then reset."""
+        if self._applied == 0 or self._total is None:
+            return None
+        mean = float(self._total) / self._applied
+        self._total, self._applied = None, 0
+        return mean
+
+    def state_dict(self) -> dict[str, Any]:
+        """The pair generator's state (plain Python types, safe for ``weights_only`` loading)."""
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rng.bit_generator.state = state["rng"]
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records about the landmarks used."""
+        return {"enabled": self.cfg.enabled, "pairs": len(self.archs), "ordered_pairs": self.num_pairs}
+
+
+def _parse_landmarks(space: SearchSpace, pairs: pd.DataFrame) -> tuple[list[Arch], np.ndarray]:
+    """Choice tuples and accuracies of a ground-truth table, or ``DataError`` naming the problem."""
+    if not isinstance(pairs, pd.DataFrame):
+        raise DataError(f"landmarks: expected a DataFrame with columns 'arch' and 'accuracy', got {type(pairs).__name__}")
+    missing = [c for c in ("arch", "accuracy") if c not in pairs.columns]
+    if missing:
+        raise DataError(
+            f"landmarks: missing column(s) {missing}; expected 'arch' and 'accuracy' "
+            f"(got {list(pairs.columns)})"
+        )
+    if len(pairs) < 2:
+        raise DataError(f"landmarks: {len(pairs)} architecture-accuracy pair(s); need at least 2 to rank")
+    archs = []
+    for text in pairs["arch"]:
+        try:
+            archs.append(space.validate(space.parse(text)))
+        except (ValueError, TypeError) as err:
+            raise DataError(
+                f"landmarks: architecture {text!r} is not in space {space.name!r} ({err}); "
+                "the landmarks must come from the ground truth of the same space"
+            ) from None
+    try:
+        acc = pairs["accuracy"].to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError("landmarks: column 'accuracy' must hold numbers (percent)") from None
+    bad = np.flatnonzero(~np.isfinite(acc))
+    if bad.size:
+        i = int(bad[0])
+        raise DataError(
+            f"landmarks: accuracy of {pairs['arch'].iloc[i]!r} is {acc[i]}; every accuracy must be finite "
+            f"({bad.size} are not)"
+        )
+    return archs, acc

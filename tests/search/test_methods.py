@@ -1,0 +1,98 @@
+"""The search-method interface: registry, the SPOS-evolution method through the generic runner,
+and the landmark term inside WPNAS weight updates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from wpnas.config import from_dict
+from wpnas.errors import ConfigError
+from wpnas.search import SearchConfig, SearchRunner, available_methods, get_method, run_search
+
+DEVICE = torch.device("cpu")
+EVOLUTION = {"population": 6, "generations": 3, "top_k": 3, "num_crossover": 3, "num_mutation": 3}
+
+
+def _states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_registry_knows_the_methods_and_rejects_others():
+    assert {"wpnas", "spos_evolution"} <= set(available_methods())
+    assert get_method("spos_evolution").name == "spos_evolution"
+    with pytest.raises(ConfigError, match=r"unknown search method 'darts'.*spos_evolution"):
+        get_method("darts")
+    with pytest.raises(ConfigError, match="search.method: unknown search method 'random'"):
+        from_dict(SearchConfig, {"method": "random"})
+
+
+def test_spos_evolution_through_the_runner(kit):
+    space, warmed = kit.warmed("nats_tss")
+    cfg = kit.cfg(method="spos_evolution", evolution=EVOLUTION)
+    runner = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0)
+    result = runner.run()
+    genotype = result.final_genotype
+    evaluated = runner.method.evolution.evaluated
+    best = max(evaluated.values())
+    # the final choice is the best evaluated architecture, with the fitness the runner would measure
+    assert genotype["method"] == "spos_evolution" and evaluated[tuple(genotype["choices"])] == best
+    assert genotype["supernet_valid_acc"] == pytest.approx(best)
+    assert runner.evaluate(tuple(genotype["choices"]))["acc"] == pytest.approx(best)
+    assert genotype["evaluated"] == len(evaluated) == 6 + 2 * 6
+    # one epoch per generation, history and trajectory per generation; weights never trained
+    assert [h["epoch"] for h in result.history] == [1, 2, 3]
+    assert list(result.trajectory["generation"]) == [1, 2, 3]
+    best_so_far = [h["best_fitness"] for h in result.history]
+    assert best_so_far == sorted(best_so_far)
+    assert _states_equal(
+        {k: v for k, v in result.checkpoint["state_dict"].items() if "running" not in k and "num_batches" not in k},
+        {k: v for k, v in warmed["state_dict"].items() if "running" not in k and "num_batches" not in k},
+    )
+    assert result.checkpoint["method"] == "spos_evolution"
+
+
+def test_spos_evolution_resumes_exactly(kit):
+    space, warmed = kit.warmed("nats_sss")
+    cfg = kit.cfg(method="spos_evolution", evolution=EVOLUTION)
+    straight = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=2)
+    half = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=2).run(stop_epoch=2)
+    resumed = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=2, resume=half.checkpoint)
+    assert resumed.final_genotype == straight.final_genotype
+    assert resumed.trajectory.equals(straight.trajectory)
+
+
+def test_resume_refuses_another_method(kit):
+    from wpnas.errors import CheckpointError
+
+    space, warmed = kit.warmed("nats_tss")
+    done = run_search(space, kit.digits, warmed, kit.cfg(epochs=1), DEVICE)
+    with pytest.raises(CheckpointError, match="written by search method 'wpnas'"):
+        run_search(space, kit.digits, warmed, kit.cfg(method="spos_evolution", evolution=EVOLUTION), DEVICE,
+                   resume=done.checkpoint)
+
+
+def test_flops_bound_below_the_space_fails_before_evolution(kit):
+    space, warmed = kit.warmed("nats_tss")
+    cfg = kit.cfg(method="spos_evolution", evolution={**EVOLUTION, "max_flops_m": 1e-6})
+    with pytest.raises(ConfigError, match="smallest"):
+        SearchRunner(space, kit.digits, warmed, cfg, DEVICE)
+
+
+def _landmarks(space, n: int = 8) -> pd.DataFrame:
+    archs = space.sample_unique(np.random.default_rng(0), n)
+    return pd.DataFrame({"arch": [space.to_string(a) for a in archs], "accuracy": np.linspace(40.0, 80.0, n)})
+
+
+def test_landmark_term_in_search_weight_updates(kit):
+    space, warmed = kit.warmed("nats_tss")
+    cfg = kit.cfg(landmark={"enabled": True, "weight": 1.0})
+    with pytest.raises(ConfigError, match="landmark.enabled needs ground-truth pairs"):
+        SearchRunner(space, kit.digits, warmed, cfg, DEVICE)
+    result = run_search(space, kit.digits, warmed, cfg, DEVICE, landmarks=_landmarks(space))
+    assert all(np.isfinite(h["landmark_loss"]) and h["landmark_loss"] >= 0 for h in result.history)
+    plain = run_search(space, kit.digits, warmed, kit.cfg(), DEVICE)
+    assert not _states_equal(result.checkpoint["state_dict"], plain.checkpoint["state_dict"])
+    assert result.final_genotype["landmark"] is True
