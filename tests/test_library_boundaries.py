@@ -28,6 +28,7 @@ def test_library_has_no_kedro_imports():
 #: Layers, highest first: a module may import its own layer or any lower one, never a higher one.
 LAYERS = [
     {"pipelines", "settings", "pipeline_registry", "__main__"},
+    {"experiments"},
     {"search", "train", "predictors"},
     {"io", "nasbench"},
     {"spaces"},

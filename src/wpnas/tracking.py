@@ -6,7 +6,9 @@ no-ops, so the same code runs everywhere.
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -88,3 +90,23 @@ def flatten(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict
         else:
             out[name] = value
     return out
+
+
+@contextlib.contextmanager
+def nested_run(name: str, params: Mapping[str, Any] | None = None,
+               tags: Mapping[str, Any] | None = None) -> Iterator[None]:
+    """A child MLflow run of the active run for the duration of the block (nothing outside a run).
+
+    Metrics logged inside go to the child; it ends FAILED when the block raises.
+    """
+    mlflow = _active()
+    if mlflow is None:
+        yield
+        return
+    parent = mlflow.active_run()
+    with mlflow.start_run(run_name=name, nested=True, tags={"mlflow.parentRunId": parent.info.run_id}):
+        if params:
+            log_params(params)
+        if tags:
+            set_tags(tags)
+        yield

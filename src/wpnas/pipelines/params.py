@@ -17,7 +17,9 @@ from wpnas.errors import ConfigError, DataError
 from wpnas.spaces import SearchSpace, SpaceConfig
 from wpnas.predictors.stage import PredictorStageConfig
 from wpnas.predictors.table2 import Table2Config
+from wpnas.experiments.ablation import AblationConfig, check_ablation
 from wpnas.search import SearchConfig
+from wpnas.search.evolution import check_evolution
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.warmup import WarmupConfig
 
@@ -66,6 +68,10 @@ def search_config(section: Any) -> SearchConfig:
     return from_dict(SearchConfig, section, where="search")
 
 
+def ablation_config(section: Any) -> AblationConfig:
+    return from_dict(AblationConfig, section, where="ablation")
+
+
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
 SECTIONS: dict[str, Callable[[Any], Any]] = {
     "run": run_config,
@@ -76,6 +82,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "predictor": predictor_config,
     "search": search_config,
     "predictor_benchmark": predictor_benchmark_config,
+    "ablation": ablation_config,
 }
 
 
@@ -119,4 +126,46 @@ def _predictor_min_pairs(section: Any) -> int | None:
     return parse(section).min_pairs
 
 
-CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [_pairs_enough_for_predictor]
+def _input_shape(params: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The image shape the data section will produce, when it is known without loading anything."""
+    if "data" not in params:
+        return None
+    cfg = data_config(params["data"])
+    channels, native = {"digits": (1, 8), "cifar10": (3, 32), "cifar100": (3, 32), "image_folder": (3, None)}[cfg.source]
+    size = cfg.image_size or native
+    return None if size is None else (channels, size, size)
+
+
+def _num_classes(params: dict[str, Any]) -> int:
+    source = data_config(params["data"]).source if "data" in params else "digits"
+    return 100 if source == "cifar100" else 10
+
+
+def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
+    """Evolution settings against the space (population, FLOPs bound), landmarks against the ground truth."""
+    if "search" not in params or "space" not in params or "wpnas_search" not in nodes:
+        return
+    cfg = search_config(params["search"])
+    _, space = space_config(params["space"])
+    shape = _input_shape(params)
+    if cfg.method == "spos_evolution" and shape is not None:
+        check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, shape, _num_classes(params)).flops_m)
+    if cfg.uses_landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
+        raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
+
+
+def _ablation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
+    if "ablation" not in params or "ablation_rows" not in nodes:
+        return
+    _, space = space_config(params.get("space"))
+    check_ablation(space, ablation_config(params["ablation"]), search_config(params.get("search")),
+                   _input_shape(params), _num_classes(params))
+    if "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
+        raise ConfigError("ablation: the landmark rows need at least 2 ground-truth pairs (ground_truth.num_archs)")
+
+
+CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
+    _pairs_enough_for_predictor,
+    _search_inputs,
+    _ablation_inputs,
+]

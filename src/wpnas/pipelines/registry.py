@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline
 
+from wpnas.pipelines.ablation import create_pipeline as ablation
 from wpnas.pipelines.data_processing import create_pipeline as data_processing
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
 from wpnas.pipelines.predictor import create_pipeline as predictor
@@ -25,6 +26,8 @@ def all_pipelines() -> dict[str, Pipeline]:
         "predictor": pr,
         "wpnas_search": se,
         "predictor_benchmark": predictor_benchmark(),
+        # Paper Table 1 on one data split, every row over several seeds.
+        "ablation": dp + ablation(),
         # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.
         "search": dp + wu + gt + pr + se,
     }
