@@ -109,7 +109,7 @@ def test_bad_inputs_fail_before_training(tss, sss, tiny):
     with pytest.raises(DataError, match="pairs 3 and 7"):
         train_predictor(tss, dup, acc, cfg)
     sss_strings = [sss.to_string(a) for a in sss.sample_unique(np.random.default_rng(0), 40)]
-    with pytest.raises(ArchitectureError, match="training pair 0"):
+    with pytest.raises(ArchitectureError, match="training pairs: pair 0"):
         train_predictor(tss, sss_strings, acc, cfg)
     with pytest.raises(DataError, match="equal"):
         train_predictor(tss, archs, np.full(40, 50.0), cfg)

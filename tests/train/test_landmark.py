@@ -16,7 +16,7 @@ import yaml
 from wpnas.config import from_dict, seed_everything
 from wpnas.data.batching import DeviceBatches
 from wpnas.data.sources import DataConfig, build_image_splits
-from wpnas.errors import ConfigError, DataError
+from wpnas.errors import ArchitectureError, ConfigError, DataError
 from wpnas.spaces import get_space
 from wpnas.train.engine import Engine, Meter, Trainer
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer, pairwise_ranking_loss
@@ -221,7 +221,7 @@ def test_warmup_with_landmarks_enabled_needs_pairs_before_building_anything(spac
     with pytest.raises(ConfigError, match="warmup.landmark.enabled needs ground-truth pairs"):
         warmup_supernet(space, None, cfg, CPU)  # no splits: fails before touching data or the SuperNet
     sss = pd.DataFrame({"arch": ["8:16:24:32:64", "8:8:8:8:8"], "accuracy": [60.0, 50.0]})
-    with pytest.raises(DataError, match="8:16:24:32:64"):
+    with pytest.raises(ArchitectureError, match="8:16:24:32:64"):
         warmup_supernet(space, None, cfg, CPU, landmarks=sss)
 
 
@@ -230,9 +230,9 @@ def test_warmup_with_landmarks_enabled_needs_pairs_before_building_anything(spac
 
 def test_bad_landmark_tables_are_rejected_with_the_reason(space):
     cfg = LandmarkConfig(enabled=True)
-    with pytest.raises(DataError, match="1 architecture-accuracy pair"):
+    with pytest.raises(DataError, match="need at least 2 landmarks, got 1"):
         LandmarkRegularizer(space, _table(space, [50.0]), cfg)
-    with pytest.raises(DataError, match=r"'8:16:24:32:64' is not in space 'nats_tss'"):
+    with pytest.raises(ArchitectureError, match=r"'8:16:24:32:64', is not an architecture of space 'nats_tss'"):
         LandmarkRegularizer(space, pd.DataFrame({"arch": ["8:16:24:32:64"] * 2, "accuracy": [1.0, 2.0]}), cfg)
     with pytest.raises(DataError, match="no usable ordered pair"):
         LandmarkRegularizer(space, _table(space, [50.0, 50.0, 50.0]), cfg)

@@ -1,1 +1,1 @@
-"""Network building blocks: candidate ops, SuperNets, HyperNet (weakly weight sharing)."""
+"""Generic network building blocks: candidate ops and width/offset-aware layers, BN recalibration, the FLOPs counter."""

@@ -154,6 +154,16 @@ def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
 
 
+def _warmup_landmarks(params: dict[str, Any], nodes: set[str]) -> None:
+    """The warmup node runs before any ground truth exists, so it cannot take landmarks."""
+    if "warmup" in params and "warmup_supernet" in nodes and warmup_config(params["warmup"])[0].landmark.enabled:
+        raise ConfigError(
+            "warmup.landmark.enabled: the warmup pipeline runs before the ground truth exists, so it has no "
+            "landmarks; use the ablation pipeline (its landmark WarmUp uses ablation.landmark) or call "
+            "warmup_supernet(..., landmarks=pairs) from Python"
+        )
+
+
 def _ablation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     if "ablation" not in params or "ablation_rows" not in nodes:
         return
@@ -167,5 +177,6 @@ def _ablation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
 CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
     _pairs_enough_for_predictor,
     _search_inputs,
+    _warmup_landmarks,
     _ablation_inputs,
 ]

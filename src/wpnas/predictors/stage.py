@@ -18,9 +18,10 @@ from wpnas.config import from_dict, to_dict
 from wpnas.errors import ConfigError, DataError
 from wpnas.nasbench import BenchmarkConfig, load_benchmark, ranking_report
 from wpnas.predictors.models import Predictor, PredictorConfig
-from wpnas.predictors.training import check_pairs, train_predictor
+from wpnas.predictors.training import train_predictor
 from wpnas.spaces.base import SearchSpace
 from wpnas.config import fraction_or_count
+from wpnas.io.pairs import read_pairs
 from wpnas.seeds import stream_seed
 
 
@@ -81,11 +82,8 @@ def fit_predictor(
     ``table_*`` against the whole benchmark table when configured; MSE on accuracy / 100,
     as in Table 2) and a table of the held-out predictions (in percent).
     """
-    for column in ("arch", "accuracy"):
-        if column not in pairs.columns:
-            raise DataError(f"arch_accuracy_pairs has no {column!r} column (columns: {list(pairs.columns)})")
+    read_pairs(space, pairs, what="arch_accuracy_pairs")  # columns, parse, duplicates, NaN: before any training
     archs, acc = list(pairs["arch"]), pairs["accuracy"].to_numpy(dtype=np.float64)
-    check_pairs(space, archs, acc, min_pairs=2)  # parse, duplicates, NaN: before any training
     n_valid = cfg.valid_count(len(archs))
     if len(archs) < cfg.min_pairs:
         raise DataError(

@@ -24,40 +24,9 @@ from wpnas.predictors.models import Predictor, PredictorConfig, RelationNet, Tar
 from wpnas.spaces.base import SearchSpace
 from wpnas.seeds import stream_seed
 
+from wpnas.io.pairs import check_pairs
+
 __all__ = ["check_pairs", "train_predictor"]
-
-
-def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[float], min_pairs: int = 2
-                ) -> tuple[np.ndarray, np.ndarray]:
-    """Validate training pairs; return (N, L) choice tokens and float64 accuracies."""
-    if isinstance(archs, (str, bytes)):
-        raise DataError("archs: expected a sequence of architectures, got a single string")
-    archs = list(archs)
-    acc = np.asarray(list(accuracies) if not hasattr(accuracies, "__array__") else accuracies, dtype=np.float64)
-    if acc.ndim != 1:
-        raise DataError(f"accuracies: expected a 1-D sequence, got shape {acc.shape}")
-    if len(archs) != len(acc):
-        raise DataError(f"got {len(archs)} architectures but {len(acc)} accuracies; they must pair up")
-    bad = np.flatnonzero(~np.isfinite(acc))
-    if bad.size:
-        raise DataError(f"accuracy {acc[bad[0]]!r} of pair {int(bad[0])} is not finite ({bad.size} such value(s))")
-    tokens = np.zeros((len(archs), space.num_decisions), dtype=np.int64)
-    seen: dict[tuple[int, ...], int] = {}
-    for i, arch in enumerate(archs):
-        try:
-            parsed = space.parse(arch)
-        except ArchitectureError as err:
-            raise ArchitectureError(f"training pair {i}: {err}") from None
-        if parsed in seen:
-            raise DataError(
-                f"training pairs {seen[parsed]} and {i} are the same architecture {space.to_string(parsed)!r}; "
-                "average the accuracies or drop one"
-            )
-        seen[parsed] = i
-        tokens[i] = parsed
-    if len(archs) < min_pairs:
-        raise DataError(f"need at least {min_pairs} training pairs, got {len(archs)}")
-    return tokens, acc
 
 
 def _optimizer(cfg: PredictorConfig, params) -> torch.optim.Optimizer:

@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 
 from wpnas.errors import ConfigError, DataError
+from wpnas.io.pairs import read_pairs
 from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch, SearchSpace
 
@@ -196,35 +197,6 @@ class LandmarkRegularizer:
 
 
 def _parse_landmarks(space: SearchSpace, pairs: pd.DataFrame) -> tuple[list[Arch], np.ndarray]:
-    """Choice tuples and accuracies of a ground-truth table, or ``DataError`` naming the problem."""
-    if not isinstance(pairs, pd.DataFrame):
-        raise DataError(f"landmarks: expected a DataFrame with columns 'arch' and 'accuracy', got {type(pairs).__name__}")
-    missing = [c for c in ("arch", "accuracy") if c not in pairs.columns]
-    if missing:
-        raise DataError(
-            f"landmarks: missing column(s) {missing}; expected 'arch' and 'accuracy' "
-            f"(got {list(pairs.columns)})"
-        )
-    if len(pairs) < 2:
-        raise DataError(f"landmarks: {len(pairs)} architecture-accuracy pair(s); need at least 2 to rank")
-    archs = []
-    for text in pairs["arch"]:
-        try:
-            archs.append(space.validate(space.parse(text)))
-        except (ValueError, TypeError) as err:
-            raise DataError(
-                f"landmarks: architecture {text!r} is not in space {space.name!r} ({err}); "
-                "the landmarks must come from the ground truth of the same space"
-            ) from None
-    try:
-        acc = pairs["accuracy"].to_numpy(dtype=np.float64)
-    except (TypeError, ValueError):
-        raise DataError("landmarks: column 'accuracy' must hold numbers (percent)") from None
-    bad = np.flatnonzero(~np.isfinite(acc))
-    if bad.size:
-        i = int(bad[0])
-        raise DataError(
-            f"landmarks: accuracy of {pairs['arch'].iloc[i]!r} is {acc[i]}; every accuracy must be finite "
-            f"({bad.size} are not)"
-        )
-    return archs, acc
+    """Choice tuples and accuracies of a ground-truth table (the shared pairs check)."""
+    tokens, acc = read_pairs(space, pairs, min_pairs=2, what="landmarks")
+    return [tuple(int(v) for v in row) for row in tokens], acc

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from wpnas.data.batching import DeviceBatches
 from wpnas.data.splits import ImageSplits
+from wpnas.io.pairs import read_pairs
 from wpnas.errors import ConfigError, DataError
 from wpnas.nasbench import BenchmarkConfig, BenchmarkTable, NasBenchmark, OfficialNatsTable, load_benchmark
 from wpnas.nasbench.metrics import kendall_tau, mse, spearman
@@ -220,28 +221,9 @@ def _load_table(cfg: BenchmarkConfig, space: SearchSpace, rank_metric: str) -> N
 
 
 def _pairs_table(reference: pd.DataFrame, space: SearchSpace) -> BenchmarkTable:
-    """Ground-truth pairs (columns arch, accuracy) as an in-memory table."""
-    if not isinstance(reference, pd.DataFrame):
-        raise ConfigError(
-            f"reference: got {type(reference).__name__}; expected a DataFrame of ground-truth pairs "
-            "(columns arch, accuracy), or set ranking.benchmark"
-        )
-    missing = [c for c in ("arch", PAIRS_COLUMN) if c not in reference.columns]
-    if missing:
-        raise DataError(
-            f"reference pairs lack column(s) {missing}; expected arch and {PAIRS_COLUMN} "
-            f"(columns: {list(reference.columns)})"
-        )
-    if len(reference) < 2:
-        raise DataError(f"reference pairs: {len(reference)} row(s); a correlation needs at least 2")
-    acc = pd.to_numeric(reference[PAIRS_COLUMN], errors="coerce").to_numpy(dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(acc))
-    if bad.size:
-        raise DataError(
-            f"reference pairs: {bad.size} row(s) without a finite {PAIRS_COLUMN}, first at row {int(bad[0])} "
-            f"({reference[PAIRS_COLUMN].iloc[int(bad[0])]!r})"
-        )
-    strings = [str(a) for a in reference["arch"]]  # parsed (and checked for repeats) by the table
+    """Ground-truth pairs (columns arch, accuracy) as an in-memory table (the shared pairs check first)."""
+    tokens, acc = read_pairs(space, reference, min_pairs=2, what="reference pairs")
+    strings = [space.to_string(row) for row in tokens]
     return BenchmarkTable(space, strings, {PAIRS_COLUMN: acc}, source="reference pairs")
 
 

@@ -1,0 +1,69 @@
+"""(architecture, accuracy) pairs: the one check shared by every stage that reads them
+(predictor training, landmark regularisation, ranking against ground truth)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from wpnas.errors import ArchitectureError, DataError
+from wpnas.spaces.base import SearchSpace
+
+
+def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[float], min_pairs: int = 2,
+                what: str = "training pairs") -> tuple[np.ndarray, np.ndarray]:
+    """Validate (architecture, accuracy) pairs; return (N, L) choice tokens and float64 accuracies.
+
+    Every architecture must parse in ``space`` (no repeats) and every accuracy be finite."""
+    if isinstance(archs, (str, bytes)):
+        raise DataError("archs: expected a sequence of architectures, got a single string")
+    archs = list(archs)
+    acc = np.asarray(list(accuracies) if not hasattr(accuracies, "__array__") else accuracies, dtype=np.float64)
+    if acc.ndim != 1:
+        raise DataError(f"accuracies: expected a 1-D sequence, got shape {acc.shape}")
+    if len(archs) != len(acc):
+        raise DataError(f"got {len(archs)} architectures but {len(acc)} accuracies; they must pair up")
+    bad = np.flatnonzero(~np.isfinite(acc))
+    if bad.size:
+        raise DataError(f"accuracy {acc[bad[0]]!r} of pair {int(bad[0])} is not finite ({bad.size} such value(s))")
+    tokens = np.zeros((len(archs), space.num_decisions), dtype=np.int64)
+    seen: dict[tuple[int, ...], int] = {}
+    for i, arch in enumerate(archs):
+        try:
+            parsed = space.parse(arch)
+        except ArchitectureError as err:
+            raise ArchitectureError(
+                f"{what}: pair {i}, {arch!r}, is not an architecture of space {space.name!r} ({err}); "
+                "pairs must come from the same space"
+            ) from None
+        if parsed in seen:
+            raise DataError(
+                f"{what} {seen[parsed]} and {i} are the same architecture {space.to_string(parsed)!r}; "
+                "average the accuracies or drop one"
+            )
+        seen[parsed] = i
+        tokens[i] = parsed
+    if len(archs) < min_pairs:
+        raise DataError(f"need at least {min_pairs} {what}, got {len(archs)}")
+    return tokens, acc
+
+
+def read_pairs(space: SearchSpace, pairs: Any, min_pairs: int = 2, what: str = "ground-truth pairs"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_pairs` on a table with columns ``arch`` and ``accuracy`` (percent)."""
+    if not isinstance(pairs, pd.DataFrame):
+        raise DataError(f"{what}: expected a table with columns 'arch' and 'accuracy', got {type(pairs).__name__}")
+    missing = [c for c in ("arch", "accuracy") if c not in pairs.columns]
+    if missing:
+        raise DataError(
+            f"{what}: no {missing[0]!r} column (missing column(s) {missing}); expected 'arch' and 'accuracy', "
+            f"got {list(pairs.columns)}"
+        )
+    try:
+        acc = pd.to_numeric(pairs["accuracy"]).to_numpy(dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}: column 'accuracy' must hold numbers (percent)") from None
+    return check_pairs(space, list(pairs["arch"]), acc, min_pairs=min_pairs, what=what)
