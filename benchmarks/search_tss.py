@@ -59,6 +59,10 @@ def main() -> None:
     p.add_argument("--b2", type=float, default=0.0, help="reward weight of FLOPs (per MFLOP)")
     p.add_argument("--alpha-lr", type=float, default=0.05)
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--search-json", default="{}",
+                   help='extra search settings merged into every variant, e.g. \'{"valid_batch_size": 1024}\'')
+    p.add_argument("--wpnas-json", default="{}",
+                   help='extra search.wpnas settings for every variant, e.g. \'{"entropy_weight": 0.01}\'')
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results as JSON to this path")
@@ -109,7 +113,8 @@ def main() -> None:
                   "train_images": int(splits.train_x.shape[0]), "warmup_epochs": args.warmup_epochs,
                   "ground_truth": args.ground_truth if args.ground_truth == "finetune" else f"benchmark:{args.gt_metric}",
                   "gt_archs": args.gt_archs, "gt_epochs": args.gt_epochs, "search_epochs": args.search_epochs,
-                  "b1": args.b1, "b2": args.b2, "alpha_lr": args.alpha_lr},
+                  "b1": args.b1, "b2": args.b2, "alpha_lr": args.alpha_lr,
+                  "search_extra": json.loads(args.search_json), "wpnas_extra": json.loads(args.wpnas_json)},
         "predictor_valid_kendall_tau": pred_metrics.get("valid_kendall_tau"),
         "reference_ground_truth_best": place(gt_best),
         "reference_random_median_rank": float(np.median(ranks)),
@@ -119,9 +124,11 @@ def main() -> None:
         spec = VARIANTS[name]
         b1 = args.b1 if spec["reward"]["b1"] is None else spec["reward"]["b1"]
         cfg = from_dict(SearchConfig, {
-            "epochs": args.search_epochs, "batch_size": 128, "valid_batch_size": 256, "alpha_lr": args.alpha_lr,
-            "reward": {"b1": b1, "b2": args.b2}, "hypernet": spec["hypernet"], "eval_every": 0,
-        })
+            "epochs": args.search_epochs, "batch_size": 128, "valid_batch_size": 256, "eval_every": 0,
+            **json.loads(args.search_json),
+            "wpnas": {"alpha_lr": args.alpha_lr, "reward": {"b1": b1, "b2": args.b2}, "hypernet": spec["hypernet"],
+                      **json.loads(args.wpnas_json)},
+        }, where="search")
         seed_everything(args.seed)
         t0 = time.monotonic()
         result = run_search(space, splits, warmed, cfg, device, seed=args.seed,

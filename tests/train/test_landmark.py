@@ -260,3 +260,17 @@ def test_parameters_file_landmark_block_is_the_default_config():
     section = yaml.safe_load((REPO / "conf" / "base" / "parameters_warmup.yml").read_text())["warmup"]
     section.pop("resume_from", None)
     assert from_dict(WarmupConfig, section, where="warmup").landmark == LandmarkConfig()
+
+
+def test_schedule_starts_late_and_ramps_on_a_cosine(space):
+    reg = LandmarkRegularizer(space, _table(space, [50.0, 60.0, 70.0]), LandmarkConfig(enabled=True, weight=10.0))
+    assert reg.weight_at(0) == 10.0  # no schedule: full weight at once
+    reg.schedule(800)  # start 0.375 -> the term begins at step 300
+    weights = [reg.weight_at(s) for s in range(800)]
+    assert all(w == 0.0 for w in weights[:300]) and not reg.due(299) and reg.due(300)
+    assert all(b > a for a, b in zip(weights[300:], weights[301:]))
+    assert weights[300] < 0.01 and weights[-1] == pytest.approx(10.0)
+    assert weights[300 + 250] == pytest.approx(5.0, abs=0.05)  # half way: half the weight
+    flat = LandmarkRegularizer(space, _table(space, [50.0, 60.0]), LandmarkConfig(enabled=True, ramp="none", start=0.5))
+    flat.schedule(10)
+    assert [flat.weight_at(s) for s in (4, 5, 9)] == [0.0, 10.0, 10.0]

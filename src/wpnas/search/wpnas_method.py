@@ -86,6 +86,8 @@ class WPNASMethod(SearchMethod):
         )
         if not cfg.update_weights:
             self.net.requires_grad_(False)
+        if self.landmarks is not None:
+            self.landmarks.schedule(self.num_epochs * ctx.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(stream_seed(ctx.seed, "search.sampler"))
         self.probabilities: list[list[list[float]]] = [self._snapshot()]
 

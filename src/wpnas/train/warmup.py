@@ -97,6 +97,8 @@ def warmup_supernet(
         channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
     )
     trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)
+    if regularizer is not None:
+        regularizer.schedule(cfg.epochs * len(train))
     rng = np.random.default_rng(seed)
     start_epoch, history, elapsed = 0, [], 0.0
     if resume is not None:
