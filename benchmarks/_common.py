@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import platform
 import tarfile
 import tempfile
 from pathlib import Path
 
 import torch
+
+from wpnas.config import describe_device  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = (REPO / ".." / "shared" / "data").resolve()
@@ -37,9 +38,3 @@ def unpack(tarball: Path) -> Path:
     if (target / "train").is_dir():
         return target
     return next(p for p in target.iterdir() if (p / "train").is_dir())
-
-
-def describe_device(device: torch.device) -> str:
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"

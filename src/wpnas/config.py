@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 import random
 import re
 import types
@@ -170,6 +171,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     ):
         raise ConfigError("run.device: 'mps' requested but MPS is not available here")
     return torch.device(device)
+
+
+def describe_device(device: torch.device | str) -> str:
+    """A readable name of the hardware behind ``device`` (for reports: costs are per machine)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"{device.type} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def seed_everything(seed: int, deterministic: bool = False) -> None:

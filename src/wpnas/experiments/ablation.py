@@ -48,7 +48,7 @@ import pandas as pd
 import torch
 
 from wpnas import tracking
-from wpnas.config import seed_everything, to_dict
+from wpnas.config import describe_device, seed_everything, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError, DataError
 from wpnas.io.supernet_checkpoint import restore_supernet
@@ -292,6 +292,9 @@ def run_rows(
 ) -> pd.DataFrame:
     """Every row for every seed, each row in its own MLflow run nested under the active one."""
     scorer = _Scorer(space, splits, cfg.ranking, device)
+    if len(cfg.seeds) < 3:
+        logger.warning("ablation over %d seed(s): one or two seeds mislead; use at least 3 for a claim",
+                       len(cfg.seeds))
     records = []
     for name in cfg.rows:
         row = ROWS[name]
@@ -313,7 +316,7 @@ def run_rows(
 
 
 RESULT_COLUMNS = ["row", "label", "seed", "arch", "flops_m", "params_m", "supernet_valid_acc", "kendall_tau",
-                  "spearman", "mse", "params_kendall_tau", "best_rank", "best_acc", "of", "hours"]
+                  "spearman", "mse", "params_kendall_tau", "best_rank", "best_acc", "of", "hours", "device"]
 _SUMMARY = ("kendall_tau", "mse", "params_kendall_tau", "best_rank", "best_acc", "hours")
 
 
@@ -345,7 +348,7 @@ def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_
         "params_m": genotype["params_m"], "supernet_valid_acc": genotype["supernet_valid_acc"],
         "kendall_tau": ranking["kendall_tau"], "spearman": ranking["spearman"], "mse": ranking["mse"],
         "params_kendall_tau": ranking["params_kendall_tau"], **scorer.position(genotype["arch"]),
-        "hours": seconds / 3600.0,
+        "hours": seconds / 3600.0, "device": describe_device(device),
     }
 
 
@@ -457,7 +460,10 @@ def _markdown(frame: pd.DataFrame, space: SearchSpace, cfg: AblationConfig, resu
         + "; `params tau`: the parameter count's Kendall tau on the same sample (a zero-cost proxy). "
         + (f"Best rank / acc.: the found architecture in `{rank_column}`. " if rank_column else
            "No benchmark is configured, so the found architectures have no rank. ")
-        + "Cost: hours of the stages the row needs on this machine (paper: GPU-days on a TITAN RTX).",
+        + "Cost: hours of the stages the row needs on "
+        + (str(results["device"].iloc[0]) if "device" in results and len(results) else "this machine")
+        + " (paper: GPU-days on a TITAN RTX)."
+        + (" Fewer than 3 seeds: the spread is not reliable." if len(cfg.seeds) < 3 else ""),
         "",
         "| method | Kendall tau | MSE | best rank | best acc. | cost (h) | params tau | paper: tau / MSE / rank / acc. / GPU-days |",
         "|---|---|---|---|---|---|---|---|",
