@@ -17,12 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 
 from _common import NB201_TABLE, cifar10_tree, describe_device
 from wpnas.config import from_dict, resolve_device, seed_everything
 from wpnas.data.sources import DataConfig, build_image_splits
+from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.nasbench import BenchmarkTable
 from wpnas.predictors.stage import PredictorStageConfig, fit_predictor
@@ -63,6 +65,7 @@ def main() -> None:
                    help='extra search settings merged into every variant, e.g. \'{"valid_batch_size": 1024}\'')
     p.add_argument("--wpnas-json", default="{}",
                    help='extra search.wpnas settings for every variant, e.g. \'{"entropy_weight": 0.01}\'')
+    p.add_argument("--warmed", help="reuse this warmed_supernet checkpoint if it exists, else write it there")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="also write the results as JSON to this path")
@@ -79,8 +82,16 @@ def main() -> None:
     timings = {"data": time.monotonic() - t_start}
 
     t0 = time.monotonic()
-    warmed = warmup_supernet(space, splits, WarmupConfig(epochs=args.warmup_epochs, batch_size=128, probe_archs=0),
-                             device, seed=args.seed)
+    if args.warmed and Path(args.warmed).is_file():
+        warmed = load_checkpoint(args.warmed)
+        if warmed.get("epoch") != args.warmup_epochs or warmed.get("seed") != args.seed:
+            raise SystemExit(f"{args.warmed} holds {warmed.get('epoch')} epochs / seed {warmed.get('seed')}, "
+                             f"not {args.warmup_epochs} / {args.seed}")
+    else:
+        warmed = warmup_supernet(space, splits, WarmupConfig(epochs=args.warmup_epochs, batch_size=128, probe_archs=0),
+                                 device, seed=args.seed)
+        if args.warmed:
+            save_checkpoint(warmed, args.warmed)
     timings["warmup"] = time.monotonic() - t0
 
     t0 = time.monotonic()
