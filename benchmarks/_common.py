@@ -6,8 +6,6 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-import torch
-
 from wpnas.config import describe_device  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from wpnas.config import from_dict
 from wpnas.errors import CheckpointError, ConfigError, TrainingError
 from wpnas.search import methods as methods_module
-from wpnas.search import SearchConfig, SearchRunner, restore_search, run_search
+from wpnas.search import SearchRunner, restore_search, run_search
 
 DEVICE = torch.device("cpu")
 

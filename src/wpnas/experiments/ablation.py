@@ -50,7 +50,7 @@ import torch
 from wpnas import tracking
 from wpnas.config import describe_device, seed_everything, to_dict
 from wpnas.data.splits import ImageSplits
-from wpnas.errors import ConfigError, DataError
+from wpnas.errors import ConfigError
 from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.nasbench import kendall_tau, load_benchmark
 from wpnas.predictors import load_predictor

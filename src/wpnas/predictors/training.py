@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 
 from wpnas.config import from_dict, resolve_device
-from wpnas.errors import ArchitectureError, DataError, TrainingError
+from wpnas.errors import DataError, TrainingError
 from wpnas.predictors.encoders import to_batch
 from wpnas.predictors.losses import comparison_loss, predictor_loss
 from wpnas.predictors.models import Predictor, PredictorConfig, RelationNet, TargetNorm, build_net
