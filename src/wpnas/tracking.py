@@ -26,6 +26,12 @@ def is_tracking() -> bool:
     return _active() is not None
 
 
+def active_run_id() -> str | None:
+    """The id of the active MLflow run (None outside a run)."""
+    mlflow = _active()
+    return None if mlflow is None else mlflow.active_run().info.run_id
+
+
 def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: str = "") -> None:
     """Log finite scalar metrics (NaN/inf are skipped: MLflow rejects some of them)."""
     mlflow = _active()

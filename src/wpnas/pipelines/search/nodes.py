@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pandas as pd
 
+from wpnas import tracking
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.pipelines.params import search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import alpha_heatmap, run_search
+from wpnas.experiments.report import closing_line
 from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
+
+logger = logging.getLogger(__name__)
 
 
 def search_node(
@@ -34,4 +39,6 @@ def search_node(
         trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
     else:  # methods without alpha: an empty table and a figure that says so
         trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
+    tracking.set_tags({"final_arch": result.final_genotype["arch"]})
+    logger.info("Search result: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
     return result.checkpoint, trajectory, figure, result.final_genotype

@@ -1,0 +1,51 @@
+"""Nodes of the reporting pipeline."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pandas as pd
+
+from wpnas import tracking
+from wpnas.experiments.report import (
+    accuracy_flops_figure,
+    check_genotype_keys,
+    closing_line,
+    predictor_scatter_figure,
+    summary_markdown,
+)
+from wpnas.search.trajectory import alpha_trajectory_figure, no_trajectory_figure
+from wpnas.spaces import get_space
+
+logger = logging.getLogger(__name__)
+
+#: Figure title -> file name, as cataloged (conf/base/catalog.yml) and listed in summary.md.
+FIGURES = {
+    "alpha probabilities over epochs": "alpha_lines.png",
+    "predictor: predicted vs true": "predictor_scatter.png",
+    "ground truth: accuracy vs FLOPs": "accuracy_vs_flops.png",
+}
+
+
+def report_node(
+    final_genotype: dict[str, Any],
+    evaluation_metrics: dict[str, Any],
+    alpha_trajectory: pd.DataFrame,
+    predictor_validation: pd.DataFrame,
+    predictor_metrics: dict[str, Any],
+    arch_accuracy_pairs: pd.DataFrame,
+) -> tuple[str, Any, Any, Any]:
+    check_genotype_keys(final_genotype)
+    space = get_space(final_genotype["space"], **(final_genotype.get("options") or {}))
+    if len(alpha_trajectory):
+        alpha_lines = alpha_trajectory_figure(alpha_trajectory, space)
+    else:
+        alpha_lines = no_trajectory_figure(str(final_genotype.get("method", "unknown")))
+    run_id = tracking.active_run_id()
+    summary = summary_markdown(final_genotype, evaluation_metrics, predictor_metrics, arch_accuracy_pairs,
+                               run_id=run_id, figures=FIGURES)
+    tracking.set_tags({"final_arch": final_genotype["arch"]})
+    logger.info("Result: %s", closing_line(final_genotype, evaluation_metrics, run_id))
+    return (summary, alpha_lines, predictor_scatter_figure(predictor_validation),
+            accuracy_flops_figure(arch_accuracy_pairs, final_genotype))

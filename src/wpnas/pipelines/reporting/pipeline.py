@@ -1,0 +1,17 @@
+from kedro.pipeline import Pipeline, node
+
+from wpnas.pipelines.reporting.nodes import report_node
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                report_node,
+                inputs=["final_genotype", "evaluation_metrics", "alpha_trajectory", "predictor_validation",
+                        "predictor_metrics", "arch_accuracy_pairs"],
+                outputs=["run_summary", "alpha_lines", "predictor_scatter", "accuracy_vs_flops"],
+                name="report_run",
+            )
+        ]
+    )

@@ -1,0 +1,108 @@
+"""The run report: closing line, summary.md and figures from a run's artifacts."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from wpnas.errors import DataError
+from wpnas.experiments.report import (
+    accuracy_flops_figure,
+    closing_line,
+    ground_truth_summary,
+    predictor_scatter_figure,
+    summary_markdown,
+)
+from wpnas.spaces import get_space
+
+
+@pytest.fixture
+def space():
+    return get_space("nats_tss", C=4, N=1)
+
+
+@pytest.fixture
+def pairs(space):
+    archs = space.sample_unique(np.random.default_rng(3), 12)
+    rng = np.random.default_rng(0)
+    return pd.DataFrame({
+        "arch": [space.to_string(a) for a in archs],
+        "accuracy": rng.uniform(40, 90, size=12),
+        "flops_m": [space.cost(a, (3, 8, 8), 10).flops_m for a in archs],
+    })
+
+
+@pytest.fixture
+def genotype(space, pairs):
+    arch = space.from_string(pairs["arch"].iloc[0])
+    cost = space.cost(arch, (3, 8, 8), 10)
+    return {
+        "space": "nats_tss", "options": space.options(), "method": "wpnas", "arch": pairs["arch"].iloc[0],
+        "choices": list(arch), "choice_names": space.choice_names(arch),
+        "decisions": [d.name for d in space.decisions], "probabilities": [0.5] * space.num_decisions,
+        "flops_m": cost.flops_m, "params_m": cost.params_m, "input_shape": [3, 8, 8], "num_classes": 10,
+        "supernet_valid_acc": 61.5, "predicted_accuracy": 77.25, "joint_probability": 0.01, "epochs": 3, "seed": 0,
+    }
+
+
+EVALUATION = {"test_accuracy": 83.4, "valid_accuracy": 82.0, "epochs": 5, "device": "cpu",
+              "benchmark_metric": "cifar10_test_200ep", "benchmark_accuracy": 93.1, "benchmark_rank": 1234,
+              "benchmark_size": 15625}
+
+
+def png_bytes(figure) -> bytes:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def test_closing_line_names_everything(genotype):
+    line = closing_line(genotype, EVALUATION, run_id="abc123")
+    for text in (genotype["arch"], "MFLOPs", "M params", "predicted 77.25 %", "test 83.40 %",
+                 "cifar10_test_200ep 93.10 %", "rank 1,234 of 15,625", "MLflow run abc123"):
+        assert text in line
+    bare = closing_line({k: v for k, v in genotype.items() if k != "predicted_accuracy"})
+    assert "predicted" not in bare and "rank" not in bare and "MLflow" not in bare
+
+
+def test_summary_markdown(genotype, pairs):
+    text = summary_markdown(genotype, EVALUATION, {"valid_kendall_tau": 0.4321, "valid_pairs": 4, "train_pairs": 8},
+                            pairs, run_id="abc123", figures={"alpha": "alpha_lines.png"})
+    assert text.startswith("# WPNAS run summary: nats_tss")
+    assert f"`{genotype['arch']}`" in text and "rank 1,234 of 15,625" in text
+    assert "Kendall tau 0.432 on 4 held-out pairs" in text
+    gt = ground_truth_summary(pairs)
+    assert gt["count"] == 12 and gt["best"] == pytest.approx(pairs["accuracy"].max())
+    assert f"best {gt['best']:.2f} %" in text
+    better = int((pairs["accuracy"] > pairs["accuracy"].iloc[0]).sum())
+    assert f"{better} of 12 are better" in text
+    assert "`alpha_lines.png`" in text
+    # one row per decision in the choices table
+    assert sum(line.startswith("| `") for line in text.splitlines()) == len(genotype["decisions"])
+    no_eval = summary_markdown(genotype)
+    assert "not run" in no_eval
+
+
+def test_figures_are_non_empty_images(genotype, pairs):
+    predictions = pd.DataFrame({"arch": pairs["arch"][:6], "accuracy": pairs["accuracy"][:6],
+                                "predicted": pairs["accuracy"][:6] + 1.0})
+    scatter = predictor_scatter_figure(predictions)
+    assert "Kendall tau 1.000" in scatter.axes[0].get_title()  # a monotone prediction ranks perfectly
+    flops = accuracy_flops_figure(pairs, genotype)
+    labels = flops.axes[0].get_legend_handles_labels()[1]
+    assert "found (its ground truth)" in labels
+    other = dict(genotype, arch="not among the pairs")
+    assert "found (predicted)" in accuracy_flops_figure(pairs, other).axes[0].get_legend_handles_labels()[1]
+    for figure in (scatter, flops, predictor_scatter_figure(predictions[:1])):
+        data = png_bytes(figure)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_bad_artifacts_are_named(genotype, pairs):
+    with pytest.raises(DataError, match="missing \\['flops_m'"):
+        closing_line({k: v for k, v in genotype.items() if k != "flops_m"})
+    with pytest.raises(DataError, match="predicted"):
+        predictor_scatter_figure(pd.DataFrame({"arch": ["a", "b"], "accuracy": [1.0, 2.0]}))
+    with pytest.raises(DataError, match="flops_m"):
+        accuracy_flops_figure(pairs.drop(columns=["flops_m"]), genotype)
