@@ -231,3 +231,27 @@ def test_prepare_checks_the_benchmark_metric(shared_data, tiny_splits):
                    rank_metric="cifar10_test_200ep")
     prepared = prepare_evaluation(genotype_of(space, BEST_NB201), space, tiny_splits, cfg)
     assert prepared.benchmark["benchmark_rank"] == 1
+
+
+def test_parameter_checks_before_the_run():
+    from wpnas.pipelines.params import validate_parameters
+
+    params = {"space": {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}},
+              "evaluation": {"benchmark": {"kind": "csv", "path": "/no/such/table.csv"}}}
+    validate_parameters(params, ["wpnas_search"])  # a run without the evaluation does not need its table
+    with pytest.raises(DataError, match="evaluation.benchmark.path: table '/no/such/table.csv' does not exist"):
+        validate_parameters(params, ["evaluate_final_model"])
+    with pytest.raises(ConfigError, match="evaluation.epochs"):
+        validate_parameters({"evaluation": {"epochs": 0}}, [])
+    validate_parameters({"evaluation": {"benchmark": None, "drop_path": 0.2}}, ["evaluate_final_model"])
+
+
+def test_drop_path_refused_for_a_network_without_cells(monkeypatch):
+    from wpnas.train.scratch import check_drop_path
+
+    space = get_space("nats_sss", channels=[8, 16])
+    check_drop_path(space, tiny_cfg(drop_path=0.2))  # the SSS network has (fixed) cells
+    monkeypatch.setattr(space, "build_network", lambda arch, c, n: torch.nn.Linear(c, n))
+    with pytest.raises(ConfigError, match="has no cells to drop paths in"):
+        check_drop_path(space, tiny_cfg(drop_path=0.2))
+    check_drop_path(space, tiny_cfg(drop_path=0.0))

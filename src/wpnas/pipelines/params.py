@@ -74,14 +74,7 @@ def ablation_config(section: Any) -> AblationConfig:
 
 
 def evaluation_config(section: Any) -> EvaluationConfig:
-    """``evaluation:``; ``benchmark: null`` means no benchmark rank, a configured table must exist."""
-    cfg = from_dict(EvaluationConfig, section, where="evaluation")
-    if cfg.benchmark is not None and cfg.benchmark.kind == "csv" and not Path(cfg.benchmark.path).is_file():
-        raise DataError(
-            f"evaluation.benchmark.path: table {cfg.benchmark.path!r} does not exist (set evaluation.benchmark "
-            "to null for no benchmark rank)"
-        )
-    return cfg
+    return from_dict(EvaluationConfig, section, where="evaluation")
 
 
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
@@ -188,12 +181,20 @@ def _ablation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
 
 
 def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
-    """Drop-path needs a network with cells (the genotype itself is checked by the node before training)."""
+    """A configured benchmark table must exist (``benchmark: null`` = no rank); drop-path needs
+    a network with cells. Checked only when the evaluation runs, so a search run does not
+    depend on the evaluation's table. The genotype is checked by the node before training."""
     if "evaluation" not in params or "evaluate_final_model" not in nodes:
         return
+    cfg = evaluation_config(params["evaluation"])
+    if cfg.benchmark is not None and cfg.benchmark.kind == "csv" and not Path(cfg.benchmark.path).is_file():
+        raise DataError(
+            f"evaluation.benchmark.path: table {cfg.benchmark.path!r} does not exist (set evaluation.benchmark "
+            "to null for no benchmark rank)"
+        )
     _, space = space_config(params.get("space"))
     shape = _input_shape(params)
-    check_drop_path(space, evaluation_config(params["evaluation"]), shape[0] if shape else 3, _num_classes(params))
+    check_drop_path(space, cfg, shape[0] if shape else 3, _num_classes(params))
 
 
 CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
