@@ -33,6 +33,9 @@ STREAMS: dict[str, int] = {
     "evolution": 3571,
     "landmark": 6007,
     "ranking.sample": 2027,
+    # evaluation from scratch (paper step 5)
+    "evaluation.init": 8831,
+    "evaluation.batches": 8837,
 }
 
 

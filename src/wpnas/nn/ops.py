@@ -166,6 +166,21 @@ def make_op(name: str, c_in: int, c_out: int, convertible: bool = False) -> nn.M
     raise ValueError(f"unknown cell op {name!r}; expected one of {list(OP_NAMES)}")
 
 
+def drop_path(x: torch.Tensor, prob: float) -> torch.Tensor:
+    """Zero whole samples of ``x`` with probability ``prob`` and rescale the rest by 1 / (1 - prob).
+
+    The caller decides when it applies (training only); ``prob <= 0`` returns ``x`` itself.
+    Draws from the global torch generator of ``x``'s device.
+    """
+    if prob <= 0.0:
+        return x
+    if prob >= 1.0:
+        raise ValueError(f"drop_path probability {prob} must be < 1")
+    keep = 1.0 - prob
+    mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), device=x.device, dtype=x.dtype).bernoulli_(keep)
+    return x * mask / keep
+
+
 class ResidualBlock(nn.Module):
     """The residual reduction block of NAS-Bench-201 (``ResNetBasicblock``, stride 2).
 

@@ -1,18 +1,23 @@
-"""Kedro datasets of our own: torch checkpoints on local disk, written atomically.
+"""Kedro datasets of our own: torch checkpoints and TorchScript files on local disk, written atomically.
 
-The file logic lives in :mod:`wpnas.io.checkpoints` (plain library); this class only adapts
-it to Kedro's catalog (paths, optional versioning, ``exists``/``describe``).
+The file logic lives in :mod:`wpnas.io.checkpoints` and :mod:`wpnas.io.torchscript` (plain
+library); these classes only adapt it to Kedro's catalog (paths, optional versioning,
+``exists``/``describe``).
 """
 
 from __future__ import annotations
 
-from pathlib import PurePosixPath
+import logging
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 
 from wpnas.errors import CheckpointError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
+from wpnas.io.torchscript import TorchScriptExport, load_torchscript, save_torchscript
+
+logger = logging.getLogger(__name__)
 
 
 class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
@@ -58,6 +63,49 @@ class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
         except DatasetError:
             return False
         return self._file_exists(str(path))
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+class TorchScriptDataset(AbstractVersionedDataset[TorchScriptExport, TorchScriptExport]):
+    """A TorchScript module with its metadata (``TorchScriptExport``), saved with ``torch.jit.save``.
+
+    The file loads with plain ``torch.jit.load`` (see :mod:`wpnas.io.torchscript`). An export
+    without a module (``evaluation.export: none``) writes nothing and leaves any previous
+    file as it is; a failing save never replaces a good file (temporary file + rename).
+    """
+
+    def __init__(
+        self,
+        filepath: str,
+        version: Version | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(filepath=PurePosixPath(filepath), version=version,
+                         exists_function=lambda path: Path(path).exists())
+        self.metadata = metadata
+
+    def load(self) -> TorchScriptExport:
+        try:
+            return load_torchscript(str(self._get_load_path()))
+        except CheckpointError as err:
+            raise DatasetError(str(err)) from err
+
+    def save(self, data: TorchScriptExport) -> None:
+        if not isinstance(data, TorchScriptExport):
+            raise DatasetError(f"TorchScriptDataset saves a TorchScriptExport, got {type(data).__name__}")
+        if data.module is None:
+            logger.info("no TorchScript export (export is off); %s left as it is", self._filepath)
+            return
+        save_torchscript(data, str(self._get_save_path()))
+
+    def _exists(self) -> bool:
+        try:
+            path = self._get_load_path()
+        except DatasetError:
+            return False
+        return Path(path).exists()
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}

@@ -21,6 +21,7 @@ from wpnas.experiments.ablation import AblationConfig, check_ablation
 from wpnas.search import SearchConfig
 from wpnas.search.evolution import check_evolution
 from wpnas.train.ground_truth import GroundTruthConfig
+from wpnas.train.scratch import EvaluationConfig, check_drop_path
 from wpnas.train.warmup import WarmupConfig
 
 
@@ -72,6 +73,10 @@ def ablation_config(section: Any) -> AblationConfig:
     return from_dict(AblationConfig, section, where="ablation")
 
 
+def evaluation_config(section: Any) -> EvaluationConfig:
+    return from_dict(EvaluationConfig, section, where="evaluation")
+
+
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
 SECTIONS: dict[str, Callable[[Any], Any]] = {
     "run": run_config,
@@ -83,6 +88,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "search": search_config,
     "predictor_benchmark": predictor_benchmark_config,
     "ablation": ablation_config,
+    "evaluation": evaluation_config,
 }
 
 
@@ -174,9 +180,27 @@ def _ablation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         raise ConfigError("ablation: the landmark rows need at least 2 ground-truth pairs (ground_truth.num_archs)")
 
 
+def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
+    """A configured benchmark table must exist (``benchmark: null`` = no rank); drop-path needs
+    a network with cells. Checked only when the evaluation runs, so a search run does not
+    depend on the evaluation's table. The genotype is checked by the node before training."""
+    if "evaluation" not in params or "evaluate_final_model" not in nodes:
+        return
+    cfg = evaluation_config(params["evaluation"])
+    if cfg.benchmark is not None and cfg.benchmark.kind == "csv" and not Path(cfg.benchmark.path).is_file():
+        raise DataError(
+            f"evaluation.benchmark.path: table {cfg.benchmark.path!r} does not exist (set evaluation.benchmark "
+            "to null for no benchmark rank)"
+        )
+    _, space = space_config(params.get("space"))
+    shape = _input_shape(params)
+    check_drop_path(space, cfg, shape[0] if shape else 3, _num_classes(params))
+
+
 CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
     _pairs_enough_for_predictor,
     _search_inputs,
     _warmup_landmarks,
     _ablation_inputs,
+    _evaluation_inputs,
 ]

@@ -6,6 +6,7 @@ from kedro.pipeline import Pipeline
 
 from wpnas.pipelines.ablation import create_pipeline as ablation
 from wpnas.pipelines.data_processing import create_pipeline as data_processing
+from wpnas.pipelines.evaluation import create_pipeline as evaluation
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
 from wpnas.pipelines.predictor import create_pipeline as predictor
 from wpnas.pipelines.predictor_benchmark import create_pipeline as predictor_benchmark
@@ -26,6 +27,8 @@ def all_pipelines() -> dict[str, Pipeline]:
         "predictor": pr,
         "wpnas_search": se,
         "predictor_benchmark": predictor_benchmark(),
+        # Paper step 5: train the search's final_genotype from scratch, score it on test.
+        "evaluation": evaluation(),
         # Paper Table 1 on one data split, every row over several seeds.
         "ablation": dp + ablation(),
         # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.

@@ -7,13 +7,14 @@ cell. Also here: the input checks and the weight extraction shared by the SuperN
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 import torch.nn as nn
 
 from wpnas.errors import ConfigError, DataError
 from wpnas.spaces.nats_skeleton import CELL_EDGES, Layer, num_reductions
-from wpnas.nn.ops import Head, ResidualBlock, Stem, make_op
+from wpnas.nn.ops import Head, ResidualBlock, SkipConnect, Stem, drop_path, make_op
 from wpnas.nn.ops import OFFSET_KERNEL
 
 
@@ -25,6 +26,11 @@ class Cell(nn.Module):
     whose inputs are all 'none' is zeros. ``convertible`` keeps the conversion layers
     of skip/pool ops on node 0 even when c_in == c_out (a SuperNet cell whose input
     width varies).
+
+    Drop-path (stand-alone training only): ``forward(..., drop_prob=p)`` zeroes the output
+    of every non-identity edge (convs, pooling, a converting skip) per sample with
+    probability p and rescales the survivors; identity skips and 'none' are never dropped.
+    The caller passes p > 0 only in training mode (``NatsNetwork`` does).
     """
 
     def __init__(self, ops: Sequence[str], c_in: int, c_out: int, convertible: bool = False) -> None:
@@ -39,10 +45,28 @@ class Cell(nn.Module):
         )
 
     def forward(
-        self, x: torch.Tensor, width: int | None = None, offsets: Sequence[torch.Tensor | None] | None = None
+        self,
+        x: torch.Tensor,
+        width: int | None = None,
+        offsets: Sequence[torch.Tensor | None] | None = None,
+        drop_prob: float = 0.0,
     ) -> torch.Tensor:
         width = self.c_out if width is None else width
-        return run_cell(x, width, list(self.edges), offsets)
+        edges: list[Callable[..., torch.Tensor] | None] = list(self.edges)
+        if drop_prob > 0.0:
+            edges = [op if op is None or is_identity(op) else partial(_dropped, op, drop_prob) for op in edges]
+        return run_cell(x, width, edges, offsets)
+
+
+def is_identity(op: nn.Module) -> bool:
+    """A skip edge without a conversion layer (what drop-path leaves alone)."""
+    return isinstance(op, SkipConnect) and op.convert is None
+
+
+def _dropped(
+    op: Callable[..., torch.Tensor], prob: float, x: torch.Tensor, width: int, offset: torch.Tensor | None
+) -> torch.Tensor:
+    return drop_path(op(x, width, offset), prob)
 
 
 def run_cell(
@@ -109,7 +133,12 @@ def check_offsets(offsets: torch.Tensor | None, num_decisions: int, where: str) 
 
 
 class NatsNetwork(nn.Module):
-    """Stand-alone network: stem, the layers of ``plan``, head. ``forward(x)`` -> logits."""
+    """Stand-alone network: stem, the layers of ``plan``, head. ``forward(x)`` -> logits.
+
+    ``drop_path_prob`` (default 0) is the drop-path probability of every cell's
+    non-identity edges in training mode; evaluation mode never drops. Training from
+    scratch sets it per epoch (:mod:`wpnas.train.scratch`); it is not part of the state dict.
+    """
 
     def __init__(
         self, in_channels: int, stem_channels: int, plan: Sequence[Layer], cell_ops: Sequence[str], num_classes: int
@@ -123,12 +152,14 @@ class NatsNetwork(nn.Module):
             for layer in plan
         )
         self.head = Head(plan[-1].c_out if plan else stem_channels, num_classes)
+        self.drop_path_prob = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.in_channels, self.reductions, type(self).__name__)
+        drop = self.drop_path_prob if self.training else 0.0
         h = self.stem(x)
         for cell in self.cells:
-            h = cell(h)
+            h = cell(h, drop_prob=drop) if drop > 0.0 and isinstance(cell, Cell) else cell(h)
         return self.head(h)
 
 

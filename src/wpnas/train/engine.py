@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wpnas import tracking
-from wpnas.errors import TrainingError
+from wpnas.errors import ConfigError, TrainingError
 from wpnas.progress import Progress
 from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
 
@@ -92,7 +92,11 @@ class Meter:
 
 
 class Trainer:
-    """Optimizer + cosine schedule + one-step training for a set of parameters."""
+    """Optimizer + cosine schedule + one-step training for a set of parameters.
+
+    ``label_smoothing`` (default 0) smooths the training cross-entropy's targets; the
+    loss a meter records is then the smoothed one.
+    """
 
     def __init__(
         self,
@@ -100,10 +104,14 @@ class Trainer:
         optim: OptimConfig,
         total_steps: int,
         engine: Engine,
+        label_smoothing: float = 0.0,
     ) -> None:
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing: {label_smoothing} must be in [0, 1)")
         self.params = [p for p in params if p.requires_grad]
         self.cfg = optim
         self.engine = engine
+        self.label_smoothing = float(label_smoothing)
         self.optimizer = build_optimizer(self.params, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, total_steps)
         self.steps = 0
@@ -129,7 +137,7 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         with self.engine.autocast():
             logits = forward(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
             total = loss if extra_loss is None else loss + extra_loss()
         total.backward()
         if self.cfg.grad_clip is not None:

@@ -39,6 +39,9 @@ def search_node(
         trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
     else:  # methods without alpha: an empty table and a figure that says so
         trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
-    tracking.set_tags({"final_arch": result.final_genotype["arch"]})
+    found = result.final_genotype
+    tracking.set_tags({"final_arch": found["arch"]})
+    tracking.log_metrics({k: found.get(k) for k in ("flops_m", "params_m", "predicted_accuracy", "supernet_valid_acc",
+                                                    "joint_probability")}, prefix="final/")
     logger.info("Search result: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
     return result.checkpoint, trajectory, figure, result.final_genotype
