@@ -1,4 +1,4 @@
-"""Which pipelines exist and how they compose (paper steps 1-4 = ``search``)."""
+"""Which pipelines exist and how they compose (steps 1-4 = ``search``; the default adds step 5 and the report)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from wpnas.pipelines.evaluation import create_pipeline as evaluation
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
 from wpnas.pipelines.predictor import create_pipeline as predictor
 from wpnas.pipelines.predictor_benchmark import create_pipeline as predictor_benchmark
+from wpnas.pipelines.reporting import create_pipeline as reporting
 from wpnas.pipelines.search import create_pipeline as search
 from wpnas.pipelines.warmup import create_pipeline as warmup
 
@@ -29,10 +30,13 @@ def all_pipelines() -> dict[str, Pipeline]:
         "predictor_benchmark": predictor_benchmark(),
         # Paper step 5: train the search's final_genotype from scratch, score it on test.
         "evaluation": evaluation(),
+        # summary.md and figures from the run's artifacts (needs evaluation_metrics).
+        "reporting": reporting(),
         # Paper Table 1 on one data split, every row over several seeds.
         "ablation": dp + ablation(),
         # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.
         "search": dp + wu + gt + pr + se,
     }
-    pipelines["__default__"] = pipelines["search"]
+    # `kedro run`: the whole procedure, from data to the found network trained and reported.
+    pipelines["__default__"] = pipelines["search"] + pipelines["evaluation"] + pipelines["reporting"]
     return pipelines

@@ -1,0 +1,46 @@
+"""End to end: `kedro run` (search + evaluation + reporting), then the example notebook on its artifacts."""
+
+import json
+import shutil
+
+import mlflow
+import pytest
+
+from tests.conftest import REPO, run_kedro
+from tests.pipelines.test_evaluation_run import EVAL_TINY
+from tests.pipelines.test_search_run import TINY
+
+FIGURES = ["alpha_lines.png", "predictor_scatter.png", "accuracy_vs_flops.png"]
+
+
+@pytest.mark.slow
+def test_default_run_reports_and_the_notebook_executes(kedro_project):
+    params = dict(TINY, **EVAL_TINY, **{"space.options.nats_tss.C": 4})
+    run = run_kedro(kedro_project, "__default__", params=params)
+
+    genotype = json.loads((kedro_project / "data/07_model_output/final_genotype.json").read_text())
+    summary = (kedro_project / "data/08_reporting/summary.md").read_text()
+    assert f"`{genotype['arch']}`" in summary and "trained from scratch, test" in summary
+    assert f"MLflow run {run.info.run_id}" in summary
+    for name in FIGURES:
+        data = (kedro_project / "data/08_reporting" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
+
+    assert run.data.tags["final_arch"] == genotype["arch"]
+    assert run.data.metrics["final/flops_m"] == pytest.approx(genotype["flops_m"])
+    assert "evaluation/test_accuracy" in run.data.metrics
+    logged = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
+    assert {"summary.md", *FIGURES} <= logged, logged
+
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    notebooks = kedro_project / "notebooks"
+    notebooks.mkdir()
+    shutil.copy(REPO / "notebooks" / "wpnas_results.ipynb", notebooks)
+    notebook = nbformat.read(notebooks / "wpnas_results.ipynb", as_version=4)
+    nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebooks)}}).execute()
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    text = "".join(o.get("text", "") for o in outputs if o.get("output_type") == "stream")
+    assert genotype["arch"] in text and "1 runs with a found architecture" in text
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 3  # alpha lines, accuracy vs FLOPs, scatter
