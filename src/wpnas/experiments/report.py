@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 
 from wpnas.errors import DataError
 from wpnas.nasbench.metrics import kendall_tau
+from wpnas.train.scratch import GENOTYPE_KEYS
 
 __all__ = [
     "accuracy_flops_figure",
@@ -30,16 +31,17 @@ __all__ = [
     "summary_markdown",
 ]
 
-#: Keys every ``final_genotype`` has (written by :meth:`wpnas.search.runner.SearchRunner.final_genotype`).
-GENOTYPE_KEYS = ("space", "arch", "flops_m", "params_m")
+#: Keys the report reads from a ``final_genotype`` (written by ``SearchRunner.final_genotype``):
+#: the ones evaluation needs, plus the cost.
+REPORT_KEYS = (*GENOTYPE_KEYS, "flops_m", "params_m")
 
 
 def check_genotype_keys(genotype: Mapping[str, Any], source: str = "final_genotype") -> None:
     if not isinstance(genotype, Mapping):
         raise DataError(f"{source}: expected a JSON object, got {type(genotype).__name__}")
-    missing = [k for k in GENOTYPE_KEYS if k not in genotype]
+    missing = [k for k in REPORT_KEYS if k not in genotype]
     if missing:
-        raise DataError(f"{source}: missing {missing}; a search writes {list(GENOTYPE_KEYS)} and more")
+        raise DataError(f"{source}: missing {missing}; a search writes {list(REPORT_KEYS)} and more")
 
 
 def _number(value: Any) -> float | None:
