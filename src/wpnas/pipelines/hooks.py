@@ -41,6 +41,10 @@ def git_info(project_path: str | Path) -> dict[str, str]:
     return {"git_commit": commit, "git_dirty": str(bool(dirty))}
 
 
+#: The experiment tag MLflow 3's UI reads to choose its view, and the "Model training" kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
 #: MLflow refuses longer run names; the name is a label, the full values are the run's params.
 MAX_RUN_NAME = 250
 
@@ -154,6 +158,8 @@ class TrackingHooks:
             pass
         tracking.set_tags(tags)
         tracking.log_params(self._params)
+        # MLflow 3's UI opens an experiment of unknown kind in its GenAI view; say it trains models
+        tracking.set_experiment_tags({EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
 
     def _configured_run_name(self) -> str | None:
         """``tracking.run.name`` of mlflow.yml (kedro-mlflow puts its config on the context)."""
