@@ -4,7 +4,7 @@ Runs :func:`wpnas.predictors.benchmark.run_predictor_benchmark` on the NB201 tab
 (metric cifar10_valid_200ep) and the NATS-SSS table (cifar10_valid_90ep) and prints
 mean ± std over seeds, next to the paper's few-shot Kendall tau.
 
-    python benchmarks/predictor_table2.py --seeds 10 --jobs 2 --out data/08_reporting/predictor_table2.csv
+    python benchmarks/predictor_table2.py --seeds 10 --jobs 2 --out /tmp/predictor_table2_runs.csv
     python benchmarks/predictor_table2.py --rows paper      # the paper's own training settings
 """
 

@@ -66,8 +66,29 @@ def kedro_project(tmp_path, monkeypatch):
     return project
 
 
-def run_kedro(project: Path, pipeline: str, params: dict | None = None, env: str | None = None):
-    """Run one pipeline through a real KedroSession; return the MLflow run it logged."""
+def versions(path: Path) -> list[str]:
+    """The saved versions of a versioned catalog file, oldest first (``<path>/<version>/<name>``)."""
+    path = Path(path)
+    if not path.is_dir():
+        return []
+    return sorted(v.name for v in path.iterdir() if (v / path.name).is_file())
+
+
+def latest(path: Path) -> Path:
+    """The newest version of a versioned catalog file, e.g.
+    ``latest(project / "data/06_models/warmed_supernet.pt")`` ->
+    ``.../warmed_supernet.pt/2026-11-28T10.00.00.000Z/warmed_supernet.pt``."""
+    found = versions(path)
+    if not found:
+        raise FileNotFoundError(f"{path}: no saved version (expected {path}/<version>/{Path(path).name})")
+    return Path(path) / found[-1] / Path(path).name
+
+
+def run_kedro(project: Path, pipeline: str, params: dict | None = None, env: str | None = None,
+              load_versions: dict[str, str] | None = None):
+    """Run one pipeline through a real KedroSession; return the MLflow run it logged.
+
+    ``load_versions`` is ``kedro run --load-versions``: {catalog entry: version to load}."""
     import mlflow
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
@@ -81,7 +102,7 @@ def run_kedro(project: Path, pipeline: str, params: dict | None = None, env: str
         target[leaf] = value
     bootstrap_project(project)
     with KedroSession.create(project_path=project, env=env, runtime_params=nested) as session:
-        session.run(pipeline_names=[pipeline])
+        session.run(pipeline_names=[pipeline], load_versions=load_versions or {})
     while mlflow.active_run() is not None:
         mlflow.end_run()
     client = mlflow.tracking.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])

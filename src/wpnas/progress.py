@@ -33,7 +33,10 @@ def _fmt_metrics(metrics: Mapping[str, Any]) -> str:
 
 
 class Progress:
-    """Iterate with progress; ``update_metrics`` attaches loss/accuracy to the display."""
+    """Iterate with progress; ``update_metrics`` attaches loss/accuracy to the display.
+
+    Redirected output gets a line every ``log_every`` seconds and, with ``log_final``, one when
+    the loop completes (callers that log their own summary switch that off)."""
 
     def __init__(
         self,
@@ -43,12 +46,14 @@ class Progress:
         log_every: float = 30.0,
         interactive: bool | None = None,
         enabled: bool = True,
+        log_final: bool = True,
     ) -> None:
         self.total = int(total)
         self.desc = desc
         self.unit = unit
         self.log_every = log_every
         self.enabled = enabled
+        self.log_final = log_final
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.count = 0
         self.metrics: dict[str, Any] = {}
@@ -93,7 +98,8 @@ class Progress:
             self._bar.update(n)
             return
         now = time.monotonic()
-        if now - self._last_log >= self.log_every or self.count >= self.total:
+        final = self.count >= self.total and self.log_final
+        if now - self._last_log >= self.log_every or final:
             self._last_log = now
             logger.info(self.line())
 

@@ -1,6 +1,10 @@
 """Kedro project settings (Kedro glue: not part of the plain library)."""
 
-from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks
+from wpnas.pipelines.logs import quiet_known_warnings
+
+quiet_known_warnings()  # before the hooks import kedro-mlflow (and MLflow)
+
+from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks  # noqa: E402
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.

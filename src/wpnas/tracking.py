@@ -68,6 +68,19 @@ def set_tags(tags: Mapping[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
+def set_experiment_tags(tags: Mapping[str, Any], overwrite: bool = False) -> None:
+    """Tags on the active run's experiment; existing tags are kept unless ``overwrite``."""
+    mlflow = _active()
+    if mlflow is None:
+        return
+    client = mlflow.tracking.MlflowClient()
+    experiment_id = mlflow.active_run().info.experiment_id
+    existing = client.get_experiment(experiment_id).tags
+    for key, value in tags.items():
+        if value is not None and (overwrite or key not in existing):
+            client.set_experiment_tag(experiment_id, key, str(value))
+
+
 def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
     mlflow = _active()
     if mlflow is not None and Path(path).exists():

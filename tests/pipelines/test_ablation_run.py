@@ -8,7 +8,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import run_kedro
+from tests.conftest import latest, run_kedro
 from tests.pipelines.test_search_run import TINY
 from wpnas.experiments.ablation import REFERENCES, ROWS
 
@@ -35,16 +35,16 @@ ABLATION = {
 @pytest.mark.slow
 def test_ablation_pipeline_end_to_end(kedro_project):
     run_kedro(kedro_project, "ablation", params=ABLATION)
-    results = pd.read_csv(kedro_project / "data/07_model_output/ablation_results.csv")
+    results = pd.read_csv(latest(kedro_project / "data/07_model_output/ablation_results.csv"))
     assert list(results["row"].unique()) == list(ROWS)
     assert all(sorted(seeds) == [0, 1] for seeds in results.groupby("row")["seed"].apply(list))
     assert results["kendall_tau"].between(-1, 1).all() and results["hours"].gt(0).all()
-    references = pd.read_csv(kedro_project / "data/07_model_output/ablation_references.csv")
+    references = pd.read_csv(latest(kedro_project / "data/07_model_output/ablation_references.csv"))
     assert sorted(references["row"].unique()) == sorted(REFERENCES)
-    table = pd.read_csv(kedro_project / "data/08_reporting/table1.csv")
+    table = pd.read_csv(latest(kedro_project / "data/08_reporting/table1.csv"))
     assert list(table["row"]) == [*ROWS, *REFERENCES]
     assert table.loc[table["row"] == "spos", "paper_kendall_tau"].item() == pytest.approx(0.614)
-    markdown = (kedro_project / "data/08_reporting/table1.md").read_text()
+    markdown = latest(kedro_project / "data/08_reporting/table1.md").read_text()
     assert "| SPOS + landmark + PS + predictor + WWS |" in markdown and "0.614" in markdown
 
     # one parent run and one nested run per row, each row's runs carrying its per-seed metrics

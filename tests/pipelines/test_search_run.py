@@ -6,7 +6,7 @@ import mlflow
 import pandas as pd
 import pytest
 
-from tests.conftest import run_kedro
+from tests.conftest import latest, run_kedro, versions
 from wpnas.io.checkpoints import load_checkpoint
 from wpnas.spaces import get_space
 
@@ -55,38 +55,63 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     if space_name == "nats_tss":
         params["space.options.nats_tss.C"] = 4
     run = run_kedro(kedro_project, "search", params=params)
-    for path in ARTIFACTS:
-        assert (kedro_project / path).is_file(), path
+    first = run.data.tags["kedro_save_version"]
+    for path in ARTIFACTS:  # versioned: <path>/<the run's save version>/<file name>
+        assert latest(kedro_project / path) == kedro_project / path / first / path.rsplit("/", 1)[1], path
 
     space = get_space(space_name, **({"C": 4, "N": 1} if space_name == "nats_tss" else {"channels": [8, 16, 24, 32]}))
-    genotype = json.loads((kedro_project / "data/07_model_output/final_genotype.json").read_text())
+    genotype = json.loads(latest(kedro_project / "data/07_model_output/final_genotype.json").read_text())
     assert genotype["space"] == space_name
     arch = space.from_string(genotype["arch"])
     assert list(arch) == genotype["choices"]
     assert genotype["flops_m"] == pytest.approx(space.cost(arch, (1, 8, 8), 10).flops_m)
 
-    pairs = pd.read_csv(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv")
+    pairs = pd.read_csv(latest(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv"))
     assert len(pairs) == 12 and set(pairs.columns) >= {"arch", "accuracy", "flops_m", "params_m", "source", "seconds"}
 
-    trajectory = pd.read_csv(kedro_project / "data/07_model_output/alpha_trajectory.csv")
+    trajectory = pd.read_csv(latest(kedro_project / "data/07_model_output/alpha_trajectory.csv"))
     assert sorted(trajectory["epoch"].unique()) == [0, 1, 2]
     sums = trajectory.groupby(["epoch", "decision"])["probability"].sum()
     assert sums.between(0.999, 1.001).all()
 
-    searched = load_checkpoint(kedro_project / "data/06_models/searched_supernet.pt")
+    searched = load_checkpoint(latest(kedro_project / "data/06_models/searched_supernet.pt"))
     assert searched["stage"] == "search" and searched["supernet"]["space"] == space_name
-    warmed = load_checkpoint(kedro_project / "data/06_models/warmed_supernet.pt")
+    warmed = load_checkpoint(latest(kedro_project / "data/06_models/warmed_supernet.pt"))
     assert warmed["epoch"] == 1 and "trainer" in warmed and "rng" in warmed
 
     # MLflow: one run with parameters, per-stage metrics and the important artifacts
     assert run.data.params["space.name"] == space_name
     assert run.data.params["search.wpnas.reward.b1"] == "0.01"
     assert run.data.tags["pipeline"] == "search"
-    for key in ("warmup/train_loss", "ground_truth/accuracy", "search/entropy"):
+    assert run.data.tags["mlflow.runName"].startswith("search|local|seed=0|data.image_size=8|data.train_limit=300|")
+    assert run.data.tags["runner"] == "SequentialRunner"
+    for key in ("warmup/train_loss", "ground_truth/accuracy_mean", "ground_truth/accuracy_best",
+                "ground_truth/count", "ground_truth/arch_accuracy", "search/entropy"):
         assert key in run.data.metrics, key
+    assert "ground_truth/accuracy" not in run.data.metrics  # no per-architecture series posing as a summary
+    assert run.data.metrics["ground_truth/count"] == 12
+    assert run.data.metrics["ground_truth/accuracy_best"] == pytest.approx(pairs["accuracy"].max())
     client = mlflow.tracking.MlflowClient()
     logged = {f.path for f in client.list_artifacts(run.info.run_id)}
-    assert {"final_genotype.json", "alpha_trajectory.csv", "alpha_heatmap.png", "predictor_metrics.json"} <= logged
+    assert {"final_genotype.json", "alpha_trajectory.csv", "alpha_heatmap.png", "predictor_metrics.json",
+            "predictor_validation.csv"} <= logged
+
+    if space_name != "nats_tss":
+        return
+    # Runs do not overwrite each other: a second WarmUp adds a version, a later stage loads the
+    # newest by default and a named one with --load-versions.
+    second = run_kedro(kedro_project, "warmup", params=dict(params, **{"warmup.epochs": 2}))
+    second_version = second.data.tags["kedro_save_version"]
+    warmed_path = kedro_project / "data/06_models/warmed_supernet.pt"
+    assert versions(warmed_path) == [first, second_version]
+    assert load_checkpoint(warmed_path / first / "warmed_supernet.pt")["epoch"] == 1  # the first is kept
+    run_kedro(kedro_project, "wpnas_search", params=params)
+    searched_path = kedro_project / "data/06_models/searched_supernet.pt"
+    assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 2  # the newest WarmUp
+    third = run_kedro(kedro_project, "wpnas_search", params=params, load_versions={"warmed_supernet": first})
+    assert third.data.tags["load_versions"] == str({"warmed_supernet": first})
+    assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 1  # the one asked for
+    assert len(versions(searched_path)) == 3
 
 
 @pytest.mark.slow
@@ -95,14 +120,14 @@ def test_bad_parameters_fail_before_any_node_runs(kedro_project):
 
     with pytest.raises(ConfigError, match="unknown search space 'nats_xyz'"):
         run_kedro(kedro_project, "search", params={"space.name": "nats_xyz"})
-    assert not (kedro_project / "data/03_primary/image_splits.pt").exists()
+    assert not versions(kedro_project / "data/03_primary/image_splits.pt")
     with pytest.raises(ConfigError, match="ground_truth.num_archs"):
         run_kedro(kedro_project, "search", params={"ground_truth.num_archs": 5})
     with pytest.raises(DataError, match="does not exist"):
         run_kedro(kedro_project, "search", params={"data.source": "image_folder", "data.root": "/no/such/folder"})
     with pytest.raises(ConfigError, match="not a valid device"):
         run_kedro(kedro_project, "search", params={"run.device": "gpu"})
-    assert not (kedro_project / "data/03_primary/image_splits.pt").exists()
+    assert not versions(kedro_project / "data/03_primary/image_splits.pt")
 
 
 @pytest.mark.slow
@@ -115,9 +140,9 @@ def test_predictor_benchmark_pipeline_writes_table2(kedro_project, shared_data):
         "predictor_benchmark.tables": tables, "predictor_benchmark.seeds": 2,
         "predictor_benchmark.encoders": ["mlp"], "predictor_benchmark.overrides": {"epochs": 2},
     })
-    summary = pd.read_csv(kedro_project / "data/08_reporting/predictor_table2.csv")
+    summary = pd.read_csv(latest(kedro_project / "data/08_reporting/predictor_table2.csv"))
     assert list(summary["row"]) == ["MLP", "few-shot MLP", "baseline: MLP one-hot + ranking"]
     assert (summary["seeds"] == 2).all()
-    markdown = (kedro_project / "data/08_reporting/predictor_table2.md").read_text()
+    markdown = latest(kedro_project / "data/08_reporting/predictor_table2.md").read_text()
     assert "few-shot MLP" in markdown and "0.561" in markdown  # the paper's value sits next to ours
     assert any(k.startswith("table2/nats_tss/few-shot MLP/") for k in run.data.metrics)

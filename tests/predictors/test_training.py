@@ -156,3 +156,16 @@ def test_same_seed_same_predictor(sss, tiny):
     a, _ = train_predictor(sss, archs, acc, cfg)
     b, _ = train_predictor(sss, archs, acc, cfg)
     np.testing.assert_array_equal(a.predict(archs), b.predict(archs))
+
+
+@pytest.mark.parametrize("kind", ["supervised", "fewshot"])
+def test_predictions_stay_in_0_100(kind, tiny):
+    """Whatever the networks and calibration output, predict() returns percentages in [0, 100]."""
+    space = get_space("nats_tss", C=4, N=1)
+    archs, acc = sample_pairs(space, 30, seed=2)
+    predictor, _ = train_predictor(space, archs, acc, PredictorConfig(kind=kind, **dict(tiny, epochs=1)))
+    predictor.calibration = (1e-9, float(predictor.norm.forward(np.array([101.77]))[0]))  # raw output above 100
+    assert np.allclose(predictor.norm.inverse(predictor.predict_normalised(archs[:5])), 101.77)
+    assert (predictor.predict(archs[:5]) == 100.0).all()
+    predictor.calibration = (1e-9, float(predictor.norm.forward(np.array([-3.0]))[0]))  # and below 0
+    assert (predictor.predict(archs[:5]) == 0.0).all()

@@ -70,3 +70,26 @@ def test_bad_ground_truth_settings():
         GroundTruthConfig(num_archs=1)
     with pytest.raises(ConfigError, match="'oracle'"):
         from_dict(GroundTruthConfig, {"source": "oracle"})
+
+
+def test_logs_a_summary_not_lines_per_architecture(tiny_splits, warmed, caplog):
+    """Redirected output: at most one progress line per 30 s, then one summary line."""
+    import logging
+
+    space, ck = warmed
+    cfg = from_dict(GroundTruthConfig, {"num_archs": 3, "epochs": 0, "batch_size": 32, "calib_batches": 1})
+    caplog.set_level(logging.INFO, logger="wpnas")
+    pairs = acquire_ground_truth(space, cfg, seed=0, supernet=restore_supernet(ck, "cpu"), splits=tiny_splits)
+    lines = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ground truth: 3 architectures") and f"best {pairs['accuracy'].max():.2f} %" in lines[0]
+
+
+def test_summary_of_a_pairs_table():
+    import pandas as pd
+
+    from wpnas.train.ground_truth import summarize
+
+    pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 80.0, 20.0], "seconds": [1.0, 2.0, 3.0]})
+    assert summarize(pairs) == {"count": 3, "accuracy_mean": 50.0, "accuracy_best": 80.0, "accuracy_worst": 20.0,
+                                "best_arch": "b", "seconds_total": 6.0}

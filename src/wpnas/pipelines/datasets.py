@@ -1,8 +1,9 @@
 """Kedro datasets of our own: torch checkpoints and TorchScript files on local disk, written atomically.
 
 The file logic lives in :mod:`wpnas.io.checkpoints` and :mod:`wpnas.io.torchscript` (plain
-library); these classes only adapt it to Kedro's catalog (paths, optional versioning,
-``exists``/``describe``).
+library); these classes only adapt it to Kedro's catalog (paths, versioning,
+``exists``/``describe``). :class:`VersionedArtifactDataset` makes kedro-mlflow's report
+wrapper versionable.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
+from kedro_mlflow.io.artifacts import MlflowArtifactDataset
 
 from wpnas.errors import CheckpointError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
@@ -109,3 +111,47 @@ class TorchScriptDataset(AbstractVersionedDataset[TorchScriptExport, TorchScript
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+class VersionedArtifactDataset(MlflowArtifactDataset):
+    """kedro-mlflow's ``MlflowArtifactDataset`` that takes part in Kedro's catalog versioning.
+
+    With kedro-mlflow 2.0.3, ``versioned: true`` on the *inner* dataset gives it a save version
+    of its own (a fresh timestamp), which the catalog refuses ("All datasets in the catalog
+    must have the same save version"), and ``versioned: true`` on the outer entry passes a
+    ``version`` argument that ``MlflowArtifactDataset`` does not accept. This factory accepts
+    the catalog's ``version`` (the run's save version, or a ``--load-versions`` entry) and gives
+    it to the wrapped dataset, so a report lands in ``<filepath>/<save version>/<file name>``
+    like every versioned checkpoint, and is still logged to the active MLflow run on save.
+
+    Catalog entry::
+
+        final_genotype:
+          type: wpnas.pipelines.datasets.VersionedArtifactDataset
+          versioned: true
+          dataset: {type: json.JSONDataset, filepath: data/07_model_output/final_genotype.json}
+    """
+
+    def __new__(  # type: ignore[misc]
+        cls,
+        dataset: str | dict,
+        version: Version | None = None,
+        run_id: str | None = None,
+        artifact_path: str | None = None,
+        credentials: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Any:
+        inner = {"type": dataset} if isinstance(dataset, str) else dict(dataset)
+        if "filepath" not in inner:
+            raise DatasetError(f"VersionedArtifactDataset: the wrapped dataset {inner!r} has no 'filepath'")
+        if version is not None:
+            inner["versioned"] = True
+        instance = MlflowArtifactDataset.__new__(
+            MlflowArtifactDataset, dataset=inner, run_id=run_id, artifact_path=artifact_path,
+            credentials=credentials, metadata=metadata,
+        )
+        if version is not None:
+            # the wrapped dataset made up its own save version; use the catalog's (one per run)
+            instance._version = version
+            instance._clear_version_cache()
+        return instance

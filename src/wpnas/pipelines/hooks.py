@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import shlex
 import subprocess
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +41,54 @@ def git_info(project_path: str | Path) -> dict[str, str]:
     return {"git_commit": commit, "git_dirty": str(bool(dirty))}
 
 
+#: The experiment tag MLflow 3's UI reads to choose its view, and the "Model training" kind.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"
+
+#: MLflow refuses longer run names; the name is a label, the full values are the run's params.
+MAX_RUN_NAME = 250
+
+
+def run_name(pipeline: str, env: str, seed: Any, runtime_params: Mapping[str, Any] | None) -> str:
+    """``search|local|seed=0|search.epochs=3``: what tells two runs apart in MLflow's run list.
+
+    Pipeline(s), Kedro environment, seed, then every parameter given on the command line
+    (``--params``), flattened to dotted keys in the order given. Cut at MAX_RUN_NAME characters
+    (marked with ``...``)."""
+    parts = [pipeline, env, f"seed={seed}"]
+    for key, value in tracking.flatten(runtime_params or {}).items():
+        if key == "run.seed":
+            continue  # already in the name
+        parts.append(f"{key}={value}")
+    name = "|".join(parts)
+    return name if len(name) <= MAX_RUN_NAME else name[: MAX_RUN_NAME - 3] + "..."
+
+
+def command_line(argv: Sequence[str]) -> str:
+    """The command as typed: ``kedro run --pipelines=search --params ...`` (quoted where needed).
+
+    The program is shown by its name (``kedro``), not the virtualenv path;
+    ``python -m wpnas`` is shown as such."""
+    if not argv:
+        return ""
+    program = Path(argv[0]).name
+    if program == "__main__.py":
+        program = f"python -m {Path(argv[0]).parent.name}"
+    return " ".join([program, *(shlex.quote(a) for a in argv[1:])])
+
+
+def runner_name(runner: Any) -> str:
+    """``SequentialRunner``, whether Kedro recorded a class, an instance or its repr."""
+    if isinstance(runner, str):
+        # Kedro records str(runner): "<kedro.runner.sequential_runner.SequentialRunner object at 0x..>"
+        text = runner.strip("<>").split(" object at ")[0].rsplit(".", 1)[-1]
+        return text if text and text != "None" else "SequentialRunner"
+    if runner is None:
+        return "SequentialRunner"  # Kedro's default
+    cls = runner if isinstance(runner, type) else type(runner)
+    return cls.__name__
+
+
 class ValidationHooks:
     """Check every parameter section before the first node runs (bad input fails fast)."""
 
@@ -62,12 +113,14 @@ class TrackingHooks:
         self._params: dict[str, Any] = {}
         self._env: str | None = None
         self._project_path: Path | None = None
+        self._context: Any = None
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context: Any) -> None:
         # Runs before kedro-mlflow reads its config: an unset URI falls back to the env var.
         self._project_path = Path(context.project_path)
         self._env = context.env
+        self._context = context
         self._params = dict(context.params)
         if not os.environ.get("MLFLOW_TRACKING_URI"):
             os.environ["MLFLOW_TRACKING_URI"] = default_tracking_uri(context.project_path)
@@ -79,11 +132,21 @@ class TrackingHooks:
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         if isinstance(names, str):
             names = [names]
+        pipeline_name = "+".join(n or "__default__" for n in names)
+        env = run_params.get("env") or self._env or "local"
+        seed = (self._params.get("run") or {}).get("seed", "?")
         tags = {
-            "pipeline": "+".join(n or "__default__" for n in names),
-            "kedro_env": run_params.get("env") or self._env or "local",
+            "pipeline": pipeline_name,
+            "kedro_env": env,
             "wpnas_version": wpnas.__version__,
+            # kedro-mlflow logs Kedro's run_params as tags; 'runner' comes as an object repr
+            "runner": runner_name(run_params.get("runner")),
+            "command": command_line(sys.argv),
+            # the catalog's save version: this run's files are <filepath>/<version>/<file name>
+            "kedro_save_version": run_params.get("run_id"),
         }
+        if not self._configured_run_name():
+            tags["mlflow.runName"] = run_name(pipeline_name, env, seed, run_params.get("runtime_params"))
         if self._project_path is not None:
             tags.update(git_info(self._project_path))
         try:
@@ -95,3 +158,13 @@ class TrackingHooks:
             pass
         tracking.set_tags(tags)
         tracking.log_params(self._params)
+        # MLflow 3's UI opens an experiment of unknown kind in its GenAI view; say it trains models
+        tracking.set_experiment_tags({EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
+
+    def _configured_run_name(self) -> str | None:
+        """``tracking.run.name`` of mlflow.yml (kedro-mlflow puts its config on the context)."""
+        config = getattr(self._context, "mlflow", None)
+        try:
+            return config.tracking.run.name
+        except AttributeError:
+            return None

@@ -280,6 +280,10 @@ class TargetNorm:
         return np.asarray(values, dtype=np.float64) * self.scale + self.shift
 
 
+#: Accuracies are percentages; predictions are clipped to this range.
+ACCURACY_RANGE = (0.0, 100.0)
+
+
 class Predictor:
     """A trained predictor: networks (an ensemble of one or more), target normalisation and,
     for few-shot, the support set it compares against. ``predict`` needs nothing else."""
@@ -360,9 +364,13 @@ class Predictor:
         return a * (total / len(self.nets)) + b
 
     def predict(self, archs: Iterable[Any] | np.ndarray) -> np.ndarray:
-        """Predicted accuracy (units of the training accuracies) for strings, tuples or an (N, L)
-        int array of choice indices."""
-        return self.norm.inverse(self.predict_normalised(archs))
+        """Predicted accuracy in percent for strings, tuples or an (N, L) int array of choice indices.
+
+        This is the one place predictions leave the predictor, and they are clipped to
+        [0, 100] here: the networks and the affine calibration are unbounded (a default run
+        once predicted 101.77 %). Training and calibration work on the unclipped
+        ``predict_normalised``."""
+        return np.clip(self.norm.inverse(self.predict_normalised(archs)), ACCURACY_RANGE[0], ACCURACY_RANGE[1])
 
     # -- checkpoints -----------------------------------------------------------------------
     def to_checkpoint(self) -> dict[str, Any]:

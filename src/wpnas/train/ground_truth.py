@@ -129,9 +129,11 @@ def acquire_ground_truth(
         splits, "valid", engine.device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.valid_limit,
     )
-    with Progress(len(archs), "ground truth", unit="arch", log_every=0.0) as progress:
+    # One progress line per 30 s at most when output is redirected (a bar in a terminal),
+    # then one summary line; each architecture's fine-tuning is logged at DEBUG.
+    with Progress(len(archs), "ground truth", unit="arch", log_final=False) as progress:
         for i, arch in enumerate(archs):
-            logger.info("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
+            logger.debug("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
             started = time.monotonic()
             acc = finetune_architecture(supernet, arch, splits, cfg, engine, seed + i, valid)
             seconds = time.monotonic() - started
@@ -139,7 +141,31 @@ def acquire_ground_truth(
             text = space.to_string(arch)
             rows.append(dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
                              source=f"finetune:{cfg.epochs}ep", seconds=seconds))
-            tracking.log_metrics({"ground_truth/accuracy": acc, "ground_truth/seconds": seconds}, step=i + 1)
-            progress.update_metrics(arch=f"{i + 1}/{len(archs)} {text}", acc=acc, seconds=seconds)
+            # per-architecture values, step = architecture number (not a summary: see summarize())
+            tracking.log_metrics({"ground_truth/arch_accuracy": acc, "ground_truth/arch_seconds": seconds}, step=i + 1)
+            progress.update_metrics(acc=acc, best=max(r["accuracy"] for r in rows))
             progress.advance()
-    return pd.DataFrame(rows, columns=COLUMNS)
+    pairs = pd.DataFrame(rows, columns=COLUMNS)
+    stats = summarize(pairs)
+    logger.info("ground truth: %d architectures fine-tuned in %.0f s, accuracy mean %.2f %%, best %.2f %% (%s)",
+                stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
+                stats["best_arch"])
+    return pairs
+
+
+def summarize(pairs: pd.DataFrame) -> dict[str, Any]:
+    """Summary of an ``arch_accuracy_pairs`` table: count, accuracy mean / best / worst, the best
+    architecture and the total fine-tuning seconds."""
+    best = int(pairs["accuracy"].to_numpy().argmax())
+    return {
+        "count": int(len(pairs)),
+        "accuracy_mean": float(pairs["accuracy"].mean()),
+        "accuracy_best": float(pairs["accuracy"].iloc[best]),
+        "accuracy_worst": float(pairs["accuracy"].min()),
+        "best_arch": str(pairs["arch"].iloc[best]),
+        "seconds_total": float(pairs["seconds"].sum()),
+    }
+
+
+#: The summary values logged as MLflow metrics (``ground_truth/<name>``), once per table.
+SUMMARY_METRICS = ("count", "accuracy_mean", "accuracy_best", "accuracy_worst", "seconds_total")

@@ -1,0 +1,71 @@
+"""What a run prints: catalog chatter at DEBUG, known library warnings hidden, user errors in one line."""
+
+import logging
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wpnas.cli import find_user_error
+from wpnas.errors import CheckpointError, ConfigError
+from wpnas.pipelines.logs import quiet_known_warnings
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_logging_config_quiets_the_catalog_logger():
+    from kedro.io import DataCatalog
+
+    config = yaml.safe_load((REPO / "conf" / "logging.yml").read_text())
+    # the logger that says "Loading data from ..." / "Saving data to ..." in this Kedro version
+    name = DataCatalog()._logger.name
+    assert config["loggers"][name]["level"] == "WARNING"
+    assert config["loggers"]["kedro"]["level"] == "INFO"
+
+
+def test_known_warnings_are_hidden_and_others_kept(caplog):
+    with warnings.catch_warnings(record=True) as shown:
+        warnings.simplefilter("always")
+        quiet_known_warnings()
+        warnings.warn("register_new_resolver() is deprecated and will be removed", UserWarning)
+        warnings.warn("something a user should see", UserWarning)
+    assert [str(w.message) for w in shown] == ["something a user should see"]
+    # MLflow raises its warning under its own "once" filter, so it is also dropped where Kedro
+    # logs warnings (logging.captureWarnings: logger py.warnings, "<file>:<line>: <Category>: <text>")
+    caplog.set_level(logging.WARNING, logger="py.warnings")
+    log = logging.getLogger("py.warnings")
+    log.warning("%s", "/x/mlflow/pyfunc/utils/data_validation.py:187: UserWarning: \x1b[33mAdd type hints to "
+                      "the `predict` method to enable data validation\x1b[0m")
+    log.warning("%s", "/x/y.py:3: UserWarning: something a user should see")
+    assert [r.getMessage() for r in caplog.records] == ["/x/y.py:3: UserWarning: something a user should see"]
+
+
+def test_user_error_is_found_behind_a_wrapper():
+    from kedro.io.core import DatasetError
+
+    try:
+        try:
+            raise CheckpointError("checkpoint was written for nats_sss")
+        except CheckpointError as err:
+            raise DatasetError("failed while loading data") from err
+    except DatasetError as wrapped:
+        assert isinstance(find_user_error(wrapped), CheckpointError)
+    assert find_user_error(RuntimeError("a bug")) is None
+    assert isinstance(find_user_error(ConfigError("x")), ConfigError)
+
+
+@pytest.mark.slow
+def test_parameter_typo_prints_one_line_and_fails(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    env = dict(os.environ, KEDRO_DISABLE_TELEMETRY="true", COLUMNS="200")
+    done = subprocess.run([str(kedro), "run", "--params", "search.epochz=3"], cwd=kedro_project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1, output[-3000:]
+    assert "ConfigError: search: unknown setting(s) ['epochz']" in done.stderr
+    assert "Traceback" not in output and len(output.splitlines()) < 30, output
+    assert "Add type hints" not in output and "register_new_resolver" not in output
