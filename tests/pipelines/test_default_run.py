@@ -6,7 +6,7 @@ import shutil
 import mlflow
 import pytest
 
-from tests.conftest import REPO, run_kedro
+from tests.conftest import REPO, latest, run_kedro
 from tests.pipelines.test_evaluation_run import EVAL_TINY
 from tests.pipelines.test_search_run import TINY
 
@@ -18,15 +18,16 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     params = dict(TINY, **EVAL_TINY, **{"space.options.nats_tss.C": 4})
     run = run_kedro(kedro_project, "__default__", params=params)
 
-    genotype = json.loads((kedro_project / "data/07_model_output/final_genotype.json").read_text())
-    summary = (kedro_project / "data/08_reporting/summary.md").read_text()
+    genotype = json.loads(latest(kedro_project / "data/07_model_output/final_genotype.json").read_text())
+    summary = latest(kedro_project / "data/08_reporting/summary.md").read_text()
     assert f"`{genotype['arch']}`" in summary and "trained from scratch, test" in summary
     assert f"MLflow run {run.info.run_id}" in summary
     for name in FIGURES:
-        data = (kedro_project / "data/08_reporting" / name).read_bytes()
+        data = latest(kedro_project / "data/08_reporting" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, name
 
     assert run.data.tags["final_arch"] == genotype["arch"]
+    assert run.data.tags["mlflow.runName"].startswith("__default__|local|seed=0|")
     assert run.data.metrics["final/flops_m"] == pytest.approx(genotype["flops_m"])
     assert "evaluation/test_accuracy" in run.data.metrics
     logged = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
