@@ -1,10 +1,13 @@
 """Kedro project settings (Kedro glue: not part of the plain library)."""
 
 from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks
+from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
-HOOKS = (ValidationHooks(), TrackingHooks())
+# Among the tryfirst hooks, ValidationHooks (registered after RunLockHooks) runs first:
+# bad parameters fail before the run takes the folder's lock.
+HOOKS = (RunLockHooks(), RunStatusHooks(), ValidationHooks(), TrackingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
