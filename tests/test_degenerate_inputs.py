@@ -129,3 +129,21 @@ def test_nested_config_errors_name_the_full_key(parse, section, key):
     with pytest.raises(ConfigError) as err:
         getattr(params, parse)(section)
     assert str(err.value).startswith(key + ":") or str(err.value).startswith(key + " "), str(err.value)
+
+
+def test_ground_truth_from_a_fraction_table_needs_the_declared_scale(shared_data, tmp_path):
+    from wpnas.spaces import get_space
+    from wpnas.train.ground_truth import GroundTruthConfig, acquire_ground_truth
+
+    table = pd.read_csv(shared_data / "nb201" / "nb201_cifar10.csv")
+    table["cifar10_valid_200ep"] = table["cifar10_valid_200ep"] / 100.0
+    path = tmp_path / "fractions.csv"
+    table.to_csv(path, index=False)
+    section = {"source": "benchmark", "num_archs": 5,
+               "benchmark": {"kind": "csv", "path": str(path), "metric": "cifar10_valid_200ep"}}
+    space = get_space("nats_tss")
+    with pytest.raises(DataError, match=r"fractions.csv.*ground_truth.accuracy_scale = 'fraction'"):
+        acquire_ground_truth(space, from_dict(GroundTruthConfig, section, where="ground_truth"), seed=1)
+    cfg = from_dict(GroundTruthConfig, dict(section, accuracy_scale="fraction"), where="ground_truth")
+    pairs = acquire_ground_truth(space, cfg, seed=1)
+    assert pairs["accuracy"].between(1.0, 100.0).all()
