@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import signal
@@ -53,7 +52,6 @@ def _write_lock(project: Path, pid: int, **extra) -> Path:
 @pytest.mark.slow
 def test_second_run_refused_while_another_holds_the_folder(kedro_project, live_process):
     from kedro.framework.session import KedroSession
-    from kedro.framework.startup import bootstrap_project
 
     lock = _write_lock(kedro_project, live_process.pid)
     before = lock.read_text()
@@ -72,7 +70,9 @@ def test_second_run_refused_while_another_holds_the_folder(kedro_project, live_p
 
 
 @pytest.mark.slow
-def test_dead_run_lock_taken_over_and_its_mlflow_run_marked_killed(kedro_project, live_process, caplog):
+def test_dead_runs_lock_and_mlflow_run_are_recovered_and_an_error_ends_failed(kedro_project, live_process):
+    """One session for three checks: a dead run's lock is taken over, its MLflow run (left RUNNING)
+    is marked KILLED, and this run, whose node fails, ends FAILED with the reason and frees the lock."""
     client = _client()
     experiment_id = client.create_experiment("wpnas")
     host = socket.gethostname()
@@ -81,12 +81,13 @@ def test_dead_run_lock_taken_over_and_its_mlflow_run_marked_killed(kedro_project
     alive = client.create_run(experiment_id, tags={TAG_PID: str(live_process.pid), TAG_HOST: host})
     elsewhere = client.create_run(experiment_id, tags={TAG_PID: str(dead_pid), TAG_HOST: host + "-other"})
     lock = _write_lock(kedro_project, dead_pid, mlflow_run_id=dead.info.run_id)
-    with caplog.at_level(logging.WARNING, logger="wpnas.pipelines.run_guard"):
-        run = run_kedro(kedro_project, "data_processing")
-    assert any("took over the lock" in r.getMessage() for r in caplog.records)
-    assert run.info.status == "FINISHED"
-    assert run.data.tags[TAG_PID] == str(os.getpid()) and run.data.tags[TAG_HOST] == host
+    with pytest.raises(Exception, match="image_splits"):  # warmup without image splits: its input cannot load
+        run_kedro(kedro_project, "warmup")
     assert not lock.exists()
+    made = {dead.info.run_id, alive.info.run_id, elsewhere.info.run_id}
+    (run,) = [r for r in client.search_runs([experiment_id]) if r.info.run_id not in made]
+    assert run.info.status == "FAILED" and "image_splits" in run.data.tags[TAG_END_REASON]
+    assert run.data.tags[TAG_PID] == str(os.getpid()) and run.data.tags[TAG_HOST] == host
     assert client.get_run(dead.info.run_id).info.status == "KILLED"
     reason = client.get_run(dead.info.run_id).data.tags[TAG_END_REASON]
     assert f"process {dead_pid} on {host} ended without closing the run" in reason and run.info.run_id in reason
@@ -94,20 +95,31 @@ def test_dead_run_lock_taken_over_and_its_mlflow_run_marked_killed(kedro_project
     assert client.get_run(elsewhere.info.run_id).info.status == "RUNNING"  # another host: cannot tell
 
 
+def test_lock_is_exclusive_and_a_dead_holder_is_replaced_with_a_warning(tmp_path, live_process, monkeypatch):
+    from wpnas.pipelines import run_guard
+
+    warnings = []
+    monkeypatch.setattr(run_guard.logger, "warning", lambda msg, *args: warnings.append(msg % args))
+    path = tmp_path / LOCK_FILE
+    path.parent.mkdir()
+    _write_lock(tmp_path, _dead_pid())
+    lock = run_guard.RunLock.acquire(path, "warmup")
+    assert read_lock(path)["pid"] == os.getpid() and read_lock(path)["pipeline"] == "warmup"
+    assert len(warnings) == 1 and "took over the lock" in warnings[0] and "'search'" in warnings[0]
+    lock.update(mlflow_run_id="feedbeef")
+    assert read_lock(path)["mlflow_run_id"] == "feedbeef"
+    lock.release()
+    assert not path.exists()
+    _write_lock(tmp_path, live_process.pid)
+    with pytest.raises(RunConflictError, match=f"pid {live_process.pid} on host"):
+        run_guard.RunLock.acquire(path, "warmup")
+    assert read_lock(path)["pid"] == live_process.pid
+    _write_lock(tmp_path, live_process.pid, host="elsewhere")  # cannot tell: never taken over
+    with pytest.raises(RunConflictError, match="another host"):
+        run_guard.RunLock.acquire(path, "warmup")
+
+
 # ---------------------------------------------------------------------------------- MLflow status
-
-
-@pytest.mark.slow
-def test_error_ends_the_run_failed_with_the_reason(kedro_project):
-    # warmup without image splits: the node's input cannot load.
-    with pytest.raises(Exception, match="image_splits"):
-        run_kedro(kedro_project, "warmup")
-    client = _client()
-    experiment = client.get_experiment_by_name("wpnas")
-    (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FAILED"
-    assert "image_splits" in run.data.tags[TAG_END_REASON]
-    assert not (kedro_project / LOCK_FILE).exists()
 
 
 def _start_long_run(project: Path, uri: str) -> subprocess.Popen:

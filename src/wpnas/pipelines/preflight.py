@@ -79,7 +79,7 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
     return cache[kind]
 
 
-def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any], project: Path) -> None:
+def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any]) -> None:
     """Raise :class:`~wpnas.errors.StorageError` now for an output that could not be saved later."""
     outputs: list[tuple[Path, int, str]] = []
     cache: dict[str, int] = {}

@@ -344,7 +344,8 @@ def _at_exit() -> None:
 
 
 def _register_at_exit() -> None:
-    # Registered after mlflow's own handler (which ends an open run FINISHED), so it runs first.
+    # mlflow registers its handler (which ends an open run FINISHED) when imported, before this
+    # one, so this one runs first; _end_mlflow_run also overrides a FINISHED status either way.
     global _ATEXIT_REGISTERED
     if not _ATEXIT_REGISTERED:
         atexit.register(_at_exit)
@@ -415,7 +416,7 @@ class RunLockHooks:
         try:
             from wpnas.pipelines.preflight import check_pipeline_outputs
 
-            check_pipeline_outputs(pipeline, catalog, self._params, project)
+            check_pipeline_outputs(pipeline, catalog, self._params)
         except BaseException:
             guard.end(None, None)
             raise
@@ -434,9 +435,8 @@ class RunStatusHooks:
         run = mlflow.active_run()
         guard.run_id = run.info.run_id
         guard.tracking_uri = mlflow.get_tracking_uri()
-        _register_at_exit()  # after mlflow.start_run registered mlflow's handler
-        tracking.set_tags({TAG_PID: str(os.getpid()), TAG_HOST: hostname(),
-                           TAG_PID_START: guard.lock.info.get("pid_start") or "" if guard.lock else ""})
+        pid_start = (guard.lock.info.get("pid_start") if guard.lock else None) or process_start(os.getpid())
+        tracking.set_tags({TAG_PID: str(os.getpid()), TAG_HOST: hostname(), TAG_PID_START: pid_start or ""})
         try:
             mark_dead_runs(mlflow.tracking.MlflowClient(), run.info.experiment_id, guard.run_id)
         except Exception as err:  # noqa: BLE001 - a bookkeeping failure must not stop the run
