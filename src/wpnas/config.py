@@ -13,7 +13,7 @@ import random
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import numpy as np
@@ -104,6 +104,39 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | T | None, where: str | Non
         return cls(**kwargs)
     except TypeError as err:
         raise ConfigError(f"{where}: {err}") from None
+    except ConfigError as err:  # from __post_init__, which may only know the key relative to its class
+        qualified = qualify(str(err), where, fields)
+        if qualified == str(err):
+            raise
+        raise ConfigError(qualified) from None
+
+
+_KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*)(?=[:\s=])")
+
+
+def qualify(message: str, where: str, fields: Iterable[str] = ()) -> str:
+    """Give the setting a message starts with its full key under ``where``.
+
+    A dataclass's checks name a setting relative to themselves ("b2: ...", "reward.b2: ...",
+    "predictor.dropout" for ``predictor.model.dropout``); nested under ``where``
+    ("search.wpnas.reward") the message must name the full key ("search.wpnas.reward.b2").
+    """
+    if not where:
+        return message
+    match = _KEY_RE.match(message)
+    key = match.group(1) if match else ""
+    rest = message[len(key):]
+    parts, scope = key.split(".") if key else [], where.split(".")
+    if key == where or key.startswith(where + ".") or key.startswith(where + "["):
+        return message
+    for k in range(min(len(scope), len(parts)), 0, -1):  # "reward.b2" under "search.wpnas.reward"
+        if scope[-k:] == parts[:k]:
+            return ".".join(scope + parts[k:]) + rest
+    if parts and parts[0].split("[")[0] in set(fields):  # "b2" under "search.wpnas.reward"
+        return f"{where}.{key}{rest}"
+    if parts and len(parts) > 1 and parts[0] == scope[0]:  # "predictor.dropout" under "predictor.model"
+        return ".".join(scope + parts[1:]) + rest
+    return f"{where}: {message}"
 
 
 def to_dict(obj: Any) -> dict[str, Any]:
@@ -141,10 +174,10 @@ class RunConfig:
         check_device_string(self.device)
 
 
-def check_device_string(device: str) -> None:
+def check_device_string(device: str, key: str = "run.device") -> None:
     if not isinstance(device, str) or not _DEVICE_RE.match(device):
         raise ConfigError(
-            f"run.device: {device!r} is not a valid device; expected one of "
+            f"{key}: {device!r} is not a valid device; expected one of "
             "'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'"
         )
 

@@ -23,3 +23,11 @@ class CheckpointError(WpnasError):
 
 class TrainingError(RuntimeError):
     """Training diverged (for example a NaN loss); nothing is saved from the failed run."""
+
+
+class StorageError(WpnasError):
+    """An output location is not writable, or its disk is (or would become) full."""
+
+
+class RunConflictError(WpnasError):
+    """Another run holds this project folder (its lock file names it)."""

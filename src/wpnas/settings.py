@@ -5,10 +5,13 @@ from wpnas.pipelines.logs import quiet_known_warnings
 quiet_known_warnings()  # before the hooks import kedro-mlflow (and MLflow)
 
 from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks  # noqa: E402
+from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks  # noqa: E402
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
-HOOKS = (ValidationHooks(), TrackingHooks())
+# Among the tryfirst hooks, ValidationHooks (registered after RunLockHooks) runs first:
+# bad parameters fail before the run takes the folder's lock.
+HOOKS = (RunLockHooks(), RunStatusHooks(), ValidationHooks(), TrackingHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

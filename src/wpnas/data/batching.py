@@ -7,6 +7,7 @@ normalised there with a handful of tensor ops.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,19 @@ import torch
 from wpnas.data.splits import ImageSplits, stratified_holdout
 from wpnas.errors import ConfigError
 from wpnas.seeds import stream_seed
+
+logger = logging.getLogger(__name__)
+
+
+def warn_oversize_batch(key: str, batch_size: int, num_images: int, split: str) -> bool:
+    """Log a warning when ``batch_size`` (setting ``key``) exceeds the split: the batch is cut to the split."""
+    if batch_size <= num_images:
+        return False
+    logger.warning(
+        "%s: batch size %d is larger than the %s split (%d images); each batch holds all %d images instead",
+        key, batch_size, split, num_images, num_images,
+    )
+    return True
 
 
 @dataclass(frozen=True)

@@ -113,6 +113,7 @@ def _finish(
     kept_t, held_t = torch.from_numpy(rng.permutation(kept)), torch.from_numpy(rng.permutation(held))
     test_order = torch.from_numpy(np.random.default_rng(2027).permutation(len(test_y)))  # seed-independent
     test_x, test_y = test_x[test_order], test_y[test_order]
+    check_classes(cfg, classes, {"train": train_y[kept_t], "valid": train_y[held_t], "test": test_y})
     mean, std = channel_stats(train_x[kept_t])
     splits = ImageSplits(
         train_x=train_x[kept_t].contiguous(),
@@ -129,6 +130,28 @@ def _finish(
     )
     logger.info("image splits: %s", splits.summary())
     return splits
+
+
+def _describe_source(cfg: DataConfig) -> str:
+    return f"data.source {cfg.source!r}" + (f" at {cfg.root!r}" if cfg.source == "image_folder" else "")
+
+
+def check_classes(cfg: DataConfig, classes: list[str], labels: dict[str, torch.Tensor]) -> None:
+    """A classifier needs two classes: in the source, and in every split of two or more images.
+
+    One class trains to loss 0 and 100 % accuracy, and every architecture ranks alike."""
+    if len(classes) < 2:
+        found = f"only one class, {classes[0]!r}" if classes else "no class"
+        raise DataError(f"{_describe_source(cfg)} has {found}; classification needs at least 2 classes "
+                        "(one sub-folder per class for an image folder)")
+    for split, y in labels.items():
+        present = torch.unique(y)
+        if y.numel() >= 2 and present.numel() == 1:
+            raise DataError(
+                f"{_describe_source(cfg)}: the {split} split holds a single class, {classes[int(present[0])]!r} "
+                f"({y.numel()} images); classification needs at least 2 classes per split (check the class "
+                "folders, data.train_limit / data.test_limit and data.valid_size)"
+            )
 
 
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
@@ -261,6 +284,7 @@ def _load_image_folder(cfg: DataConfig):
                 f"(only in train: {only_train}, only in test: {only_test})"
             )
         classes = sorted(train_tree)
+        check_classes(cfg, classes, {})  # before decoding any image
         train_x, train_y = _tree_tensors(train_tree, classes, cfg.image_size)
         test_x, test_y = _tree_tensors(test_tree, classes, cfg.image_size)
         return train_x, train_y, test_x, test_y, classes
@@ -274,6 +298,7 @@ def _load_image_folder(cfg: DataConfig):
             f"or <class>/* files with extensions {list(IMAGE_EXTENSIONS)}"
         )
     classes = sorted(tree)
+    check_classes(cfg, classes, {})  # before decoding any image
     images, labels = _tree_tensors(tree, classes, cfg.image_size)
     n_test = resolve_count(cfg.test_size, len(labels), "data.test_size")
     kept, held = stratified_holdout(labels.numpy(), n_test, stream_seed(cfg.seed, "data.test_split"))

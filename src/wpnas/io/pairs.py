@@ -1,5 +1,9 @@
 """(architecture, accuracy) pairs: the one check shared by every stage that reads them
-(predictor training, landmark regularisation, ranking against ground truth)."""
+(predictor training, landmark regularisation, ranking against ground truth).
+
+Accuracies are percent (0-100). Pairs whose accuracies are all <= 1.0 look like fractions
+and are refused unless the reading stage's ``accuracy_scale`` says ``fraction`` (they are
+then converted to percent) or ``percent`` (taken as they are)."""
 
 from __future__ import annotations
 
@@ -9,15 +13,47 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from wpnas.errors import ArchitectureError, DataError
+from wpnas.errors import ArchitectureError, ConfigError, DataError
 from wpnas.spaces.base import SearchSpace
 
 
-def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[float], min_pairs: int = 2,
-                what: str = "training pairs") -> tuple[np.ndarray, np.ndarray]:
-    """Validate (architecture, accuracy) pairs; return (N, L) choice tokens and float64 accuracies.
+ACCURACY_SCALES = ("percent", "fraction")
 
-    Every architecture must parse in ``space`` (no repeats) and every accuracy be finite."""
+#: Where a user declares the scale, named in the message when none is declared.
+_SCALE_HINT = ("ground_truth.accuracy_scale for a benchmark table, predictor.accuracy_scale for a pairs file")
+
+
+def to_percent(acc: np.ndarray, accuracy_scale: str | None, what: str, scale_key: str | None = None) -> np.ndarray:
+    """Accuracies in percent: converted from fractions when ``accuracy_scale`` is 'fraction';
+    refused when undeclared (None) and every value is <= 1.0 (fractions given as percent)."""
+    key = scale_key or "accuracy_scale"
+    if accuracy_scale not in (None, *ACCURACY_SCALES):
+        raise ConfigError(f"{key}: {accuracy_scale!r} is not one of {list(ACCURACY_SCALES)} or null")
+    if accuracy_scale == "percent" or acc.size == 0:
+        return acc
+    low, high = float(acc.min()), float(acc.max())
+    if accuracy_scale == "fraction":
+        if low < 0.0 or high > 1.0:
+            raise DataError(f"{what}: {key} is 'fraction' but the accuracies span [{low:g}, {high:g}]; "
+                            "fractions lie in [0, 1]")
+        return acc * 100.0
+    if high <= 1.0:
+        where = key if scale_key else _SCALE_HINT
+        raise DataError(
+            f"{what}: every accuracy is <= 1.0 (largest {high:g}), which looks like fractions (0-1), but "
+            f"accuracies are percent (0-100). Multiply them by 100, or declare the scale: {where} = 'fraction' "
+            "converts them, 'percent' takes them as they are"
+        )
+    return acc
+
+
+def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[float], min_pairs: int = 2,
+                what: str = "training pairs", accuracy_scale: str | None = None,
+                scale_key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate (architecture, accuracy) pairs; return (N, L) choice tokens and float64 accuracies (percent).
+
+    Every architecture must parse in ``space`` (no repeats) and every accuracy be finite;
+    ``accuracy_scale`` (see :func:`to_percent`, ``scale_key`` names it) fixes the units."""
     if isinstance(archs, (str, bytes)):
         raise DataError("archs: expected a sequence of architectures, got a single string")
     archs = list(archs)
@@ -29,6 +65,7 @@ def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[f
     bad = np.flatnonzero(~np.isfinite(acc))
     if bad.size:
         raise DataError(f"accuracy {acc[bad[0]]!r} of pair {int(bad[0])} is not finite ({bad.size} such value(s))")
+    acc = to_percent(acc, accuracy_scale, what, scale_key)
     tokens = np.zeros((len(archs), space.num_decisions), dtype=np.int64)
     seen: dict[tuple[int, ...], int] = {}
     for i, arch in enumerate(archs):
@@ -51,9 +88,9 @@ def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[f
     return tokens, acc
 
 
-def read_pairs(space: SearchSpace, pairs: Any, min_pairs: int = 2, what: str = "ground-truth pairs"
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`check_pairs` on a table with columns ``arch`` and ``accuracy`` (percent)."""
+def read_pairs(space: SearchSpace, pairs: Any, min_pairs: int = 2, what: str = "ground-truth pairs",
+               accuracy_scale: str | None = None, scale_key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`check_pairs` on a table with columns ``arch`` and ``accuracy`` (percent, see ``accuracy_scale``)."""
     if not isinstance(pairs, pd.DataFrame):
         raise DataError(f"{what}: expected a table with columns 'arch' and 'accuracy', got {type(pairs).__name__}")
     missing = [c for c in ("arch", "accuracy") if c not in pairs.columns]
@@ -66,4 +103,5 @@ def read_pairs(space: SearchSpace, pairs: Any, min_pairs: int = 2, what: str = "
         acc = pd.to_numeric(pairs["accuracy"]).to_numpy(dtype=np.float64)
     except (TypeError, ValueError):
         raise DataError(f"{what}: column 'accuracy' must hold numbers (percent)") from None
-    return check_pairs(space, list(pairs["arch"]), acc, min_pairs=min_pairs, what=what)
+    return check_pairs(space, list(pairs["arch"]), acc, min_pairs=min_pairs, what=what,
+                       accuracy_scale=accuracy_scale, scale_key=scale_key)

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from wpnas.config import RunConfig, from_dict, resolve_device
+from wpnas.config import RunConfig, from_dict, qualify, resolve_device
 from wpnas.data.sources import DataConfig, check_data_source
 from wpnas.errors import ConfigError, DataError
 from wpnas.spaces import SearchSpace, SpaceConfig
@@ -155,7 +155,10 @@ def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     _, space = space_config(params["space"])
     shape = _input_shape(params)
     if cfg.method == "spos_evolution" and shape is not None:
-        check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, shape, _num_classes(params)).flops_m)
+        try:
+            check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, shape, _num_classes(params)).flops_m)
+        except ConfigError as err:  # the check names "evolution.<key>"; the user writes search.evolution.<key>
+            raise ConfigError(qualify(str(err), "search", ["evolution"])) from None
     if cfg.uses_landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
         raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
 

@@ -134,7 +134,7 @@ class PredictorConfig:
             raise ConfigError("predictor: ranking_weight, mse_weight and compare_weight must be >= 0")
         if self.encoder == "transformer" and self.embed_dim % self.heads:
             raise ConfigError(f"predictor.embed_dim={self.embed_dim} must be divisible by predictor.heads={self.heads}")
-        check_device_string(self.device)
+        check_device_string(self.device, "device")
 
     @classmethod
     def paper(cls, **overrides: Any) -> PredictorConfig:

@@ -33,6 +33,8 @@ class PredictorStageConfig:
     1e-4, ranking loss); ``preset: default`` from ours (see ``PredictorConfig``).
     ``model`` overrides single fields of the preset. ``valid_size`` pairs (a count, or a
     fraction in (0, 1)) are held out of training for validation (paper: 30 of 200).
+    ``accuracy_scale`` declares the pairs' units ('fraction' converts 0-1 to percent);
+    undeclared, pairs that are all <= 1.0 are refused as likely fractions.
     """
 
     preset: Literal["default", "paper"] = "default"
@@ -40,6 +42,7 @@ class PredictorStageConfig:
     valid_size: float = 30
     split_seed: int = 0
     benchmark: BenchmarkConfig | None = None
+    accuracy_scale: Literal["percent", "fraction"] | None = None
 
     def __post_init__(self) -> None:
         if self.valid_size < 0:
@@ -82,8 +85,10 @@ def fit_predictor(
     ``table_*`` against the whole benchmark table when configured; MSE on accuracy / 100,
     as in Table 2) and a table of the held-out predictions (in percent).
     """
-    read_pairs(space, pairs, what="arch_accuracy_pairs")  # columns, parse, duplicates, NaN: before any training
-    archs, acc = list(pairs["arch"]), pairs["accuracy"].to_numpy(dtype=np.float64)
+    # columns, parse, duplicates, NaN, units: before any training
+    _, acc = read_pairs(space, pairs, what="arch_accuracy_pairs", accuracy_scale=cfg.accuracy_scale,
+                        scale_key="predictor.accuracy_scale")
+    archs = list(pairs["arch"])
     n_valid = cfg.valid_count(len(archs))
     if len(archs) < cfg.min_pairs:
         raise DataError(

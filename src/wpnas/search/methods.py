@@ -29,7 +29,7 @@ from typing import Any, ClassVar
 import pandas as pd
 import torch
 
-from wpnas.data.batching import DeviceBatches
+from wpnas.data.batching import DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.search.config import SearchConfig
@@ -83,6 +83,7 @@ class SearchContext:
         """Augmented, shuffled training batches (None when the train split is empty)."""
         if self.splits.train_x.shape[0] == 0:
             return None
+        warn_oversize_batch("search.batch_size", self.cfg.batch_size, self.splits.train_x.shape[0], "train")
         return DeviceBatches.from_splits(
             self.splits, "train", self.device, self.cfg.batch_size, train=True, augment=self.cfg.augment,
             seed=self.seed, channels_last=self.engine.channels_last,
@@ -93,6 +94,7 @@ class SearchContext:
         """Shuffled validation batches of ``valid_batch_size`` (rewards)."""
         vx, vy = self.splits.split("valid")
         size = self.cfg.valid_batch_size
+        warn_oversize_batch("search.valid_batch_size", size, vx.shape[0], "valid")
         return DeviceBatches(
             vx, vy, self.splits.mean, self.splits.std, device=self.device, batch_size=size, shuffle=True,
             augment=None, drop_last=vx.shape[0] > size, seed=stream_seed(self.seed, "search.valid_batches"),

@@ -21,10 +21,11 @@ import pandas as pd
 import torch
 
 from wpnas import tracking
-from wpnas.data.batching import AugmentConfig, DeviceBatches
+from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
+from wpnas.io.pairs import check_pairs
 from wpnas.nn.batchnorm import recalibrate_bn
 from wpnas.spaces.supernet import SuperNet
 from wpnas.progress import Progress
@@ -53,6 +54,7 @@ class GroundTruthConfig:
     eval_batch_size: int = 512
     valid_limit: int | None = None
     benchmark: BenchmarkConfig | None = None
+    accuracy_scale: Literal["percent", "fraction"] | None = None  # units of the benchmark table's metric
 
     def __post_init__(self) -> None:
         if self.num_archs < 2:
@@ -116,6 +118,8 @@ def acquire_ground_truth(
     if cfg.source == "benchmark":
         table = load_benchmark(cfg.benchmark, space)
         accs = table.lookup_many(archs, cfg.benchmark.metric)
+        _, accs = check_pairs(space, archs, accs, what=f"ground truth from {cfg.benchmark.path!r}",
+                              accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
         for arch, acc in zip(archs, accs):
             cost = space.cost(arch, input_shape, num_classes)
             rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
@@ -125,6 +129,7 @@ def acquire_ground_truth(
         raise ConfigError("ground_truth.source 'finetune' needs the warmed SuperNet and the image splits")
     engine = Engine(device, cfg.engine)
     supernet = supernet.to(engine.device)
+    warn_oversize_batch("ground_truth.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
     valid = DeviceBatches.from_splits(
         splits, "valid", engine.device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.valid_limit,

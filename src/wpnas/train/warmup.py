@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from wpnas.config import rng_state, set_rng_state, to_dict
-from wpnas.data.batching import AugmentConfig, DeviceBatches
+from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
@@ -88,6 +88,7 @@ def warmup_supernet(
     regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
     engine = Engine(device, cfg.engine)
     supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
+    warn_oversize_batch("warmup.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
     train = DeviceBatches.from_splits(
         splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
         channels_last=engine.channels_last,

@@ -1,0 +1,97 @@
+"""Before the first node: can every output of the pipeline be written, and is there room?
+
+A save that fails after hours of training loses the hours. Each file output of the
+pipeline (catalog datasets with a local ``filepath``) must have a folder that can be
+created and written (probed with a real file), and each disk room for what will land on it.
+
+Expected sizes (conservative, documented in the README):
+
+- a torch checkpoint of a stage (SuperNet, predictor): the SuperNet's parameters and
+  buffers in float32 x 3 (weights, optimizer momentum, slack for metadata and the
+  temporary file of the atomic save) + 1 MiB;
+- the image splits: every image of the source at its stored size (uint8) + 1 MiB;
+- any other file (CSV, JSON, PNG): 1 MiB.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from wpnas.io.checkpoints import check_output_locations
+
+logger = logging.getLogger(__name__)
+
+MIB = 1 << 20
+SMALL_OUTPUT_BYTES = MIB
+#: Images per source (train + test) for the image-splits estimate; image folders are counted.
+SOURCE_IMAGES = {"digits": 1797, "cifar10": 60000, "cifar100": 60000}
+
+
+def dataset_filepath(dataset: Any) -> Path | None:
+    """The local file a catalog dataset writes, or None (memory, remote, unknown)."""
+    path = getattr(dataset, "_filepath", None)
+    if path is None:
+        return None
+    protocol = getattr(dataset, "_protocol", "file")
+    if protocol not in (None, "file", "local"):
+        return None
+    return Path(str(path))
+
+
+def supernet_checkpoint_bytes(params: dict[str, Any]) -> int:
+    """Expected size of a stage checkpoint: SuperNet tensors (float32) x 3 + 1 MiB."""
+    from wpnas.pipelines.params import _input_shape, _num_classes, space_config
+
+    _, space = space_config(params.get("space"))
+    shape = _input_shape(params) or (3, 32, 32)
+    net = space.build_supernet(shape[0], _num_classes(params))
+    tensors = sum(t.numel() * t.element_size() for t in [*net.parameters(), *net.buffers()])
+    return 3 * tensors + MIB
+
+
+def image_splits_bytes(params: dict[str, Any]) -> int:
+    """Expected size of the image splits: every source image as uint8 at its stored size + 1 MiB."""
+    from wpnas.data.sources import IMAGE_EXTENSIONS
+    from wpnas.pipelines.params import _input_shape, data_config
+
+    cfg = data_config(params.get("data"))
+    shape = _input_shape(params) or (3, 256, 256)  # image folders without image_size: assume 256 x 256
+    if cfg.source == "image_folder":
+        root = Path(cfg.root)
+        count = sum(1 for p in root.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS) if root.is_dir() else 0
+    else:
+        count = SOURCE_IMAGES[cfg.source]
+    if cfg.train_limit is not None and cfg.source != "image_folder":
+        count = min(count, cfg.train_limit + (cfg.test_limit or count))
+    return count * shape[0] * shape[1] * shape[2] + MIB
+
+
+def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache: dict[str, int]) -> int:
+    from wpnas.pipelines.datasets import TorchCheckpointDataset
+
+    if not isinstance(dataset, TorchCheckpointDataset):
+        return SMALL_OUTPUT_BYTES
+    kind = "splits" if name == "image_splits" else "checkpoint"
+    if kind not in cache:
+        cache[kind] = image_splits_bytes(params) if kind == "splits" else supernet_checkpoint_bytes(params)
+    return cache[kind]
+
+
+def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any]) -> None:
+    """Raise :class:`~wpnas.errors.StorageError` now for an output that could not be saved later."""
+    outputs: list[tuple[Path, int, str]] = []
+    cache: dict[str, int] = {}
+    names = list(dict.fromkeys(out for node in pipeline.nodes for out in node.outputs))  # in running order
+    for name in names:
+        dataset = catalog.get(name) if hasattr(catalog, "get") else None
+        path = dataset_filepath(dataset) if dataset is not None else None
+        if path is None:
+            continue
+        path = path if path.is_absolute() else Path.cwd() / path  # Kedro resolves against the working folder
+        outputs.append((path, expected_output_bytes(name, dataset, params, cache), f"output {name!r}"))
+    check_output_locations(outputs)
+    if outputs:
+        logger.info("output locations checked: %d file(s) writable, about %.1f MiB needed", len(outputs),
+                    sum(n for _, n, _ in outputs) / MIB)
