@@ -23,3 +23,12 @@ class CheckpointError(WpnasError):
 
 class TrainingError(RuntimeError):
     """Training diverged (for example a NaN loss); nothing is saved from the failed run."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process of a distributed stage failed; ``rank`` names it (the stage saves nothing)."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        super().__init__(f"worker rank {rank} failed: {message}")
+        self.rank = rank
+        self.detail = message

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
@@ -129,17 +129,36 @@ def acquire_ground_truth(
         splits, "valid", engine.device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.valid_limit,
     )
-    with Progress(len(archs), "ground truth", unit="arch", log_every=0.0) as progress:
-        for i, arch in enumerate(archs):
+    # A map over architectures: under torch.distributed each rank fine-tunes its share
+    # (architecture i always with seed + i) and every rank gets all rows back in order.
+    world = distributed.current()
+    if world.active:
+        distributed.check_work(len(archs), world.size, "architectures to fine-tune")
+    with Progress(len(distributed.share(len(archs), world)), "ground truth", unit="arch", log_every=0.0) as progress:
+
+        def finetune_one(i: int, arch: Arch) -> dict[str, Any]:
             logger.info("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
             started = time.monotonic()
             acc = finetune_architecture(supernet, arch, splits, cfg, engine, seed + i, valid)
             seconds = time.monotonic() - started
             cost = space.cost(arch, input_shape, num_classes)
             text = space.to_string(arch)
-            rows.append(dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
-                             source=f"finetune:{cfg.epochs}ep", seconds=seconds))
-            tracking.log_metrics({"ground_truth/accuracy": acc, "ground_truth/seconds": seconds}, step=i + 1)
+            row = dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
+                       source=f"finetune:{cfg.epochs}ep", seconds=seconds)
+            if not world.active:
+                tracking.log_metrics({"ground_truth/accuracy": acc, "ground_truth/seconds": seconds}, step=i + 1)
             progress.update_metrics(arch=f"{i + 1}/{len(archs)} {text}", acc=acc, seconds=seconds)
             progress.advance()
-    return pd.DataFrame(rows, columns=COLUMNS)
+            return row
+
+        rows = distributed.map_items(finetune_one, archs)
+    pairs = pd.DataFrame(rows, columns=COLUMNS)
+    if world.active and world.is_main:
+        log_pair_metrics(pairs)
+    return pairs
+
+
+def log_pair_metrics(pairs: pd.DataFrame) -> None:
+    """Per-architecture ``ground_truth/`` metrics of a finished table (step = architecture number)."""
+    for i, (acc, seconds) in enumerate(zip(pairs["accuracy"], pairs["seconds"])):
+        tracking.log_metrics({"ground_truth/accuracy": acc, "ground_truth/seconds": seconds}, step=i + 1)
