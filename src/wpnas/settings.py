@@ -1,10 +1,12 @@
 """Kedro project settings (Kedro glue: not part of the plain library)."""
 
+from wpnas.pipelines.distributed_hooks import DistributedHooks, DistributedParamsHook
 from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
-HOOKS = (ValidationHooks(), TrackingHooks())
+# DistributedHooks: rank-0-only artifacts and MLflow when torchrun starts the whole run.
+HOOKS = (ValidationHooks(), TrackingHooks(), DistributedHooks(), DistributedParamsHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
