@@ -230,6 +230,53 @@ def map_items(fn: Callable[[int, T], R], items: Sequence[T]) -> list[R]:
     return results
 
 
+class ShardedBatches:
+    """This rank's slice of every batch of ``batches`` (each rank iterates the same global batches).
+
+    With data parallelism each rank draws the *same* seeded global batch (same order, same
+    augmentation) and keeps its contiguous ``1/size`` share, so the ranks together see
+    exactly the batch one process would. Batches must split evenly (see ``check_divisible``).
+    """
+
+    def __init__(self, batches: Any, world: World | None = None) -> None:
+        self.batches = batches
+        self.world = world or current()
+        self.images = 0  # images this rank has seen (for exact metric averages)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        size, rank = self.world.size, self.world.rank
+        for x, y in self.batches:
+            x, y = x.tensor_split(size)[rank], y.tensor_split(size)[rank]
+            self.images += int(y.shape[0])
+            yield x, y
+
+
+def check_divisible(batch_size: int, world_size: int, key: str) -> None:
+    """A global batch must split evenly over the ranks (so the mean of rank means is the batch mean)."""
+    if batch_size % world_size:
+        raise ConfigError(
+            f"{key}: {batch_size} images per batch do not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size}"
+        )
+
+
+def all_reduce_mean(values: dict[str, float], weight: float) -> dict[str, float]:
+    """Weighted mean of scalar ``values`` over the ranks (``weight``: this rank's count); as is alone."""
+    world = current()
+    if not world.active or not values:
+        return dict(values)
+    keys = sorted(values)
+    buf = torch.tensor([values[k] * weight for k in keys] + [weight], dtype=torch.float64)
+    if world.backend == "nccl":
+        buf = buf.cuda()
+    dist.all_reduce(buf)
+    buf = buf.cpu()
+    return {k: float(buf[i] / buf[-1]) for i, k in enumerate(keys)}
+
+
 # ---------------------------------------------------------------------------------------
 # Launching workers from one process (the elastic launcher, as torchrun does)
 

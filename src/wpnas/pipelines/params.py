@@ -186,6 +186,8 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         return
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else size
     distributed.resolve_backend(run.distributed.backend, resolve_device(run.device), local)
+    if launched and "warmup_supernet" in nodes and "warmup" in params:  # WarmUp goes data parallel under torchrun
+        distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
     if "acquire_ground_truth" in nodes and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":
