@@ -201,11 +201,11 @@ def map_items(fn: Callable[[int, T], R], items: Sequence[T]) -> list[R]:
 
     Every rank returns the full list in item order. ``fn`` must depend only on its
     arguments (and state equal on every rank) for the result to equal one process's.
+    Ranks beyond the number of items idle (call :func:`check_work` first to refuse that).
     """
     world = current()
     if not world.active:
         return [fn(i, item) for i, item in enumerate(items)]
-    check_work(len(items), world.size, "items")
     mine: list[tuple[int, R]] = []
     failure: tuple[int, str] | None = None
     error: BaseException | None = None

@@ -112,3 +112,37 @@ def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project
     assert not pairs_path.exists()
     _, runs = _runs()
     assert len(runs) == 2 and runs[-1].info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_project):
+    """torchrun starts 2 ranks of the whole session: DDP WarmUp, sharded ground truth, rank 0 writes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    params = ("run.device=cpu,data.image_size=8,data.train_limit=300,space.options.nats_tss.C=4,warmup.epochs=1,"
+              "warmup.batch_size=32,warmup.probe_archs=2,warmup.probe_valid_limit=64,ground_truth.num_archs=3,"
+              "ground_truth.epochs=1,ground_truth.batch_size=32,ground_truth.calib_batches=1,"
+              "predictor.valid_size=1,predictor.model.support_size=1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "wpnas",
+         "--pipelines=data_processing,warmup,ground_truth", "--params", params],
+        cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pairs = pd.read_csv(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv")
+    assert len(pairs) == 3
+    from wpnas.io.checkpoints import load_checkpoint
+
+    warmed = load_checkpoint(kedro_project / "data/06_models/warmed_supernet.pt")
+    assert warmed["epoch"] == 1
+    client, runs = _runs()
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["distributed.world_size"] == "2"
+    assert runs[0].data.params["distributed.launcher"] == "torchrun"
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ground_truth/accuracy")) == [1, 2, 3]

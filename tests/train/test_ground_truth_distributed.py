@@ -31,6 +31,7 @@ def warmed(tiny_splits):
     return warmup_supernet(space, tiny_splits, WarmupConfig(epochs=1, batch_size=32, probe_archs=0), torch.device("cpu"))
 
 
+@pytest.mark.slow
 def test_two_ranks_give_the_pairs_of_one_process(tiny_splits, warmed):
     one = _pairs(warmed, tiny_splits, SETTINGS, 5)
     two = distributed.launch(_pairs, (warmed, tiny_splits, SETTINGS, 5), {"nproc_per_node": 2, "backend": "gloo"})
@@ -39,7 +40,3 @@ def test_two_ranks_give_the_pairs_of_one_process(tiny_splits, warmed):
     # on one torch thread in both cases, whichever rank runs it
     assert two[SAME].equals(one[SAME])
     assert two["seconds"].gt(0).all()
-
-
-def _pairs_on_too_small_work(checkpoint, splits, settings, seed):
-    return _pairs(checkpoint, splits, {**settings, "num_archs": 2}, seed)
