@@ -146,3 +146,18 @@ def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_projec
     assert runs[0].data.params["distributed.world_size"] == "2"
     assert runs[0].data.params["distributed.launcher"] == "torchrun"
     assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ground_truth/accuracy")) == [1, 2, 3]
+
+    # the ranks fail the ground truth (a damaged checkpoint): torchrun fails, rank 0's MLflow run
+    # ends FAILED, no pairs are written
+    warmed["state_dict"] = dict(list(warmed["state_dict"].items())[1:])
+    torch.save(warmed, kedro_project / "data/06_models/warmed_supernet.pt")
+    (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").unlink()
+    failed = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "wpnas", "--pipelines=ground_truth",
+         "--params", params],
+        cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert failed.returncode != 0
+    assert not (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").exists()
+    _, runs = _runs()
+    assert len(runs) == 2 and runs[-1].info.status == "FAILED"
