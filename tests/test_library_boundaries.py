@@ -34,7 +34,7 @@ LAYERS = [
     {"spaces"},
     {"nn"},
     {"data"},
-    {"config", "errors", "cost", "seeds", "tracking", "progress", "__init__"},
+    {"config", "errors", "cost", "seeds", "tracking", "progress", "distributed", "__init__"},
 ]
 
 

@@ -163,12 +163,34 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 
 
 @dataclasses.dataclass(frozen=True)
+class DistributedConfig:
+    """How many worker processes a stage's map runs on (``run.distributed``).
+
+    ``nproc_per_node > 1``: a stage that can fan out (the ground-truth fine-tunes) starts that
+    many workers on this machine through torch's elastic launcher. Under an external
+    ``torchrun`` the launcher's world is used instead and ``nproc_per_node`` is ignored.
+    ``backend``: ``auto`` is NCCL when every local rank has its own CUDA device, else Gloo.
+    """
+
+    nproc_per_node: int = 1
+    backend: typing.Literal["auto", "gloo", "nccl"] = "auto"
+    timeout_s: float = 1800.0
+
+    def __post_init__(self) -> None:
+        if self.nproc_per_node < 1:
+            raise ConfigError(f"run.distributed.nproc_per_node: {self.nproc_per_node} must be >= 1")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"run.distributed.timeout_s: {self.timeout_s} must be > 0")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     """Settings shared by every stage: randomness and hardware."""
 
     seed: int = 0
     device: str = "auto"
     deterministic: bool = False
+    distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         check_device_string(self.device)
@@ -233,6 +255,9 @@ def setup_run(run: RunConfig | Mapping[str, Any] | None) -> tuple[RunConfig, tor
     """Validate run settings, seed every generator and return the device to train on."""
     cfg = from_dict(RunConfig, run, where="run")
     device = resolve_device(cfg.device)
+    if device.type == "cuda" and device.index is None and "LOCAL_RANK" in os.environ:
+        # a worker of torchrun / the elastic launcher: local ranks share the machine's GPUs round-robin
+        device = torch.device("cuda", int(os.environ["LOCAL_RANK"]) % torch.cuda.device_count())
     seed_everything(cfg.seed, cfg.deterministic)
     return cfg, device
 

@@ -31,3 +31,12 @@ class StorageError(WpnasError):
 
 class RunConflictError(WpnasError):
     """Another run holds this project folder (its lock file names it)."""
+
+
+class WorkerError(RuntimeError):
+    """A worker process of a distributed stage failed; ``rank`` names it (the stage saves nothing)."""
+
+    def __init__(self, rank: int, message: str) -> None:
+        super().__init__(f"worker rank {rank} failed: {message}")
+        self.rank = rank
+        self.detail = message

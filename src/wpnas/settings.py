@@ -4,6 +4,7 @@ from wpnas.pipelines.logs import quiet_known_warnings
 
 quiet_known_warnings()  # before the hooks import kedro-mlflow (and MLflow)
 
+from wpnas.pipelines.distributed_hooks import DistributedHooks, DistributedParamsHook  # noqa: E402
 from wpnas.pipelines.hooks import TrackingHooks, ValidationHooks  # noqa: E402
 from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks  # noqa: E402
 
@@ -11,7 +12,10 @@ from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks  # noqa: E402
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
 # Among the tryfirst hooks, ValidationHooks (registered after RunLockHooks) runs first:
 # bad parameters fail before the run takes the folder's lock.
-HOOKS = (RunLockHooks(), RunStatusHooks(), ValidationHooks(), TrackingHooks())
+# DistributedHooks: rank-0-only artifacts and MLflow when torchrun starts the whole run
+# (only rank 0 takes the folder's lock).
+HOOKS = (RunLockHooks(), RunStatusHooks(), ValidationHooks(), TrackingHooks(), DistributedHooks(),
+         DistributedParamsHook())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

@@ -7,6 +7,7 @@ starts, so a typo or an impossible value fails in seconds, not after the warm-up
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -200,7 +201,27 @@ def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     check_drop_path(space, cfg, shape[0] if shape else 3, _num_classes(params))
 
 
+def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
+    """The world against the device (NCCL needs GPUs) and against the work (ranks <= architectures)."""
+    from wpnas import distributed
+
+    run = run_config(params.get("run"))
+    launched = distributed.launched_by_torchrun()
+    size = distributed.env_world_size() if launched else run.distributed.nproc_per_node
+    if size == 1:
+        return
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else size
+    distributed.resolve_backend(run.distributed.backend, resolve_device(run.device), local)
+    if launched and "warmup_supernet" in nodes and "warmup" in params:  # WarmUp goes data parallel under torchrun
+        distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
+    if "acquire_ground_truth" in nodes and "ground_truth" in params:
+        gt = ground_truth_config(params["ground_truth"])
+        if gt.source == "finetune":
+            distributed.check_work(gt.num_archs, size, "architectures to fine-tune (ground_truth.num_archs)")
+
+
 CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
+    _distributed_inputs,
     _pairs_enough_for_predictor,
     _search_inputs,
     _warmup_landmarks,

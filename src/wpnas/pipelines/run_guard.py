@@ -407,6 +407,10 @@ class RunLockHooks:
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
         global _GUARD
+        from wpnas import distributed
+
+        if distributed.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+            return  # under torchrun rank 0 holds the folder's lock and checks the outputs; other ranks save nothing
         project = self._project_path or Path(run_params.get("project_path") or ".")
         guard = RunGuard()
         guard.lock = RunLock.acquire(project / LOCK_FILE, _pipeline_label(run_params))

@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError
 from wpnas.search.evolution import Evolution
@@ -41,7 +42,9 @@ class SPOSEvolution(SearchMethod):
         self._supernet.requires_grad_(False)
 
     def _fitness(self, archs: list[Arch]) -> list[float]:
-        return [self.ctx.evaluate(self._supernet, arch)["acc"] for arch in archs]
+        # a map over the generation's new architectures (each with its own fixed calibration
+        # draw): sharded over the ranks of a torch.distributed world, gathered in order
+        return distributed.map_items(lambda i, arch: self.ctx.evaluate(self._supernet, arch)["acc"], archs)
 
     @property
     def supernet(self) -> SuperNet:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
@@ -134,28 +134,53 @@ def acquire_ground_truth(
         splits, "valid", engine.device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.valid_limit,
     )
+    # A map over architectures: under torch.distributed each rank fine-tunes its share
+    # (architecture i always with seed + i) and every rank gets all rows back in order.
     # One progress line per 30 s at most when output is redirected (a bar in a terminal),
     # then one summary line; each architecture's fine-tuning is logged at DEBUG.
-    with Progress(len(archs), "ground truth", unit="arch", log_final=False) as progress:
-        for i, arch in enumerate(archs):
+    world = distributed.current()
+    if world.active:
+        distributed.check_work(len(archs), world.size, "architectures to fine-tune")
+    best = [float("-inf")]
+    with Progress(len(distributed.share(len(archs), world)), "ground truth", unit="arch", log_final=False) as progress:
+
+        def finetune_one(i: int, arch: Arch) -> dict[str, Any]:
             logger.debug("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
             started = time.monotonic()
             acc = finetune_architecture(supernet, arch, splits, cfg, engine, seed + i, valid)
             seconds = time.monotonic() - started
             cost = space.cost(arch, input_shape, num_classes)
             text = space.to_string(arch)
-            rows.append(dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
-                             source=f"finetune:{cfg.epochs}ep", seconds=seconds))
-            # per-architecture values, step = architecture number (not a summary: see summarize())
-            tracking.log_metrics({"ground_truth/arch_accuracy": acc, "ground_truth/arch_seconds": seconds}, step=i + 1)
-            progress.update_metrics(acc=acc, best=max(r["accuracy"] for r in rows))
+            row = dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
+                       source=f"finetune:{cfg.epochs}ep", seconds=seconds)
+            if not world.active:
+                log_arch_metrics(i, acc, seconds)
+            best[0] = max(best[0], acc)
+            progress.update_metrics(acc=acc, best=best[0])
             progress.advance()
+            return row
+
+        rows = distributed.map_items(finetune_one, archs)
     pairs = pd.DataFrame(rows, columns=COLUMNS)
-    stats = summarize(pairs)
-    logger.info("ground truth: %d architectures fine-tuned in %.0f s, accuracy mean %.2f %%, best %.2f %% (%s)",
-                stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
-                stats["best_arch"])
+    if world.active and world.is_main:
+        log_pair_metrics(pairs)
+    if not world.active or world.is_main:
+        stats = summarize(pairs)
+        logger.info("ground truth: %d architectures fine-tuned in %.0f s, accuracy mean %.2f %%, best %.2f %% (%s)",
+                    stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
+                    stats["best_arch"])
     return pairs
+
+
+def log_arch_metrics(i: int, accuracy: float, seconds: float) -> None:
+    """One architecture's values, step = architecture number (not a summary: see summarize())."""
+    tracking.log_metrics({"ground_truth/arch_accuracy": accuracy, "ground_truth/arch_seconds": seconds}, step=i + 1)
+
+
+def log_pair_metrics(pairs: pd.DataFrame) -> None:
+    """The per-architecture metrics of a finished table (a distributed map logs them once, here)."""
+    for i, (acc, seconds) in enumerate(zip(pairs["accuracy"], pairs["seconds"])):
+        log_arch_metrics(i, acc, seconds)
 
 
 def summarize(pairs: pd.DataFrame) -> dict[str, Any]:

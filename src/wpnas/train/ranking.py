@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 import torch.nn as nn
 
+from wpnas import distributed
 from wpnas.data.batching import DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.io.pairs import read_pairs
@@ -318,16 +319,22 @@ def rank_supernet(
 
     saved_bn = _bn_buffers(supernet)
     flags = {m: m.training for m in supernet.modules()}
-    accs: list[float] = []
     started = time.monotonic()
     try:
-        with Progress(len(archs), "ranking", unit="arch", log_every=30.0) as progress:
-            for arch in archs:
+        # a map over architectures (each recalibrates its own path): sharded over the ranks
+        # of a torch.distributed world, gathered in sample order on every rank
+        world = distributed.current()
+        with Progress(len(distributed.share(len(archs), world)), "ranking", unit="arch", log_every=30.0) as progress:
+
+            def score(i: int, arch: Arch) -> float:
                 with torch.no_grad():
                     offsets = offsets_for(arch) if offsets_for is not None else None
-                accs.append(evaluate_architecture(supernet, arch, valid, engine, calib, offsets)["acc"])
-                progress.update_metrics(acc=accs[-1])
+                acc = evaluate_architecture(supernet, arch, valid, engine, calib, offsets)["acc"]
+                progress.update_metrics(acc=acc)
                 progress.advance()
+                return acc
+
+            accs = distributed.map_items(score, archs)
     finally:
         buffers = dict(supernet.named_buffers())
         with torch.no_grad():

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wpnas import distributed
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
@@ -85,6 +86,14 @@ def warmup_supernet(
     (ground-truth ``arch``/``accuracy`` pairs) are required when ``cfg.landmark.enabled``
     and ignored otherwise.
     """
+    world = distributed.current()
+    if world.active:
+        # Data parallel: every rank samples the same path per step (same seeded stream) and
+        # trains on its share of the same global batch; DDP averages the gradients.
+        distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
+        if cfg.landmark.enabled:
+            raise ConfigError("warmup.landmark.enabled: landmark WarmUp does not run under torch.distributed yet; "
+                              "run it in one process")
     regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
     engine = Engine(device, cfg.engine)
     supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
@@ -93,6 +102,17 @@ def warmup_supernet(
         splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
         channels_last=engine.channels_last,
     )
+    model: torch.nn.Module = supernet
+    train_batches: Any = train
+    if world.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # paths leave most of the SuperNet unused each step: find_unused_parameters marks
+        # them ready; they are unused on every rank alike, so their gradients stay None
+        model = DistributedDataParallel(
+            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+        )
+        train_batches = distributed.ShardedBatches(train, world)
     valid = DeviceBatches.from_splits(
         splits, "valid", device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
@@ -126,10 +146,17 @@ def warmup_supernet(
 
     def sample_forward():
         arch = tuple(int(rng.integers(0, k)) for k in space.num_choices)
-        return lambda x: supernet(x, arch)
+        return lambda x: model(x, arch)
+
+    seen = [0]
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         extra = {}
+        if world.active:  # the train loss / accuracy of the whole global batches, not of this rank's share
+            images = train_batches.images - seen[0]
+            seen[0] = train_batches.images
+            extra.update(distributed.all_reduce_mean(
+                {k: metrics[k] for k in ("train_loss", "train_acc")}, float(images)))
         if regularizer is not None and (mean := regularizer.pop_mean()) is not None:
             extra["landmark_loss"] = mean
         return {**extra, **probe_metrics(epoch)}
@@ -148,7 +175,7 @@ def warmup_supernet(
 
     started = time.monotonic()
     history += train_epochs(
-        trainer, train, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
+        trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
         on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
         extra_loss_for_step=None if regularizer is None else (
             lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)

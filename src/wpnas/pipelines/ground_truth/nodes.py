@@ -6,12 +6,12 @@ from typing import Any
 
 import pandas as pd
 
-from wpnas import tracking
-from wpnas.config import setup_run
+from wpnas import distributed, tracking
+from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.supernet_checkpoint import describe_for, restore_supernet
-from wpnas.pipelines.params import ground_truth_config, space_config
-from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, summarize
+from wpnas.pipelines.params import ground_truth_config, run_config, space_config
+from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
 
 def acquire_pairs(
@@ -23,13 +23,21 @@ def acquire_pairs(
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     cfg = ground_truth_config(ground_truth)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
-    splits = ImageSplits.coerce(image_splits)
-    supernet = None
-    if cfg.source == "finetune":
-        expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
-        supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
-    pairs = acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device)
+    run_cfg = run_config(run)
+    nproc = run_cfg.distributed.nproc_per_node
+    if cfg.source == "finetune" and nproc > 1 and not distributed.current().active:
+        # Fan the fine-tunes out over local workers (the elastic launcher); this process is no
+        # rank: it gets the gathered table back and is the only one that saves or logs.
+        distributed.check_work(cfg.num_archs, nproc, "architectures to fine-tune (ground_truth.num_archs)")
+        pairs = distributed.launch(
+            finetune_pairs, (warmed_supernet, image_splits, run, space, ground_truth), run_cfg.distributed,
+            device=resolve_device(run_cfg.device),
+            fingerprint_of={"run": run, "space": space, "ground_truth": ground_truth},
+            what="ground truth",
+        )
+        log_pair_metrics(pairs)
+    else:
+        pairs = finetune_pairs(warmed_supernet, image_splits, run, space, ground_truth)
     stats = summarize(pairs)
     # summary metrics of the whole table (the per-architecture values are in the CSV artifact)
     tracking.log_metrics({name: stats[name] for name in SUMMARY_METRICS}, prefix="ground_truth/")
@@ -44,3 +52,22 @@ def acquire_pairs(
         "seconds": stats["seconds_total"],
     }
     return pairs, summary
+
+
+def finetune_pairs(
+    warmed_supernet: dict[str, Any],
+    image_splits: ImageSplits | dict[str, Any],
+    run: dict[str, Any],
+    space: dict[str, Any],
+    ground_truth: dict[str, Any],
+) -> pd.DataFrame:
+    """The pairs table, in this process or as one rank of a world (each rank runs its share)."""
+    cfg = ground_truth_config(ground_truth)
+    _, search_space = space_config(space)
+    run_cfg, device = setup_run(run)
+    splits = ImageSplits.coerce(image_splits)
+    supernet = None
+    if cfg.source == "finetune":
+        expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
+        supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
+    return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device)

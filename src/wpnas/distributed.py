@@ -1,0 +1,392 @@
+"""torch.distributed for wpnas: the world a process runs in, maps sharded over ranks, launching.
+
+Two ways to get several processes, one code path:
+
+- **Inside one process** (a Kedro node, a notebook) with ``run.distributed.nproc_per_node >
+  1``: :func:`launch` starts that many workers on this machine through torch's elastic
+  launcher (``torch.distributed.launcher.api.elastic_launch``, the engine behind
+  ``torchrun``), each worker joins the process group and runs the given function; the
+  caller gets rank 0's return value. Only the caller (which is no rank) writes artifacts.
+- **Under an external ``torchrun``** (one or several machines): every process already is a
+  rank; :func:`init_from_env` joins the group the launcher described in the environment.
+
+Work that is a map over items (one fine-tune per architecture) goes through
+:func:`map_items`: rank ``r`` of ``W`` runs items ``r, r + W, ...``, the results are
+all-gathered and put back in item order, so every rank returns the same list a single
+process computes, provided each item's work depends only on (seed, item index). A failing
+item does not leave the other ranks waiting: every rank reaches the gather, and every rank
+raises :class:`~wpnas.errors.WorkerError` naming the rank and error of the first failure.
+
+This module sits with the leaves (it imports torch, ``config`` and ``errors`` only).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import logging
+import os
+import traceback
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import torch
+import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
+
+from wpnas.config import DistributedConfig, from_dict
+from wpnas.errors import ConfigError, WorkerError
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class World:
+    """Where this process stands: its rank among ``size`` processes and the backend joining them."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+    local_size: int = 1
+    backend: str | None = None
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the one process that writes artifacts and talks to MLflow."""
+        return self.rank == 0
+
+    @property
+    def active(self) -> bool:
+        return self.size > 1
+
+
+def current() -> World:
+    """The world of this process (a world of one when no process group is initialised)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return World()
+    return World(
+        rank=dist.get_rank(),
+        size=dist.get_world_size(),
+        local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        local_size=int(os.environ.get("LOCAL_WORLD_SIZE", 1)),
+        backend=str(dist.get_backend()),
+    )
+
+
+def launched_by_torchrun() -> bool:
+    """True in a process started by ``torchrun`` (or the elastic launcher) with more than one rank."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and "RANK" in os.environ
+
+
+def env_world_size() -> int:
+    """The world size the launcher announced in the environment (1 outside one)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def resolve_backend(backend: str, device: torch.device | str, local_size: int) -> str:
+    """``gloo`` or ``nccl`` for ``backend`` ('auto', 'gloo', 'nccl') on ``device`` with ``local_size`` local ranks.
+
+    NCCL needs CUDA and one device per rank (it refuses two ranks on one GPU); 'auto' picks
+    it only then, and Gloo otherwise (several workers sharing one GPU, or the CPU).
+    """
+    device = torch.device(device)
+    if backend not in ("auto", "gloo", "nccl"):
+        raise ConfigError(f"run.distributed.backend: {backend!r} is not one of ['auto', 'gloo', 'nccl']")
+    gpus = torch.cuda.device_count() if device.type == "cuda" and torch.cuda.is_available() else 0
+    if backend == "nccl":
+        if device.type != "cuda" or gpus == 0:
+            raise ConfigError(
+                f"run.distributed.backend: 'nccl' needs CUDA devices, but this run trains on {device.type!r}; "
+                "use 'gloo' (or 'auto') on the CPU"
+            )
+        if not dist.is_nccl_available():
+            raise ConfigError("run.distributed.backend: 'nccl' is not available in this torch build; use 'gloo'")
+        if local_size > gpus:
+            raise ConfigError(
+                f"run.distributed.backend: 'nccl' needs one CUDA device per rank, but {local_size} local ranks "
+                f"share {gpus} device(s); use 'gloo' (or 'auto') for several workers per GPU"
+            )
+        return "nccl"
+    if backend == "auto" and gpus and local_size <= gpus and dist.is_nccl_available():
+        return "nccl"
+    return "gloo"
+
+
+def check_work(num_items: int, world_size: int, what: str) -> None:
+    """Refuse a world with more ranks than items to share (a rank with nothing to do is a mistake)."""
+    if world_size > num_items:
+        raise ConfigError(
+            f"run.distributed.nproc_per_node: a world of {world_size} processes is larger than the work "
+            f"({num_items} {what}); use at most {num_items} processes"
+        )
+
+
+def fingerprint(value: Any) -> str:
+    """A short hash of a JSON-able value (dict keys sorted; other objects by ``repr``)."""
+    text = json.dumps(value, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def check_consistent(value: Any, what: str = "parameters") -> str:
+    """Compare a hash of ``value`` across ranks; raise ``ConfigError`` naming the ranks that differ.
+
+    Called at the start, before any training, so ranks started with different parameters
+    (a stale config on one machine) fail in seconds. Returns the hash.
+    """
+    digest = fingerprint(value)
+    world = current()
+    if not world.active:
+        return digest
+    digests: list[Any] = [None] * world.size
+    dist.all_gather_object(digests, digest)
+    if len(set(digests)) > 1:
+        differing = [r for r, d in enumerate(digests) if d != digests[0]]
+        raise ConfigError(
+            f"run.distributed: the {what} differ across ranks (hash {digests[0]} on rank 0, "
+            f"different on rank(s) {differing}); start every rank with the same configuration"
+        )
+    return digest
+
+
+def init_from_env(cfg: DistributedConfig | dict | None, device: torch.device | str) -> World:
+    """Join the process group the launcher described (``RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``...).
+
+    A no-op returning a world of one outside a launcher; the current world when a group is
+    already initialised.
+    """
+    cfg = from_dict(DistributedConfig, cfg, where="run.distributed")
+    if dist.is_available() and dist.is_initialized():
+        return current()
+    if not launched_by_torchrun():
+        return World()
+    if not dist.is_available():
+        raise ConfigError("run.distributed: this torch build has no torch.distributed")
+    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    backend = resolve_backend(cfg.backend, device, local_size)
+    device = torch.device(device)
+    if backend == "nccl":
+        torch.cuda.set_device(device if device.index is not None else int(os.environ.get("LOCAL_RANK", 0)))
+    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=cfg.timeout_s))
+    world = current()
+    logger.info("distributed: rank %d of %d (local %d of %d), backend %s",
+                world.rank, world.size, world.local_rank, world.local_size, backend)
+    return world
+
+
+def shutdown() -> None:
+    """Leave the process group (nothing outside one)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if current().active:
+        dist.barrier()
+
+
+def share(num_items: int, world: World | None = None) -> range:
+    """The item indices this rank runs: ``rank, rank + size, ...`` (balanced within one item)."""
+    world = world or current()
+    return range(world.rank, num_items, world.size)
+
+
+def map_items(fn: Callable[[int, T], R], items: Sequence[T]) -> list[R]:
+    """``[fn(i, item) for i, item in enumerate(items)]``, sharded over the ranks of the current world.
+
+    Every rank returns the full list in item order. ``fn`` must depend only on its
+    arguments (and state equal on every rank) for the result to equal one process's.
+    Ranks beyond the number of items idle (call :func:`check_work` first to refuse that).
+    """
+    world = current()
+    if not world.active:
+        return [fn(i, item) for i, item in enumerate(items)]
+    mine: list[tuple[int, R]] = []
+    failure: tuple[int, str] | None = None
+    error: BaseException | None = None
+    try:
+        for i in share(len(items), world):
+            mine.append((i, fn(i, items[i])))
+    except Exception as err:  # every rank must reach the gather below, whatever happens here
+        error = err
+        failure = (world.rank, f"{type(err).__name__}: {err}")
+        logger.error("rank %d failed on item %d:\n%s", world.rank, len(mine) * world.size + world.rank,
+                     traceback.format_exc())
+    gathered: list[Any] = [None] * world.size
+    dist.all_gather_object(gathered, (failure, mine if failure is None else []))
+    failures = [f for f, _ in gathered if f is not None]
+    if failures:
+        rank, message = min(failures)
+        raise WorkerError(rank, message) from error
+    results: list[Any] = [None] * len(items)
+    for _, part in gathered:
+        for i, value in part:
+            results[i] = value
+    return results
+
+
+class ShardedBatches:
+    """This rank's slice of every batch of ``batches`` (each rank iterates the same global batches).
+
+    With data parallelism each rank draws the *same* seeded global batch (same order, same
+    augmentation) and keeps its contiguous ``1/size`` share, so the ranks together see
+    exactly the batch one process would. Batches must split evenly (see ``check_divisible``).
+    """
+
+    def __init__(self, batches: Any, world: World | None = None) -> None:
+        self.batches = batches
+        self.world = world or current()
+        self.images = 0  # images this rank has seen (for exact metric averages)
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        size, rank = self.world.size, self.world.rank
+        for x, y in self.batches:
+            x, y = x.tensor_split(size)[rank], y.tensor_split(size)[rank]
+            self.images += int(y.shape[0])
+            yield x, y
+
+
+def check_divisible(batch_size: int, world_size: int, key: str) -> None:
+    """A global batch must split evenly over the ranks (so the mean of rank means is the batch mean)."""
+    if batch_size % world_size:
+        raise ConfigError(
+            f"{key}: {batch_size} images per batch do not split evenly over {world_size} processes; "
+            f"use a multiple of {world_size}"
+        )
+
+
+def all_reduce_mean(values: dict[str, float], weight: float) -> dict[str, float]:
+    """Weighted mean of scalar ``values`` over the ranks (``weight``: this rank's count); as is alone."""
+    world = current()
+    if not world.active or not values:
+        return dict(values)
+    keys = sorted(values)
+    buf = torch.tensor([values[k] * weight for k in keys] + [weight], dtype=torch.float64)
+    if world.backend == "nccl":
+        buf = buf.cuda()
+    dist.all_reduce(buf)
+    buf = buf.cpu()
+    return {k: float(buf[i] / buf[-1]) for i, k in enumerate(keys)}
+
+
+# ---------------------------------------------------------------------------------------
+# Launching workers from one process (the elastic launcher, as torchrun does)
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+
+
+def _own_session() -> None:
+    """Start a new session, as torchrun does for its workers.
+
+    With Linux's scheduler autogroups (on by default on desktops and many servers) a
+    session shares one CPU quota: spawned workers left in the caller's session split one
+    share between them on a busy machine (measured: no gain from 2 workers on 2 shared
+    cores, against torchrun's workers that each had their own). The launcher still stops
+    the workers when the caller is interrupted.
+    """
+    if hasattr(os, "setsid"):
+        try:
+            os.setsid()
+        except OSError:  # already a session leader
+            pass
+
+
+@record
+def _worker(fn: Callable[..., Any], args: tuple, cfg: dict, device: str, threads: int, fingerprint_of: Any) -> Any:
+    """One rank: join the group, check everyone got the same inputs, run ``fn(*args)``."""
+    _own_session()
+    _set_threads(threads)
+    world = init_from_env(cfg, device)
+    try:
+        check_consistent(fingerprint_of, "inputs")
+        result = fn(*args)
+        return result if world.is_main else None
+    finally:
+        shutdown()
+
+
+def worker_device(device: torch.device | str, local_rank: int) -> torch.device:
+    """The device of local rank ``local_rank``: GPUs round-robin (several workers may share one)."""
+    device = torch.device(device)
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", local_rank % max(1, torch.cuda.device_count()))
+    return device
+
+
+def launch(
+    fn: Callable[..., R],
+    args: tuple,
+    cfg: DistributedConfig | dict | None,
+    device: torch.device | str = "cpu",
+    fingerprint_of: Any = None,
+    what: str = "stage",
+) -> R:
+    """Run ``fn(*args)`` on ``cfg.nproc_per_node`` local workers (a process group); return rank 0's result.
+
+    ``fn`` must be a module-level function (workers are spawned, so ``fn`` and ``args`` are
+    pickled). Inside, :func:`current` is the launched world and :func:`map_items` shards.
+    Each worker uses ``threads // nproc`` torch threads (at least one). ``fingerprint_of``
+    (default: ``cfg``) is hashed and compared across ranks before ``fn`` runs. A worker that
+    raises or dies fails the call with :class:`~wpnas.errors.WorkerError` (its rank and error).
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    cfg = from_dict(DistributedConfig, cfg, where="run.distributed")
+    nproc = cfg.nproc_per_node
+    # fail here, not in every worker: NCCL on the CPU, more NCCL ranks than GPUs
+    resolve_backend(cfg.backend, device, nproc)
+    threads = max(1, torch.get_num_threads() // nproc)
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=nproc,
+        run_id=f"wpnas-{uuid.uuid4().hex[:12]}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="localhost:0",
+        max_restarts=0,
+        start_method="spawn",
+        monitor_interval=0.1,
+    )
+    payload = (fn, args, _plain(cfg), str(device), threads, fingerprint_of if fingerprint_of is not None else _plain(cfg))
+    logger.info("%s: starting %d workers (backend %s, %d torch thread(s) each)",
+                what, nproc, resolve_backend(cfg.backend, device, nproc), threads)
+    try:
+        results = elastic_launch(config, _worker)(*payload)
+    except ChildFailedError as err:
+        rank, message = _first_failure(err)
+        raise WorkerError(rank, message) from None
+    return results[0]
+
+
+def _plain(cfg: DistributedConfig) -> dict[str, Any]:
+    return {"nproc_per_node": cfg.nproc_per_node, "backend": cfg.backend, "timeout_s": cfg.timeout_s}
+
+
+def _first_failure(err: ChildFailedError) -> tuple[int, str]:
+    """(rank, message) of the failure to report: a recorded exception first, else the earliest exit."""
+    failures = sorted(err.failures.items(), key=lambda kv: (kv[1].error_file_data == {} or not kv[1].message,
+                                                            kv[1].timestamp, kv[0]))
+    rank, failure = failures[0]
+    message = failure.message
+    if isinstance(message, dict):
+        message = message.get("message", str(message))
+    message = str(message)
+    prefix = "WorkerError: worker rank "
+    if message.startswith(prefix):  # a map already named the rank where the error arose
+        head, _, rest = message[len(prefix):].partition(" failed: ")
+        if head.isdigit():
+            return int(head), rest
+    if not failure.error_file_data or message.startswith("To enable traceback"):
+        message = (f"exit code {failure.exitcode} (pid {failure.pid}) without a Python error "
+                   "(killed, out of memory, or exited on its own)")
+    return rank, message

@@ -1,0 +1,163 @@
+"""Kedro with several processes: bad input before training, one MLflow run, a failing worker fails the run."""
+
+from __future__ import annotations
+
+import os
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+
+from wpnas.errors import ConfigError
+from wpnas.pipelines.distributed_hooks import describe_world
+from wpnas.pipelines.params import validate_parameters
+
+GT_NODES = ["acquire_ground_truth"]
+
+
+def _params(nproc=2, backend="auto", num_archs=4, device="cpu"):
+    return {
+        "run": {"seed": 0, "device": device, "distributed": {"nproc_per_node": nproc, "backend": backend}},
+        "ground_truth": {"num_archs": num_archs},
+    }
+
+
+def test_bad_distributed_input_fails_before_any_node(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    validate_parameters(_params(), GT_NODES)
+    with pytest.raises(ConfigError, match=r"run\.distributed\.nproc_per_node: a world of 5 .*ground_truth\.num_archs"):
+        validate_parameters(_params(nproc=5, num_archs=4), GT_NODES)
+    validate_parameters(_params(nproc=5, num_archs=4), ["train_predictor"])  # no fan-out in this run
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match=r"run\.distributed\.backend: 'nccl' needs CUDA"):
+            validate_parameters(_params(backend="nccl"), GT_NODES)
+    with pytest.raises(ConfigError, match=r"run\.distributed\.nproc_per_node"):
+        validate_parameters(_params(nproc=0), GT_NODES)
+
+
+def test_torchrun_world_is_checked_against_the_work(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "8")
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    with pytest.raises(ConfigError, match=r"a world of 8 "):
+        validate_parameters(_params(nproc=1, num_archs=4), GT_NODES)
+    assert describe_world(_params(nproc=1))["world_size"] == 8
+
+
+def test_world_description_for_the_run_params(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(key, raising=False)
+    assert describe_world(_params(nproc=1)) == {"world_size": 1, "backend": "none", "launcher": "none"}
+    assert describe_world(_params(nproc=2)) == {"world_size": 2, "backend": "gloo", "launcher": "elastic_launch"}
+
+
+TINY = {
+    "run": {"device": "cpu", "distributed": {"nproc_per_node": 2, "backend": "gloo"}},
+    "data": {"image_size": 8, "train_limit": 300},
+    "space": {"options": {"nats_tss": {"C": 4}}},
+    "warmup": {"epochs": 1, "batch_size": 32, "probe_archs": 0},
+    "ground_truth": {"num_archs": 3, "epochs": 1, "batch_size": 32, "calib_batches": 1},
+    "predictor": {"valid_size": 1, "model": {"support_size": 1}},  # (not run) its check wants few pairs
+}
+
+
+def _kedro(project, pipelines, params):
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    bootstrap_project(project)
+    try:
+        with KedroSession.create(project_path=project, runtime_params=params) as session:
+            session.run(pipeline_names=pipelines)
+    finally:
+        while mlflow.active_run() is not None:
+            mlflow.end_run()
+
+
+def _runs():
+    client = mlflow.tracking.MlflowClient(tracking_uri=os.environ["MLFLOW_TRACKING_URI"])
+    experiment = client.get_experiment_by_name("wpnas")
+    return client, client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.mark.slow
+def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project, monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    _kedro(kedro_project, ["data_processing", "warmup", "ground_truth"], TINY)
+    pairs_path = kedro_project / "data/05_model_input/arch_accuracy_pairs.csv"
+    pairs = pd.read_csv(pairs_path)
+    assert len(pairs) == 3 and pairs["arch"].is_unique
+    client, runs = _runs()
+    assert len(runs) == 1  # the workers never touched MLflow
+    run = runs[0]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["distributed.world_size"] == "2" and run.data.params["distributed.backend"] == "gloo"
+    assert run.data.params["run.distributed.nproc_per_node"] == "2"
+    history = client.get_metric_history(run.info.run_id, "ground_truth/accuracy")
+    assert sorted(m.step for m in history) == [1, 2, 3]
+
+    # a worker that raises fails the stage: run FAILED, no pairs written
+    from wpnas.io.checkpoints import load_checkpoint
+
+    warmed_path = kedro_project / "data/06_models/warmed_supernet.pt"
+    warmed = load_checkpoint(warmed_path)
+    warmed["state_dict"] = {k: v for k, v in list(warmed["state_dict"].items())[1:]}  # a key missing
+    torch.save(warmed, warmed_path)
+    pairs_path.unlink()
+    with pytest.raises(Exception, match=r"worker rank \d failed: .*state_dict|worker rank \d failed: .*[Mm]issing"):
+        _kedro(kedro_project, ["ground_truth"], TINY)
+    assert not pairs_path.exists()
+    _, runs = _runs()
+    assert len(runs) == 2 and runs[-1].info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_project):
+    """torchrun starts 2 ranks of the whole session: DDP WarmUp, sharded ground truth, rank 0 writes."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    params = ("run.device=cpu,data.image_size=8,data.train_limit=300,space.options.nats_tss.C=4,warmup.epochs=1,"
+              "warmup.batch_size=32,warmup.probe_archs=2,warmup.probe_valid_limit=64,ground_truth.num_archs=3,"
+              "ground_truth.epochs=1,ground_truth.batch_size=32,ground_truth.calib_batches=1,"
+              "predictor.valid_size=1,predictor.model.support_size=1")
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        env.pop(key, None)
+    done = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "wpnas",
+         "--pipelines=data_processing,warmup,ground_truth", "--params", params],
+        cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    pairs = pd.read_csv(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv")
+    assert len(pairs) == 3
+    from wpnas.io.checkpoints import load_checkpoint
+
+    warmed = load_checkpoint(kedro_project / "data/06_models/warmed_supernet.pt")
+    assert warmed["epoch"] == 1
+    client, runs = _runs()
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].data.params["distributed.world_size"] == "2"
+    assert runs[0].data.params["distributed.launcher"] == "torchrun"
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ground_truth/accuracy")) == [1, 2, 3]
+
+    # the ranks fail the ground truth (a damaged checkpoint): torchrun fails, rank 0's MLflow run
+    # ends FAILED, no pairs are written
+    warmed["state_dict"] = dict(list(warmed["state_dict"].items())[1:])
+    torch.save(warmed, kedro_project / "data/06_models/warmed_supernet.pt")
+    (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").unlink()
+    failed = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "wpnas", "--pipelines=ground_truth",
+         "--params", params],
+        cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert failed.returncode != 0
+    assert not (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").exists()
+    _, runs = _runs()
+    assert len(runs) == 2 and runs[-1].info.status == "FAILED"
