@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import latest, versions
 from wpnas.errors import ConfigError
 from wpnas.pipelines.distributed_hooks import describe_world
 from wpnas.pipelines.params import validate_parameters
@@ -88,7 +89,7 @@ def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project
         monkeypatch.delenv(key, raising=False)
     _kedro(kedro_project, ["data_processing", "warmup", "ground_truth"], TINY)
     pairs_path = kedro_project / "data/05_model_input/arch_accuracy_pairs.csv"
-    pairs = pd.read_csv(pairs_path)
+    pairs = pd.read_csv(latest(pairs_path))
     assert len(pairs) == 3 and pairs["arch"].is_unique
     client, runs = _runs()
     assert len(runs) == 1  # the workers never touched MLflow
@@ -96,20 +97,20 @@ def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project
     assert run.info.status == "FINISHED"
     assert run.data.params["distributed.world_size"] == "2" and run.data.params["distributed.backend"] == "gloo"
     assert run.data.params["run.distributed.nproc_per_node"] == "2"
-    history = client.get_metric_history(run.info.run_id, "ground_truth/accuracy")
+    history = client.get_metric_history(run.info.run_id, "ground_truth/arch_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 3]
 
     # a worker that raises fails the stage: run FAILED, no pairs written
     from wpnas.io.checkpoints import load_checkpoint
 
-    warmed_path = kedro_project / "data/06_models/warmed_supernet.pt"
+    warmed_path = latest(kedro_project / "data/06_models/warmed_supernet.pt")
     warmed = load_checkpoint(warmed_path)
     warmed["state_dict"] = {k: v for k, v in list(warmed["state_dict"].items())[1:]}  # a key missing
     torch.save(warmed, warmed_path)
-    pairs_path.unlink()
+    before = versions(pairs_path)
     with pytest.raises(Exception, match=r"worker rank \d failed: .*state_dict|worker rank \d failed: .*[Mm]issing"):
         _kedro(kedro_project, ["ground_truth"], TINY)
-    assert not pairs_path.exists()
+    assert versions(pairs_path) == before  # no pairs written
     _, runs = _runs()
     assert len(runs) == 2 and runs[-1].info.status == "FAILED"
 
@@ -135,29 +136,29 @@ def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_projec
         cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    pairs = pd.read_csv(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv")
-    assert len(pairs) == 3
+    pairs_path = kedro_project / "data/05_model_input/arch_accuracy_pairs.csv"
+    pairs = pd.read_csv(latest(pairs_path))
+    assert len(pairs) == 3 and len(versions(pairs_path)) == 1  # rank 0 alone saved
     from wpnas.io.checkpoints import load_checkpoint
 
-    warmed = load_checkpoint(kedro_project / "data/06_models/warmed_supernet.pt")
+    warmed = load_checkpoint(latest(kedro_project / "data/06_models/warmed_supernet.pt"))
     assert warmed["epoch"] == 1
     client, runs = _runs()
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].data.params["distributed.world_size"] == "2"
     assert runs[0].data.params["distributed.launcher"] == "torchrun"
-    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ground_truth/accuracy")) == [1, 2, 3]
+    assert sorted(m.step for m in client.get_metric_history(runs[0].info.run_id, "ground_truth/arch_accuracy")) == [1, 2, 3]
 
     # the ranks fail the ground truth (a damaged checkpoint): torchrun fails, rank 0's MLflow run
     # ends FAILED, no pairs are written
     warmed["state_dict"] = dict(list(warmed["state_dict"].items())[1:])
-    torch.save(warmed, kedro_project / "data/06_models/warmed_supernet.pt")
-    (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").unlink()
+    torch.save(warmed, latest(kedro_project / "data/06_models/warmed_supernet.pt"))
     failed = subprocess.run(
         [str(torchrun), "--standalone", "--nproc-per-node=2", "-m", "wpnas", "--pipelines=ground_truth",
          "--params", params],
         cwd=kedro_project, env=env, capture_output=True, text=True, timeout=600,
     )
     assert failed.returncode != 0
-    assert not (kedro_project / "data/05_model_input/arch_accuracy_pairs.csv").exists()
+    assert len(versions(pairs_path)) == 1  # no pairs written
     _, runs = _runs()
     assert len(runs) == 2 and runs[-1].info.status == "FAILED"
