@@ -1,10 +1,10 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
-#   make run    creates .venv, installs the project, runs `kedro run --pipelines=search`
+#   make run    creates .venv, installs the project, runs `kedro run` (search, evaluation, report)
 #   make test   creates .venv, installs the project + test tools, runs the test suite
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
-PIPELINE ?= search
+PIPELINE ?= __default__
 ENV ?=
 export KEDRO_DISABLE_TELEMETRY := true
 
