@@ -22,13 +22,8 @@ from wpnas.io.torchscript import TorchScriptExport, load_torchscript, save_torch
 logger = logging.getLogger(__name__)
 
 
-class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
-    """A dict of tensors / state dicts / metadata saved with ``torch.save``.
-
-    Saving accepts a dict or any object with ``to_checkpoint() -> dict`` (e.g. ImageSplits).
-    Loading always maps to the CPU, so a checkpoint written on a GPU loads anywhere.
-    A failing save leaves the previous file untouched (temporary file + rename).
-    """
+class _LocalFileDataset(AbstractVersionedDataset):
+    """A versioned local file: the catalog's path and version handling, shared by our datasets."""
 
     def __init__(
         self,
@@ -36,14 +31,28 @@ class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
         version: Version | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(filepath=PurePosixPath(filepath), version=version, exists_function=self._file_exists)
+        super().__init__(filepath=PurePosixPath(filepath), version=version,
+                         exists_function=lambda path: Path(path).exists())
         self.metadata = metadata
 
-    @staticmethod
-    def _file_exists(path: str) -> bool:
-        from pathlib import Path
-
+    def _exists(self) -> bool:
+        try:
+            path = self._get_load_path()
+        except DatasetError:
+            return False
         return Path(path).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}
+
+
+class TorchCheckpointDataset(_LocalFileDataset):
+    """A dict of tensors / state dicts / metadata saved with ``torch.save``.
+
+    Saving accepts a dict or any object with ``to_checkpoint() -> dict`` (e.g. ImageSplits).
+    Loading always maps to the CPU, so a checkpoint written on a GPU loads anywhere.
+    A failing save leaves the previous file untouched (temporary file + rename).
+    """
 
     def load(self) -> dict:
         path = str(self._get_load_path())
@@ -59,34 +68,14 @@ class TorchCheckpointDataset(AbstractVersionedDataset[Any, dict]):
             raise DatasetError(f"TorchCheckpointDataset saves dicts, got {type(data).__name__}")
         save_checkpoint(data, str(self._get_save_path()))
 
-    def _exists(self) -> bool:
-        try:
-            path = self._get_load_path()
-        except DatasetError:
-            return False
-        return self._file_exists(str(path))
 
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
-
-
-class TorchScriptDataset(AbstractVersionedDataset[TorchScriptExport, TorchScriptExport]):
+class TorchScriptDataset(_LocalFileDataset):
     """A TorchScript module with its metadata (``TorchScriptExport``), saved with ``torch.jit.save``.
 
     The file loads with plain ``torch.jit.load`` (see :mod:`wpnas.io.torchscript`). An export
     without a module (``evaluation.export: none``) writes nothing and leaves any previous
     file as it is; a failing save never replaces a good file (temporary file + rename).
     """
-
-    def __init__(
-        self,
-        filepath: str,
-        version: Version | None = None,
-        metadata: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(filepath=PurePosixPath(filepath), version=version,
-                         exists_function=lambda path: Path(path).exists())
-        self.metadata = metadata
 
     def load(self) -> TorchScriptExport:
         try:
@@ -101,16 +90,6 @@ class TorchScriptDataset(AbstractVersionedDataset[TorchScriptExport, TorchScript
             logger.info("no TorchScript export (export is off); %s left as it is", self._filepath)
             return
         save_torchscript(data, str(self._get_save_path()))
-
-    def _exists(self) -> bool:
-        try:
-            path = self._get_load_path()
-        except DatasetError:
-            return False
-        return Path(path).exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
 
 
 class VersionedArtifactDataset(MlflowArtifactDataset):
