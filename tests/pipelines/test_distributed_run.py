@@ -38,6 +38,28 @@ def test_bad_distributed_input_fails_before_any_node(monkeypatch):
         validate_parameters(_params(nproc=0), GT_NODES)
 
 
+def test_data_parallel_batches_must_split_over_the_world(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    params = {"run": {"device": "cpu", "distributed": {"nproc_per_node": 2}},
+              "warmup": {"batch_size": 33}, "search": {"batch_size": 32, "valid_batch_size": 63}}
+    with pytest.raises(ConfigError, match=r"warmup\.batch_size: 33 images per batch do not split evenly over 2"):
+        validate_parameters(params, ["warmup_supernet"])
+    with pytest.raises(ConfigError, match=r"search\.valid_batch_size: 63 images per batch do not split evenly"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"] = {"batch_size": 31, "valid_batch_size": 64, "wpnas": {"update_weights": False,
+                                                                            "hypernet": {"mode": "off"}}}
+    validate_parameters(params, ["wpnas_search"])  # no weight steps: the training batch is not split
+    params["search"]["wpnas"] = {"landmark": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"search\.batch_size: 31 images"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"]["batch_size"] = 32
+    with pytest.raises(ConfigError, match=r"landmark term does not run under torch\.distributed"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"] = {"batch_size": 31, "method": "spos_evolution"}  # evolution shards a map: any batch
+    validate_parameters(params, ["wpnas_search"])
+
+
 def test_torchrun_world_is_checked_against_the_work(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "0")
@@ -100,11 +122,18 @@ def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project
     history = client.get_metric_history(run.info.run_id, "ground_truth/arch_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 3]
 
-    # a worker that raises fails the stage: run FAILED, no pairs written
+    # WarmUp ran data parallel on the 2 workers; this process alone saved the checkpoint and
+    # logged its epochs (the workers, no MLflow run, logged nothing)
     from wpnas.io.checkpoints import load_checkpoint
 
+    assert len(versions(kedro_project / "data/06_models/warmed_supernet.pt")) == 1
     warmed_path = latest(kedro_project / "data/06_models/warmed_supernet.pt")
     warmed = load_checkpoint(warmed_path)
+    assert warmed["world"] == {"size": 2, "backend": "gloo"} and warmed["epoch"] == 1
+    losses = client.get_metric_history(run.info.run_id, "warmup/train_loss")
+    assert [m.step for m in losses] == [1] and losses[0].value == pytest.approx(warmed["history"][0]["train_loss"])
+
+    # a worker that raises fails the stage: run FAILED, no pairs written
     warmed["state_dict"] = {k: v for k, v in list(warmed["state_dict"].items())[1:]}  # a key missing
     torch.save(warmed, warmed_path)
     before = versions(pairs_path)

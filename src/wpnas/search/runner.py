@@ -207,6 +207,7 @@ class SearchRunner:
             warmed_from=self.warmed_from,
             seconds=self.elapsed,
             device=str(self.device),
+            world={"size": distributed.current().size, "backend": distributed.current().backend or "none"},
             **self.method.state_dict(),
         )
 

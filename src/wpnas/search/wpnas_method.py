@@ -46,6 +46,7 @@ from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
+from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
@@ -247,9 +248,10 @@ class WPNASMethod(SearchMethod):
             self.landmarks.load_state_dict(state["landmark_state"])
 
 
-def check_data_parallel(cfg: Any, size: int) -> None:
-    """What a data-parallel WPNAS search needs from its settings (before any model is built)."""
-    distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
+def check_data_parallel(cfg: SearchConfig, size: int) -> None:
+    """What a data-parallel WPNAS search over ``size`` ranks needs from its settings (before any model is built)."""
+    if cfg.wpnas.update_weights:
+        distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
     distributed.check_divisible(cfg.valid_batch_size, size, "search.valid_batch_size")
     if cfg.wpnas.landmark.enabled:
         raise ConfigError("search.wpnas.landmark.enabled: the landmark term does not run under torch.distributed "
