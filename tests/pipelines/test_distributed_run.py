@@ -58,6 +58,10 @@ def test_data_parallel_batches_must_split_over_the_world(monkeypatch):
         validate_parameters(params, ["wpnas_search"])
     params["search"] = {"batch_size": 31, "method": "spos_evolution"}  # evolution shards a map: any batch
     validate_parameters(params, ["wpnas_search"])
+    params["evaluation"] = {"batch_size": 250, "benchmark": None}
+    with pytest.raises(ConfigError, match=r"evaluation\.batch_size: 250 images per batch do not split evenly over 3"):
+        validate_parameters({**params, "run": {"device": "cpu", "distributed": {"nproc_per_node": 3}}},
+                            ["evaluate_final_model"])
 
 
 def test_torchrun_world_is_checked_against_the_work(monkeypatch):
