@@ -195,3 +195,34 @@ def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_projec
     assert len(versions(pairs_path)) == 1  # no pairs written
     _, runs = _runs()
     assert len(runs) == 2 and runs[-1].info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, monkeypatch):
+    """nproc_per_node = 2: the nodes start workers, get rank 0's result, and log its epochs here."""
+    from tests.search.conftest import search_cfg, warmed
+    from wpnas.config import to_dict
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.pipelines.evaluation.nodes import evaluation_node
+    from wpnas.pipelines.search.nodes import search_node
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    splits = build_image_splits(DataConfig(source="digits", image_size=8))
+    _, warmed_checkpoint = warmed("nats_tss", splits)
+    run = {"device": "cpu", "seed": 1, "distributed": {"nproc_per_node": 2, "backend": "gloo"}}
+    space = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
+    search = to_dict(search_cfg(epochs=1, steps_per_epoch=2))
+    evaluation = {"epochs": 1, "batch_size": 32, "valid_every": 0, "benchmark": None, "test_limit": 64,
+                  "augment": {"crop_padding": 1, "flip": False, "cutout": 0}}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as active:
+        checkpoint, _, _, genotype = search_node(warmed_checkpoint, None, None, splits, run, space, search)
+        model, export, metrics = evaluation_node(genotype, splits, run, space, evaluation)
+    assert checkpoint["world"] == {"size": 2, "backend": "gloo"}
+    assert export.module is not None and model["arch"] == genotype["arch"]
+    client = mlflow.tracking.MlflowClient()
+    logged = client.get_run(active.info.run_id).data.metrics
+    assert logged["search/train_loss"] == pytest.approx(checkpoint["history"][0]["train_loss"])
+    assert logged["evaluation/train_loss"] == pytest.approx(model["history"][0]["train_loss"])
+    assert logged["evaluation/test_accuracy"] == pytest.approx(metrics["test_accuracy"])
