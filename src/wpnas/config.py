@@ -166,8 +166,8 @@ _DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 class DistributedConfig:
     """How many worker processes a stage's map runs on (``run.distributed``).
 
-    ``nproc_per_node > 1``: a stage that can fan out (the ground-truth fine-tunes) starts that
-    many workers on this machine through torch's elastic launcher. Under an external
+    ``nproc_per_node > 1``: a stage that can fan out (WarmUp, ground truth, search,
+    evaluation) starts that many workers on this machine through torch's elastic launcher. Under an external
     ``torchrun`` the launcher's world is used instead and ``nproc_per_node`` is ignored.
     ``backend``: ``auto`` is NCCL when every local rank has its own CUDA device, else Gloo.
     """

@@ -17,7 +17,7 @@ process computes, provided each item's work depends only on (seed, item index). 
 item does not leave the other ranks waiting: every rank reaches the gather, and every rank
 raises :class:`~wpnas.errors.WorkerError` naming the rank and error of the first failure.
 
-This module sits with the leaves (it imports torch, ``config`` and ``errors`` only).
+This module sits with the leaves (it imports numpy, torch, ``config`` and ``errors`` only).
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
@@ -261,6 +262,32 @@ def check_divisible(batch_size: int, world_size: int, key: str) -> None:
             f"{key}: {batch_size} images per batch do not split evenly over {world_size} processes; "
             f"use a multiple of {world_size}"
         )
+
+
+def local_share(x: torch.Tensor, y: torch.Tensor, world: World | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """This rank's contiguous share of one global batch ``(x, y)`` (the whole batch alone)."""
+    world = world or current()
+    if not world.active:
+        return x, y
+    return x.tensor_split(world.size)[world.rank], y.tensor_split(world.size)[world.rank]
+
+
+def all_reduce_mean_array(values: Any, weight: float) -> Any:
+    """Weighted mean over the ranks of a float64 array ``values`` (``weight``: this rank's count).
+
+    Every rank gets the same array (the sum runs in float64, in one all-reduce); as is alone.
+    Used for per-architecture validation losses measured on each rank's share of a batch.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    world = current()
+    if not world.active:
+        return values
+    buf = torch.from_numpy(np.append(values.reshape(-1) * float(weight), float(weight)))
+    if world.backend == "nccl":
+        buf = buf.cuda()
+    dist.all_reduce(buf)
+    buf = buf.cpu().numpy()
+    return (buf[:-1] / buf[-1]).reshape(values.shape)
 
 
 def all_reduce_mean(values: dict[str, float], weight: float) -> dict[str, float]:

@@ -36,6 +36,7 @@ STREAMS: dict[str, int] = {
     # evaluation from scratch (paper step 5)
     "evaluation.init": 8831,
     "evaluation.batches": 8837,
+    "evaluation.drop_path": 12553,  # plus the rank, under torch.distributed
 }
 
 

@@ -49,6 +49,16 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None, prefix: s
         mlflow.log_metrics(clean, step=step)
 
 
+def log_history(history: list[Mapping[str, Any]], prefix: str = "") -> None:
+    """Log per-epoch rows (each with its ``epoch``, the step) as :func:`log_metrics` would have, epoch by epoch.
+
+    For work that ran where no MLflow run is active (workers started by the elastic
+    launcher): the process that holds the run logs their history afterwards.
+    """
+    for row in history:
+        log_metrics({k: v for k, v in row.items() if k != "epoch"}, step=int(row["epoch"]), prefix=prefix)
+
+
 def log_params(params: Mapping[str, Any], prefix: str = "") -> None:
     mlflow = _active()
     if mlflow is None:

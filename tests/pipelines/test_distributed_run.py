@@ -38,6 +38,32 @@ def test_bad_distributed_input_fails_before_any_node(monkeypatch):
         validate_parameters(_params(nproc=0), GT_NODES)
 
 
+def test_data_parallel_batches_must_split_over_the_world(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    params = {"run": {"device": "cpu", "distributed": {"nproc_per_node": 2}},
+              "warmup": {"batch_size": 33}, "search": {"batch_size": 32, "valid_batch_size": 63}}
+    with pytest.raises(ConfigError, match=r"warmup\.batch_size: 33 images per batch do not split evenly over 2"):
+        validate_parameters(params, ["warmup_supernet"])
+    with pytest.raises(ConfigError, match=r"search\.valid_batch_size: 63 images per batch do not split evenly"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"] = {"batch_size": 31, "valid_batch_size": 64, "wpnas": {"update_weights": False,
+                                                                            "hypernet": {"mode": "off"}}}
+    validate_parameters(params, ["wpnas_search"])  # no weight steps: the training batch is not split
+    params["search"]["wpnas"] = {"landmark": {"enabled": True}}
+    with pytest.raises(ConfigError, match=r"search\.batch_size: 31 images"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"]["batch_size"] = 32
+    with pytest.raises(ConfigError, match=r"landmark term does not run under torch\.distributed"):
+        validate_parameters(params, ["wpnas_search"])
+    params["search"] = {"batch_size": 31, "method": "spos_evolution"}  # evolution shards a map: any batch
+    validate_parameters(params, ["wpnas_search"])
+    params["evaluation"] = {"batch_size": 250, "benchmark": None}
+    with pytest.raises(ConfigError, match=r"evaluation\.batch_size: 250 images per batch do not split evenly over 3"):
+        validate_parameters({**params, "run": {"device": "cpu", "distributed": {"nproc_per_node": 3}}},
+                            ["evaluate_final_model"])
+
+
 def test_torchrun_world_is_checked_against_the_work(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "8")
     monkeypatch.setenv("RANK", "0")
@@ -100,11 +126,18 @@ def test_kedro_run_with_two_workers_logs_one_run_and_fails_cleanly(kedro_project
     history = client.get_metric_history(run.info.run_id, "ground_truth/arch_accuracy")
     assert sorted(m.step for m in history) == [1, 2, 3]
 
-    # a worker that raises fails the stage: run FAILED, no pairs written
+    # WarmUp ran data parallel on the 2 workers; this process alone saved the checkpoint and
+    # logged its epochs (the workers, no MLflow run, logged nothing)
     from wpnas.io.checkpoints import load_checkpoint
 
+    assert len(versions(kedro_project / "data/06_models/warmed_supernet.pt")) == 1
     warmed_path = latest(kedro_project / "data/06_models/warmed_supernet.pt")
     warmed = load_checkpoint(warmed_path)
+    assert warmed["world"] == {"size": 2, "backend": "gloo"} and warmed["epoch"] == 1
+    losses = client.get_metric_history(run.info.run_id, "warmup/train_loss")
+    assert [m.step for m in losses] == [1] and losses[0].value == pytest.approx(warmed["history"][0]["train_loss"])
+
+    # a worker that raises fails the stage: run FAILED, no pairs written
     warmed["state_dict"] = {k: v for k, v in list(warmed["state_dict"].items())[1:]}  # a key missing
     torch.save(warmed, warmed_path)
     before = versions(pairs_path)
@@ -162,3 +195,34 @@ def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_projec
     assert len(versions(pairs_path)) == 1  # no pairs written
     _, runs = _runs()
     assert len(runs) == 2 and runs[-1].info.status == "FAILED"
+
+
+@pytest.mark.slow
+def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, monkeypatch):
+    """nproc_per_node = 2: the nodes start workers, get rank 0's result, and log its epochs here."""
+    from tests.search.conftest import search_cfg, warmed
+    from wpnas.config import to_dict
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.pipelines.evaluation.nodes import evaluation_node
+    from wpnas.pipelines.search.nodes import search_node
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    splits = build_image_splits(DataConfig(source="digits", image_size=8))
+    _, warmed_checkpoint = warmed("nats_tss", splits)
+    run = {"device": "cpu", "seed": 1, "distributed": {"nproc_per_node": 2, "backend": "gloo"}}
+    space = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
+    search = to_dict(search_cfg(epochs=1, steps_per_epoch=2))
+    evaluation = {"epochs": 1, "batch_size": 32, "valid_every": 0, "benchmark": None, "test_limit": 64,
+                  "augment": {"crop_padding": 1, "flip": False, "cutout": 0}}
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    with mlflow.start_run() as active:
+        checkpoint, _, _, genotype = search_node(warmed_checkpoint, None, None, splits, run, space, search)
+        model, export, metrics = evaluation_node(genotype, splits, run, space, evaluation)
+    assert checkpoint["world"] == {"size": 2, "backend": "gloo"}
+    assert export.module is not None and model["arch"] == genotype["arch"]
+    client = mlflow.tracking.MlflowClient()
+    logged = client.get_run(active.info.run_id).data.metrics
+    assert logged["search/train_loss"] == pytest.approx(checkpoint["history"][0]["train_loss"])
+    assert logged["evaluation/train_loss"] == pytest.approx(model["history"][0]["train_loss"])
+    assert logged["evaluation/test_accuracy"] == pytest.approx(metrics["test_accuracy"])

@@ -3,7 +3,7 @@
 Two launches are supported (see README, "Several processes"):
 
 - ``kedro run`` in one process with ``run.distributed.nproc_per_node: N``: the nodes that
-  fan out (ground truth) start N workers through the elastic launcher; this process is
+  fan out (warmup, ground truth, search, evaluation) start N workers through the elastic launcher; this process is
   the only one Kedro runs in, so it alone saves artifacts and logs to MLflow.
 - ``torchrun ... -m wpnas run ...`` (or ``kedro run`` as the torchrun program): every rank runs
   the whole Kedro session. These hooks make ranks other than 0 silent: their MLflow

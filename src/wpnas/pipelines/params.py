@@ -21,6 +21,7 @@ from wpnas.predictors.table2 import Table2Config
 from wpnas.experiments.ablation import AblationConfig, check_ablation
 from wpnas.search import SearchConfig
 from wpnas.search.evolution import check_evolution
+from wpnas.search.wpnas_method import check_data_parallel
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.scratch import EvaluationConfig, check_drop_path
 from wpnas.train.warmup import WarmupConfig
@@ -202,7 +203,8 @@ def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
 
 
 def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
-    """The world against the device (NCCL needs GPUs) and against the work (ranks <= architectures)."""
+    """The world against the device (NCCL needs GPUs), the work (ranks <= architectures) and the batches
+    (a data-parallel batch splits evenly over the ranks)."""
     from wpnas import distributed
 
     run = run_config(params.get("run"))
@@ -212,8 +214,14 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         return
     local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else size
     distributed.resolve_backend(run.distributed.backend, resolve_device(run.device), local)
-    if launched and "warmup_supernet" in nodes and "warmup" in params:  # WarmUp goes data parallel under torchrun
+    if "warmup_supernet" in nodes and "warmup" in params:  # WarmUp and the WPNAS search go data parallel
         distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
+    if "evaluate_final_model" in nodes and "evaluation" in params:  # so does training from scratch
+        distributed.check_divisible(evaluation_config(params["evaluation"]).batch_size, size, "evaluation.batch_size")
+    if "wpnas_search" in nodes and "search" in params:
+        search = search_config(params["search"])
+        if search.method == "wpnas":
+            check_data_parallel(search, size)
     if "acquire_ground_truth" in nodes and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":

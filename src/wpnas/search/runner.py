@@ -23,7 +23,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError, DataError
@@ -137,7 +137,9 @@ class SearchRunner:
                 sums[key] = sums.get(key, 0.0) + value
         metrics: dict[str, Any] = {k: v / steps for k, v in sums.items()}
         if meter is not None and meter.count:
-            metrics.update({f"train_{k}": v for k, v in meter.result().items()})
+            # in a world of several ranks each meter saw its share: the mean of the global batches
+            train = distributed.all_reduce_mean(meter.result(), float(meter.count))
+            metrics.update({f"train_{k}": v for k, v in train.items()})
             check_finite(metrics["train_loss"], f"search epoch {epoch + 1}")
         metrics.update(self.method.end_epoch(epoch))
         current = self.method.current()
@@ -205,6 +207,7 @@ class SearchRunner:
             warmed_from=self.warmed_from,
             seconds=self.elapsed,
             device=str(self.device),
+            world={"size": distributed.current().size, "backend": distributed.current().backend or "none"},
             **self.method.state_dict(),
         )
 

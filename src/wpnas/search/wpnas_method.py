@@ -12,6 +12,16 @@ Each step alternates two updates:
    :mod:`wpnas.search.reward`, BN on batch statistics) and alpha takes one
    self-critical policy-gradient step (:mod:`wpnas.search.self_critical`).
 
+Under torch.distributed (a world of several ranks) the search is data parallel: every
+rank draws the same architectures from the same seeded sampler, trains the weights (and a
+trained HyperNet: one module) on its contiguous share of the same global training batch
+through DistributedDataParallel (``find_unused_parameters``: the unsampled paths get no
+gradient on any rank), and measures the CE of the samples and the greedy architecture on
+its share of the same validation batch; the CEs are all-reduced (a mean weighted by the
+share sizes) before the reward, so every rank takes the same alpha step and alpha stays
+identical on all ranks. BN normalises each share with its own batch statistics, so a run
+of W ranks equals one process whose every batch is cut into W shares normalised apart.
+
 The search starts from the warmed SuperNet; the final architecture is ``argmax alpha``.
 Per epoch it reports mean reward, greedy baseline reward, advantage (mean and mean
 absolute), CE, FSP (when b1 > 0), sampled FLOPs, alpha loss, entropy of p(A | alpha),
@@ -32,9 +42,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
+from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
@@ -58,6 +70,9 @@ class WPNASMethod(SearchMethod):
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         cfg = self.wcfg = ctx.cfg.wpnas
+        self.world = distributed.current()
+        if self.world.active:
+            check_data_parallel(ctx.cfg, self.world.size)
         if ctx.predictor is not None and not cfg.reward.uses_predictor:
             logger.info("search.wpnas.reward.b1 is 0: the predictor is ignored")
         # The reward owns the rule "b1 > 0 needs a predictor"; built first, it fails before any model is.
@@ -86,6 +101,15 @@ class WPNASMethod(SearchMethod):
         )
         if not cfg.update_weights:
             self.net.requires_grad_(False)
+        # what the weight steps run: the net itself, or its DDP wrapper in a world of several ranks
+        self.train_net: torch.nn.Module = self.net
+        if self.world.active and self.trainer is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = ctx.device
+            self.train_net = DistributedDataParallel(
+                self.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+            )
         if self.landmarks is not None:
             self.landmarks.schedule(self.num_epochs * ctx.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(stream_seed(ctx.seed, "search.sampler"))
@@ -121,15 +145,18 @@ class WPNASMethod(SearchMethod):
         archs = self.dist.sample(cfg.samples_per_step, self.generator)
         if self.trainer is not None and batches.train is not None:
             weight_arch = archs[0] if cfg.sampling == "probabilistic" else self.dist.sample_uniform(None, self.generator)
-            x, y = next(batches.train)
+            x, y = distributed.local_share(*next(batches.train), self.world)
             extra = (
                 self.landmarks.extra_loss(self.trainer.steps, self.net, x, y) if self.landmarks is not None else None
             )
-            self.trainer.step(lambda inputs: self.net(inputs, weight_arch), x, y, batches.meter, extra_loss=extra)
-        xv, yv = next(batches.valid)
+            self.trainer.step(lambda inputs: self.train_net(inputs, weight_arch), x, y, batches.meter,
+                              extra_loss=extra)
+        xv, yv = distributed.local_share(*next(batches.valid), self.world)
         greedy = self.dist.argmax()
         unique = list(dict.fromkeys([greedy, *archs]))
-        parts = self.reward(self.cross_entropies(unique, xv, yv), unique)
+        # every rank scores its share; the weighted mean is the CE of the whole batch on every rank
+        ce = distributed.all_reduce_mean_array(self.cross_entropies(unique, xv, yv), float(yv.shape[0]))
+        parts = self.reward(ce, unique)
         index = {a: i for i, a in enumerate(unique)}
         rows = [index[a] for a in archs]
         baseline = float(parts.total[index[greedy]])
@@ -219,6 +246,16 @@ class WPNASMethod(SearchMethod):
         self.generator.set_state(state["sampler_generator"])
         if self.landmarks is not None and state.get("landmark_state") is not None:
             self.landmarks.load_state_dict(state["landmark_state"])
+
+
+def check_data_parallel(cfg: SearchConfig, size: int) -> None:
+    """What a data-parallel WPNAS search over ``size`` ranks needs from its settings (before any model is built)."""
+    if cfg.wpnas.update_weights:
+        distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
+    distributed.check_divisible(cfg.valid_batch_size, size, "search.valid_batch_size")
+    if cfg.wpnas.landmark.enabled:
+        raise ConfigError("search.wpnas.landmark.enabled: the landmark term does not run under torch.distributed "
+                          "yet; run a landmark search in one process")
 
 
 def restore_search(

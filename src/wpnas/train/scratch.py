@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 
 import wpnas
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.config import describe_device, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
@@ -257,6 +257,9 @@ def train_from_scratch(
     when the valid split is not empty, ``valid_accuracy``, ``valid_loss``.
     """
     arch = space.validate(arch)
+    world = distributed.current()
+    if world.active:
+        distributed.check_divisible(cfg.batch_size, world.size, "evaluation.batch_size")
     engine = Engine(device, cfg.engine)
     torch.manual_seed(stream_seed(seed, "evaluation.init"))
     net = engine.prepare(space.build_network(arch, splits.in_channels, splits.num_classes))
@@ -265,6 +268,21 @@ def train_from_scratch(
         splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
         seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last,
     )
+    model: nn.Module = net
+    train_batches: Any = train
+    if world.active:
+        # Data parallel: every rank draws the same seeded global batch and trains on its share;
+        # DDP averages the gradients (unused parameters, e.g. of a zeroed edge, are allowed).
+        from torch.nn.parallel import DistributedDataParallel
+
+        model = DistributedDataParallel(
+            net, device_ids=[engine.device.index] if engine.device.type == "cuda" else None,
+            find_unused_parameters=True,
+        )
+        train_batches = distributed.ShardedBatches(train, world)
+        # drop-path masks are drawn per image from the global torch generator: a stream per
+        # rank, or every rank would drop the same positions of its share
+        torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
     valid = None
     if splits.valid_x.shape[0]:
         valid = DeviceBatches.from_splits(splits, "valid", engine.device, cfg.eval_batch_size, train=False,
@@ -279,8 +297,15 @@ def train_from_scratch(
         if cfg.drop_path > 0.0:
             net.drop_path_prob = cfg.drop_path * epoch / max(cfg.epochs - 1, 1)
 
+    seen = [0]
+
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         out = {"drop_path": float(getattr(net, "drop_path_prob", 0.0))}
+        if world.active:  # the train loss / accuracy of the whole global batches, not of this rank's share
+            images = train_batches.images - seen[0]
+            seen[0] = train_batches.images
+            out.update(distributed.all_reduce_mean({k: metrics[k] for k in ("train_loss", "train_acc")},
+                                                   float(images)))
         done = epoch + 1
         if valid is not None and cfg.valid_every and (done % cfg.valid_every == 0 or done == cfg.epochs):
             net.eval()
@@ -290,7 +315,7 @@ def train_from_scratch(
         return out
 
     set_drop_path(0)
-    history = train_epochs(trainer, train, cfg.epochs, lambda: net, "evaluation", on_epoch_end=on_epoch_end,
+    history = train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation", on_epoch_end=on_epoch_end,
                            metric_prefix="evaluation/", modules=[net])
     net.eval()
     scores = evaluate(net, test, engine)
@@ -408,11 +433,23 @@ def evaluate_genotype(
         "seed": int(seed),
         **prepared.benchmark,
     }
-    export = (export_torchscript(net, model_metadata(space, arch, splits)) if cfg.export == "torchscript"
-              else TorchScriptExport(None, model_metadata(space, arch, splits)))
+    export = model_export(net, space, arch, splits, cfg)
+    log_evaluation(metrics)
+    checkpoint = final_model_checkpoint(space, arch, net, splits, cfg, genotype, metrics, history, seed)
+    return EvaluationResult(metrics, checkpoint, net, export, history)
+
+
+def model_export(net: nn.Module, space: SearchSpace, arch: Arch, splits: ImageSplits,
+                 cfg: EvaluationConfig) -> TorchScriptExport:
+    """The TorchScript export of the trained network (``export: none``: metadata only)."""
+    if cfg.export == "torchscript":
+        return export_torchscript(net, model_metadata(space, arch, splits))
+    return TorchScriptExport(None, model_metadata(space, arch, splits))
+
+
+def log_evaluation(metrics: Mapping[str, Any]) -> None:
+    """The final scores of an evaluation to the active MLflow run (``evaluation/*``)."""
     tracking.log_metrics({k: v for k, v in metrics.items()
                           if k in ("test_accuracy", "test_loss", "valid_accuracy", "valid_loss", "params_m",
                                    "flops_m", "wall_seconds", "benchmark_accuracy", "benchmark_rank")},
                          prefix="evaluation/")
-    checkpoint = final_model_checkpoint(space, arch, net, splits, cfg, genotype, metrics, history, seed)
-    return EvaluationResult(metrics, checkpoint, net, export, history)

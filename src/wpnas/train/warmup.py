@@ -197,6 +197,7 @@ def warmup_supernet(
               "std": list(splits.std), "classes": list(splits.classes)},
         seconds=elapsed + time.monotonic() - started,
         device=str(device),
+        world={"size": world.size, "backend": world.backend or "none"},
         landmark=(
             {"enabled": False, "pairs": 0} if regularizer is None
             else {**regularizer.describe(), "state": regularizer.state_dict()}

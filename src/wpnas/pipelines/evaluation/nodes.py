@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from wpnas.config import setup_run
+from wpnas import distributed, tracking
+from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.torchscript import TorchScriptExport
-from wpnas.pipelines.params import evaluation_config, space_config
-from wpnas.train.scratch import evaluate_genotype
+from wpnas.pipelines.params import evaluation_config, run_config, space_config
+from wpnas.train.scratch import EvaluationResult, evaluate_genotype, load_final_model, log_evaluation, model_export
 
 
 def evaluation_node(
@@ -20,7 +21,42 @@ def evaluation_node(
 ) -> tuple[dict[str, Any], TorchScriptExport, dict[str, Any]]:
     cfg = evaluation_config(evaluation)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
-    result = evaluate_genotype(final_genotype, search_space, ImageSplits.coerce(image_splits), cfg, device,
-                               seed=run_cfg.seed)
+    run_cfg = run_config(run)
+    inputs = (final_genotype, image_splits, run, space, evaluation)
+    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
+        # Data-parallel training on local workers (the elastic launcher); this process is no rank:
+        # it gets rank 0's checkpoint back, rebuilds and exports the network, saves and logs.
+        checkpoint, metrics, history = distributed.launch(
+            trained_model, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
+            fingerprint_of={"run": run, "space": space, "evaluation": evaluation}, what="evaluation",
+        )
+        splits = ImageSplits.coerce(image_splits)
+        net = load_final_model(checkpoint)
+        arch = search_space.from_string(checkpoint["arch"])
+        export = model_export(net, search_space, arch, splits, cfg)
+        tracking.log_history(history, prefix="evaluation/")
+        log_evaluation(metrics)
+        return checkpoint, export, metrics
+    result = evaluation_result(*inputs)
     return result.checkpoint, result.export, result.metrics
+
+
+def evaluation_result(
+    final_genotype: dict[str, Any],
+    image_splits: ImageSplits | dict[str, Any],
+    run: dict[str, Any],
+    space: dict[str, Any],
+    evaluation: dict[str, Any],
+) -> EvaluationResult:
+    """Paper step 5, in this process or as one rank of a world (data parallel)."""
+    cfg = evaluation_config(evaluation)
+    _, search_space = space_config(space)
+    run_cfg, device = setup_run(run)
+    return evaluate_genotype(final_genotype, search_space, ImageSplits.coerce(image_splits), cfg, device,
+                             seed=run_cfg.seed)
+
+
+def trained_model(*inputs: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:
+    """One worker's part: (final_model checkpoint, metrics, history); a traced module does not pickle."""
+    result = evaluation_result(*inputs)
+    return result.checkpoint, result.metrics, result.history

@@ -7,12 +7,12 @@ from typing import Any
 
 import pandas as pd
 
-from wpnas import tracking
-from wpnas.config import setup_run
+from wpnas import distributed, tracking
+from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
-from wpnas.pipelines.params import search_config, space_config
+from wpnas.pipelines.params import run_config, search_config, space_config
 from wpnas.predictors import load_predictor
-from wpnas.search import alpha_heatmap, run_search
+from wpnas.search import SearchResult, alpha_heatmap, run_search
 from wpnas.experiments.report import closing_line
 from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 
@@ -30,11 +30,19 @@ def search_node(
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
     cfg = search_config(search)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
-    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
-    landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
-    result = run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
-                        seed=run_cfg.seed, predictor=predictor, landmarks=landmarks)
+    run_cfg = run_config(run)
+    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
+    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
+        # The search on local workers (the elastic launcher): WPNAS data parallel, evolution's
+        # fitness map sharded. This process is no rank: it gets rank 0's result back and alone
+        # saves it and logs the epochs.
+        result = distributed.launch(
+            search_result, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
+            fingerprint_of={"run": run, "space": space, "search": search}, what="search",
+        )
+        tracking.log_history(result.history, prefix="search/")
+    else:
+        result = search_result(*inputs)
     if cfg.method == "wpnas":
         trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
     else:  # methods without alpha: an empty table and a figure that says so
@@ -45,3 +53,22 @@ def search_node(
                                                     "joint_probability")}, prefix="final/")
     logger.info("Search result: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
     return result.checkpoint, trajectory, figure, result.final_genotype
+
+
+def search_result(
+    warmed_supernet: dict[str, Any],
+    predictor_weights: dict[str, Any],
+    arch_accuracy_pairs: pd.DataFrame,
+    image_splits: ImageSplits | dict[str, Any],
+    run: dict[str, Any],
+    space: dict[str, Any],
+    search: dict[str, Any],
+) -> SearchResult:
+    """The search, in this process or as one rank of a world."""
+    cfg = search_config(search)
+    _, search_space = space_config(space)
+    run_cfg, device = setup_run(run)
+    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
+    landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
+    return run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
+                      seed=run_cfg.seed, predictor=predictor, landmarks=landmarks)

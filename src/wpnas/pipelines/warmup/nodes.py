@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wpnas.config import setup_run
+from wpnas import distributed, tracking
+from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.checkpoints import load_checkpoint
-from wpnas.pipelines.params import space_config, warmup_config
+from wpnas.pipelines.params import run_config, space_config, warmup_config
 from wpnas.train.warmup import warmup_supernet
 
 logger = logging.getLogger(__name__)
@@ -20,19 +21,42 @@ def warmup(
     space: dict[str, Any],
     warmup: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    cfg, resume_from = warmup_config(warmup)
+    _, resume_from = warmup_config(warmup)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
-    resume = load_checkpoint(resume_from) if resume_from else None
-    checkpoint = warmup_supernet(
-        search_space, ImageSplits.coerce(image_splits), cfg, device, seed=run_cfg.seed, resume=resume
-    )
+    run_cfg = run_config(run)
+    device = resolve_device(run_cfg.device)
+    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
+        # Data-parallel WarmUp on local workers (the elastic launcher); this process is no rank:
+        # it gets rank 0's checkpoint back and alone saves it and logs the epochs.
+        checkpoint = distributed.launch(
+            warm_checkpoint, (image_splits, run, space, warmup), run_cfg.distributed, device=device,
+            fingerprint_of={"run": run, "space": space, "warmup": warmup}, what="warmup",
+        )
+        start = int(load_checkpoint(resume_from)["epoch"]) if resume_from else 0
+        tracking.log_history([row for row in checkpoint["history"] if row["epoch"] > start], prefix="warmup/")
+    else:
+        checkpoint = warm_checkpoint(image_splits, run, space, warmup)
     last = checkpoint["history"][-1] if checkpoint["history"] else {}
     summary = {
         "space": search_space.name,
         "epochs": checkpoint["epoch"],
         "seconds": round(checkpoint["seconds"], 2),
-        "device": str(device),
+        "device": checkpoint.get("device", str(device)),
         **{k: v for k, v in last.items() if k != "epoch"},
     }
     return checkpoint, summary
+
+
+def warm_checkpoint(
+    image_splits: ImageSplits | dict[str, Any],
+    run: dict[str, Any],
+    space: dict[str, Any],
+    warmup: dict[str, Any],
+) -> dict[str, Any]:
+    """The warmed checkpoint, in this process or as one rank of a world (data parallel)."""
+    cfg, resume_from = warmup_config(warmup)
+    _, search_space = space_config(space)
+    run_cfg, device = setup_run(run)
+    resume = load_checkpoint(resume_from) if resume_from else None
+    return warmup_supernet(search_space, ImageSplits.coerce(image_splits), cfg, device, seed=run_cfg.seed,
+                           resume=resume)
