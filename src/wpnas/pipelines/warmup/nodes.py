@@ -8,7 +8,7 @@ from typing import Any
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.checkpoints import load_checkpoint
-from wpnas.pipelines.params import space_config, warmup_config
+from wpnas.pipelines.params import checkpoint_policy, space_config, warmup_config
 from wpnas.train.warmup import warmup_supernet
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,8 @@ def warmup(
     run_cfg, device = setup_run(run)
     resume = load_checkpoint(resume_from) if resume_from else None
     checkpoint = warmup_supernet(
-        search_space, ImageSplits.coerce(image_splits), cfg, device, seed=run_cfg.seed, resume=resume
+        search_space, ImageSplits.coerce(image_splits), cfg, device, seed=run_cfg.seed, resume=resume,
+        checkpoint=checkpoint_policy(warmup, run, "warmup"),
     )
     last = checkpoint["history"][-1] if checkpoint["history"] else {}
     summary = {
