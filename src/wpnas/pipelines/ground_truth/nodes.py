@@ -10,7 +10,7 @@ from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.supernet_checkpoint import describe_for, restore_supernet
-from wpnas.pipelines.params import ground_truth_config, run_config, space_config
+from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, space_config
 from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
 
@@ -70,4 +70,5 @@ def finetune_pairs(
     if cfg.source == "finetune":
         expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
         supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
-    return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device)
+    return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device,
+                                checkpoint=checkpoint_policy(ground_truth, run, "ground_truth"))
