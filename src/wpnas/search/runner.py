@@ -27,7 +27,8 @@ from wpnas import tracking
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError, DataError
-from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
+from wpnas.fingerprint import record
+from wpnas.io.supernet_checkpoint import check_checkpoint, check_made_from, make_checkpoint
 from wpnas.progress import Progress
 from wpnas.search.config import SearchConfig
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
@@ -83,6 +84,14 @@ class SearchRunner:
         self.seed = int(seed)
         if splits.valid_x.shape[0] == 0:
             raise DataError("search needs a non-empty valid split: rewards, fitness and evaluations are measured on it")
+        check_made_from(warmed_checkpoint, splits, "warmed_supernet")
+        splits_record = splits.fingerprint()
+        self.inputs = {"image_splits": splits_record, "warmed_supernet": _get(warmed_checkpoint, "fingerprint")}
+        self.fingerprint = record({
+            "stage": STAGE, "space": space.name, "options": space.options(), "config": to_dict(cfg), "seed": self.seed,
+            "inputs": {"image_splits": splits_record["fingerprint"],
+                       "warmed_supernet": (_get(warmed_checkpoint, "fingerprint") or {}).get("fingerprint")},
+        })
         self.ctx = SearchContext(space, splits, cfg, Engine(device, cfg.engine), seed, warmed_checkpoint, predictor,
                                  landmarks)
         self.device = self.ctx.device
@@ -203,6 +212,8 @@ class SearchRunner:
             history=self.history,
             final_arch=self.space.to_string(self.method.current()),
             warmed_from=self.warmed_from,
+            fingerprint=self.fingerprint,
+            inputs=self.inputs,
             seconds=self.elapsed,
             device=str(self.device),
             **self.method.state_dict(),
@@ -249,6 +260,10 @@ class SearchRunner:
 
 
 _PROGRESS_KEYS = ("reward_mean", "entropy", "best_fitness", "argmax_flops_m", "argmax_valid_acc")
+
+
+def _get(checkpoint: Any, key: str) -> Any:
+    return checkpoint.get(key) if isinstance(checkpoint, dict) else None
 
 
 def run_search(

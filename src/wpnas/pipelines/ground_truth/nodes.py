@@ -9,7 +9,7 @@ import pandas as pd
 from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
-from wpnas.io.supernet_checkpoint import describe_for, restore_supernet
+from wpnas.io.supernet_checkpoint import check_made_from, describe_for, restore_supernet
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, space_config
 from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
@@ -69,6 +69,7 @@ def finetune_pairs(
     supernet = None
     if cfg.source == "finetune":
         expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
+        check_made_from(warmed_supernet, splits, "warmed_supernet")
         supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
     return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device,
                                 checkpoint=checkpoint_policy(ground_truth, run, "ground_truth"))
