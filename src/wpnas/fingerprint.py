@@ -16,6 +16,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+import torch
+
 from wpnas.errors import WpnasError
 
 logger = logging.getLogger(__name__)
@@ -31,6 +34,39 @@ def canonical(value: Any) -> str:
 def fingerprint(value: Any) -> str:
     """16 hex digits of the SHA-256 of ``canonical(value)``."""
     return hashlib.sha256(canonical(value).encode()).hexdigest()[:LENGTH]
+
+
+def content_fingerprint(value: Any) -> str:
+    """16 hex digits of a hash of ``value``'s content: nested dicts (keys sorted), lists and
+    tuples, tensors and arrays by dtype, shape and bytes, anything else by its canonical JSON.
+    For weights and tables, whose printed form would be truncated."""
+    digest = hashlib.sha256()
+    _feed(digest, value)
+    return digest.hexdigest()[:LENGTH]
+
+
+def _feed(digest: Any, value: Any) -> None:
+    if isinstance(value, torch.Tensor):
+        value = value.detach().cpu().contiguous()
+        digest.update(f"T{value.dtype}{tuple(value.shape)}".encode())
+        if value.numel():
+            digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes())
+    elif isinstance(value, np.ndarray):
+        digest.update(f"A{value.dtype}{value.shape}".encode())
+        digest.update(np.ascontiguousarray(value).tobytes())
+    elif isinstance(value, Mapping):
+        digest.update(b"{")
+        for key in sorted(value, key=str):
+            digest.update(canonical(str(key)).encode())
+            _feed(digest, value[key])
+        digest.update(b"}")
+    elif isinstance(value, (list, tuple)):
+        digest.update(b"[")
+        for item in value:
+            _feed(digest, item)
+        digest.update(b"]")
+    else:
+        digest.update(canonical(value).encode() + b";")
 
 
 def record(fields: Mapping[str, Any]) -> dict[str, Any]:

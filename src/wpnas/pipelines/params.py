@@ -91,7 +91,7 @@ def predictor_benchmark_config(section: Any) -> Table2Config:
 
 
 def search_config(section: Any) -> SearchConfig:
-    return from_dict(SearchConfig, section, where="search")
+    return from_dict(SearchConfig, _without_checkpoint_keys(section), where="search")
 
 
 def ablation_config(section: Any) -> AblationConfig:
@@ -118,7 +118,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
 
 
 #: Stages that write in-progress checkpoints and resume from them.
-CHECKPOINTED_STAGES = ("warmup", "ground_truth")
+CHECKPOINTED_STAGES = ("warmup", "ground_truth", "search")
 
 
 def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) -> None:

@@ -10,7 +10,6 @@ fast stand-in for experiments on spaces that have one.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import Sequence
@@ -26,7 +25,7 @@ from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batc
 from wpnas.data.splits import ImageSplits
 from wpnas.config import to_dict
 from wpnas.errors import ConfigError
-from wpnas.fingerprint import fingerprint, record
+from wpnas.fingerprint import content_fingerprint, fingerprint, record
 from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
 from wpnas.io.pairs import check_pairs
@@ -231,18 +230,8 @@ def ground_truth_fingerprint(
     return record({
         "stage": "ground_truth", "space": space.name, "options": space.options(), "config": to_dict(cfg),
         "seed": seed, "archs": fingerprint([space.to_string(a) for a in archs]),
-        "inputs": {"image_splits": splits.fingerprint()["fingerprint"], "supernet_weights": weights_fingerprint(supernet)},
+        "inputs": {"image_splits": splits.fingerprint()["fingerprint"], "supernet_weights": content_fingerprint(supernet.state_dict())},
     })
-
-
-def weights_fingerprint(module: torch.nn.Module) -> str:
-    """A hash of a module's state (names, shapes, dtypes and values)."""
-    digest = hashlib.sha256()
-    for name, value in module.state_dict().items():
-        value = value.detach().cpu().contiguous()
-        digest.update(f"{name}:{value.dtype}:{tuple(value.shape)}".encode())
-        digest.update(value.reshape(-1).view(torch.uint8).numpy().tobytes() if value.numel() else b"")
-    return digest.hexdigest()[:16]
 
 
 def log_arch_metrics(i: int, accuracy: float, seconds: float) -> None:

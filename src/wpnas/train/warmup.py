@@ -26,7 +26,7 @@ from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError
-from wpnas.fingerprint import check_fingerprint, fingerprint, record
+from wpnas.fingerprint import check_fingerprint, content_fingerprint, record
 from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
 from wpnas.spaces.supernet import SuperNet
@@ -272,7 +272,7 @@ def warmup_fingerprint(
         inputs["resume_from"] = (resume.get("fingerprint") or {}).get("fingerprint") or {
             "epoch": resume.get("epoch"), "seed": resume.get("seed")}
     if landmarks is not None:
-        inputs["landmarks"] = fingerprint(landmarks[["arch", "accuracy"]].astype({"arch": str}).values.tolist())
+        inputs["landmarks"] = content_fingerprint(landmarks[["arch", "accuracy"]].astype({"arch": str}).values.tolist())
     return record({"stage": "warmup", "supernet": supernet.describe(), "config": to_dict(cfg), "seed": seed,
                    "inputs": inputs})
 

@@ -10,7 +10,7 @@ import pandas as pd
 from wpnas import tracking
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
-from wpnas.pipelines.params import search_config, space_config
+from wpnas.pipelines.params import checkpoint_policy, search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import alpha_heatmap, run_search
 from wpnas.experiments.report import closing_line
@@ -34,7 +34,8 @@ def search_node(
     predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
     landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
     result = run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
-                        seed=run_cfg.seed, predictor=predictor, landmarks=landmarks)
+                        seed=run_cfg.seed, predictor=predictor, landmarks=landmarks,
+                        checkpoint=checkpoint_policy(search, run, "search"))
     if cfg.method == "wpnas":
         trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
     else:  # methods without alpha: an empty table and a figure that says so
