@@ -72,3 +72,19 @@ def test_ground_truth_refuses_a_supernet_warmed_on_other_splits(splits8, tmp_pat
     assert warmed["inputs"]["image_splits"]["fingerprint"] in str(err.value)
     assert resized.fingerprint()["fingerprint"] in str(err.value)
     assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+
+
+def test_an_unwritable_checkpoint_folder_fails_before_training(tmp_path):
+    from types import SimpleNamespace
+
+    from wpnas.errors import StorageError
+    from wpnas.pipelines.preflight import check_pipeline_outputs
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    params = {"run": {"checkpoint_dir": str(blocker / "checkpoints")}, "space": SPACE,
+              "data": {"image_size": 8}, "warmup": WARMUP}
+    pipeline = SimpleNamespace(nodes=[SimpleNamespace(name="warmup_supernet", outputs=[])])
+    with pytest.raises(StorageError, match=r"in-progress checkpoints of warmup \(run.checkpoint_dir\)"):
+        check_pipeline_outputs(pipeline, {}, params)
+    check_pipeline_outputs(pipeline, {}, {**params, "warmup": {**WARMUP, "checkpoint_every": 0}})  # none written
