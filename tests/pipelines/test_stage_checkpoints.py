@@ -88,3 +88,26 @@ def test_an_unwritable_checkpoint_folder_fails_before_training(tmp_path):
     with pytest.raises(StorageError, match=r"in-progress checkpoints of warmup \(run.checkpoint_dir\)"):
         check_pipeline_outputs(pipeline, {}, params)
     check_pipeline_outputs(pipeline, {}, {**params, "warmup": {**WARMUP, "checkpoint_every": 0}})  # none written
+
+
+def test_search_refuses_a_predictor_trained_on_other_pairs():
+    import pandas as pd
+
+    from wpnas.io.pairs import pairs_fingerprint
+    from wpnas.pipelines.search.nodes import search_node
+
+    pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 60.0, 70.0]})
+    other = pairs.assign(accuracy=[50.0, 61.0, 70.0])
+    weights = {"format": "whatever", "inputs": {"arch_accuracy_pairs": pairs_fingerprint(pairs)}}
+    with pytest.raises(DataError, match=r"predictor_weights was made from other inputs.*accuracy: ") as err:
+        search_node({}, weights, other, None, {"device": "cpu"}, SPACE,
+                    {"method": "wpnas", "wpnas": {"reward": {"b1": 0.01}}})
+    assert pairs_fingerprint(pairs)["fingerprint"] in str(err.value)
+    assert pairs_fingerprint(other)["fingerprint"] in str(err.value)
+    # the CSV round trip keeps the fingerprint
+    import io
+
+    buffer = io.StringIO()
+    pairs.assign(accuracy=[50.123456789, 60.0, 70.0]).to_csv(buffer, index=False)
+    buffer.seek(0)
+    assert pairs_fingerprint(pd.read_csv(buffer)) == pairs_fingerprint(pairs.assign(accuracy=[50.123456789, 60, 70]))

@@ -144,6 +144,7 @@ def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_sp
 
     space = get_space("nats_tss", C=4, N=1)
     first = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=0)
+    caplog.clear()
     with caplog.at_level(logging.INFO):
         extended = warmup_supernet(space, tiny_splits, _cfg(4), torch.device("cpu"), seed=0, resume=first)
     assert "new cosine schedule over 4 epochs" in caplog.text

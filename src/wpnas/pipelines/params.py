@@ -99,7 +99,7 @@ def ablation_config(section: Any) -> AblationConfig:
 
 
 def evaluation_config(section: Any) -> EvaluationConfig:
-    return from_dict(EvaluationConfig, section, where="evaluation")
+    return from_dict(EvaluationConfig, _without_checkpoint_keys(section), where="evaluation")
 
 
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
@@ -118,7 +118,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
 
 
 #: Stages that write in-progress checkpoints and resume from them.
-CHECKPOINTED_STAGES = ("warmup", "ground_truth", "search")
+CHECKPOINTED_STAGES = ("warmup", "ground_truth", "search", "evaluation")
 
 
 def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) -> None:

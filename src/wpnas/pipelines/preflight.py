@@ -80,7 +80,8 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
 
 
 #: node -> the stage whose in-progress checkpoints it writes (``run.checkpoint_dir``)
-CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "acquire_ground_truth": "ground_truth", "wpnas_search": "search"}
+CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
+                      "evaluate_final_model": "evaluation"}
 
 
 def in_progress_outputs(nodes: set[str], params: dict[str, Any], cache: dict[str, int]) -> list[tuple[Path, int, str]]:

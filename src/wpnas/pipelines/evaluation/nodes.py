@@ -7,7 +7,7 @@ from typing import Any
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.torchscript import TorchScriptExport
-from wpnas.pipelines.params import evaluation_config, space_config
+from wpnas.pipelines.params import checkpoint_policy, evaluation_config, space_config
 from wpnas.train.scratch import evaluate_genotype
 
 
@@ -22,5 +22,5 @@ def evaluation_node(
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
     result = evaluate_genotype(final_genotype, search_space, ImageSplits.coerce(image_splits), cfg, device,
-                               seed=run_cfg.seed)
+                               seed=run_cfg.seed, checkpoint=checkpoint_policy(evaluation, run, "evaluation"))
     return result.checkpoint, result.export, result.metrics

@@ -10,6 +10,9 @@ import pandas as pd
 from wpnas import tracking
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
+from wpnas.errors import DataError
+from wpnas.fingerprint import check_fingerprint
+from wpnas.io.pairs import pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import alpha_heatmap, run_search
@@ -31,6 +34,12 @@ def search_node(
     cfg = search_config(search)
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
+    if cfg.uses_predictor:
+        check_fingerprint(
+            pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),
+            "predictor_weights", DataError,
+            hint="The ground-truth pairs changed after the predictor was trained: run the predictor pipeline again",
+        )
     predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
     landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
     result = run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
