@@ -138,13 +138,18 @@ def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_p
     assert [h["epoch"] for h in fresh["history"]] == [1, 2, 3]
 
 
-def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_splits, caplog):
+def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_splits, caplog, monkeypatch):
     import logging
     import math
+
+    from wpnas.train.engine import Trainer
 
     space = get_space("nats_tss", C=4, N=1)
     first = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=0)
     caplog.clear()
+    step_lrs = []
+    real_step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, *a, **k: (step_lrs.append(self.lr), real_step(self, *a, **k))[1])
     with caplog.at_level(logging.INFO):
         extended = warmup_supernet(space, tiny_splits, _cfg(4), torch.device("cpu"), seed=0, resume=first)
     assert "new cosine schedule over 4 epochs" in caplog.text
@@ -157,3 +162,5 @@ def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_sp
 
     lrs = [h["lr"] for h in extended["history"]]
     assert lrs[2] == pytest.approx(cosine(3 * steps)) and lrs[3] == pytest.approx(cosine(4 * steps))
+    # the first step of the extension runs on the new schedule (0.055 here), not the old run's final 0.01
+    assert step_lrs[0] == pytest.approx(cosine(2 * steps)) and step_lrs[0] > 0.05

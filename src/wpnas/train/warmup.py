@@ -170,10 +170,9 @@ def warmup_supernet(
             trainer.restart_schedule()
             logger.info(
                 "warm-up: warmup.resume_from continues a run planned for %d epochs (at epoch %d) to %d epochs: "
-                "a new cosine schedule over %d epochs, lr %.4g -> %.4g at epoch %d (not the schedule of an "
-                "uninterrupted %d-epoch run unless the first run was planned for %d)",
+                "a new cosine schedule over %d epochs from the step reached, lr %.4g -> %.4g for epoch %d "
+                "(an uninterrupted %d-epoch run would have had another schedule)",
                 planned, start_epoch, cfg.epochs, cfg.epochs, before, trainer.lr, start_epoch + 1, cfg.epochs,
-                cfg.epochs,
             )
     probes = probe_architectures(space, cfg.probe_archs, seed)
     calib_source = DeviceBatches.from_splits(
