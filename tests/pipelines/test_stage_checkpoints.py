@@ -111,3 +111,16 @@ def test_search_refuses_a_predictor_trained_on_other_pairs():
     pairs.assign(accuracy=[50.123456789, 60.0, 70.0]).to_csv(buffer, index=False)
     buffer.seek(0)
     assert pairs_fingerprint(pd.read_csv(buffer)) == pairs_fingerprint(pairs.assign(accuracy=[50.123456789, 60, 70]))
+
+
+def test_ground_truth_summary_names_what_the_pairs_came_from(splits8, tmp_path):
+    from wpnas.io.pairs import pairs_fingerprint
+    from wpnas.pipelines.ground_truth.nodes import acquire_pairs
+
+    warmed, _ = warmup_node(splits8, _run(tmp_path), SPACE, {**WARMUP, "epochs": 1})
+    gt = {"num_archs": 2, "epochs": 0, "batch_size": 32, "calib_batches": 1}
+    pairs, summary = acquire_pairs(warmed, splits8, _run(tmp_path), SPACE, gt)
+    assert summary["inputs"] == {"image_splits": splits8.fingerprint()["fingerprint"],
+                                 "warmed_supernet": warmed["fingerprint"]["fingerprint"]}
+    assert summary["pairs_fingerprint"] == pairs_fingerprint(pairs)["fingerprint"]
+    assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # finished: removed
