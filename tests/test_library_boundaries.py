@@ -34,7 +34,7 @@ LAYERS = [
     {"spaces"},
     {"nn"},
     {"data"},
-    {"config", "errors", "cost", "seeds", "tracking", "progress", "distributed", "__init__"},
+    {"config", "errors", "cost", "seeds", "tracking", "progress", "distributed", "fingerprint", "__init__"},
 ]
 
 

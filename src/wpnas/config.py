@@ -191,6 +191,8 @@ class RunConfig:
     device: str = "auto"
     deterministic: bool = False
     distributed: DistributedConfig = dataclasses.field(default_factory=DistributedConfig)
+    # in-progress stage checkpoints (resume after a kill): <checkpoint_dir>/<stage>-<fingerprint>.pt
+    checkpoint_dir: str = "data/09_checkpoints"
 
     def __post_init__(self) -> None:
         check_device_string(self.device)

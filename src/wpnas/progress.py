@@ -35,6 +35,9 @@ def _fmt_metrics(metrics: Mapping[str, Any]) -> str:
 class Progress:
     """Iterate with progress; ``update_metrics`` attaches loss/accuracy to the display.
 
+    ``initial`` units count as done already (a resumed stage shows its true position,
+    ``3/4``, and its ETA from the units done in this run).
+
     Redirected output gets a line every ``log_every`` seconds and, with ``log_final``, one when
     the loop completes (callers that log their own summary switch that off)."""
 
@@ -47,15 +50,17 @@ class Progress:
         interactive: bool | None = None,
         enabled: bool = True,
         log_final: bool = True,
+        initial: int = 0,
     ) -> None:
         self.total = int(total)
+        self.initial = int(initial)  # units already done before this run (a resumed stage)
         self.desc = desc
         self.unit = unit
         self.log_every = log_every
         self.enabled = enabled
         self.log_final = log_final
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
-        self.count = 0
+        self.count = self.initial
         self.metrics: dict[str, Any] = {}
         self._start = time.monotonic()
         self._last_log = self._start
@@ -63,16 +68,17 @@ class Progress:
         if self.enabled and self.interactive:
             from tqdm.auto import tqdm
 
-            self._bar = tqdm(total=self.total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+            self._bar = tqdm(total=self.total, initial=self.initial, desc=desc, unit=unit, leave=False,
+                             dynamic_ncols=True)
 
     @property
     def elapsed(self) -> float:
         return time.monotonic() - self._start
 
     def eta(self) -> float:
-        if self.count == 0:
+        if self.count <= self.initial:
             return float("nan")
-        return self.elapsed / self.count * max(0, self.total - self.count)
+        return self.elapsed / (self.count - self.initial) * max(0, self.total - self.count)
 
     def line(self) -> str:
         eta = self.eta()

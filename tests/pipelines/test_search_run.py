@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from tests.conftest import latest, run_kedro, versions
+from wpnas.errors import DataError
 from wpnas.io.checkpoints import load_checkpoint
 from wpnas.spaces import get_space
 
@@ -112,6 +113,16 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     assert third.data.tags["load_versions"] == str({"warmed_supernet": first})
     assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 1  # the one asked for
     assert len(versions(searched_path)) == 3
+    # every stage finished, so no in-progress checkpoint is left
+    assert not list((kedro_project / "data/09_checkpoints").glob("*.pt"))
+
+    # Stale inputs (issue 12): the splits remade at another image size, then the search alone.
+    # The SuperNet was warmed on 8x8 images: the search stops and names both fingerprints.
+    run_kedro(kedro_project, "data_processing", params=dict(params, **{"data.image_size": 6}))
+    with pytest.raises(DataError, match=r"input_shape: \[1,6,6\] != \[1,8,8\]") as err:
+        run_kedro(kedro_project, "wpnas_search", params=params)
+    recorded = load_checkpoint(latest(warmed_path))["inputs"]["image_splits"]["fingerprint"]
+    assert recorded in str(err.value) and len(versions(searched_path)) == 3
 
 
 @pytest.mark.slow

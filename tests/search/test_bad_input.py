@@ -117,3 +117,25 @@ def test_restore_search_needs_a_search_checkpoint(kit):
     _, warmed = kit.warmed("nats_tss")
     with pytest.raises(CheckpointError, match="not a WPNAS search checkpoint"):
         restore_search(warmed)
+
+
+def test_supernet_warmed_on_other_splits_is_refused_with_both_fingerprints(kit, no_data, caplog):
+    """data_processing re-run with another image size after the warm-up: the search must not go on."""
+    import logging
+
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.errors import DataError
+
+    space, warmed = kit.warmed("nats_tss")
+    smaller = build_image_splits(DataConfig(source="digits", image_size=6))
+    with pytest.raises(DataError) as err:
+        run_search(space, smaller, warmed, kit.cfg(), DEVICE)
+    message = str(err.value)
+    recorded, current = warmed["inputs"]["image_splits"]["fingerprint"], smaller.fingerprint()["fingerprint"]
+    assert recorded != current and recorded in message and current in message
+    assert "warmed_supernet" in message and "input_shape: [1,6,6] != [1,8,8]" in message
+    # a checkpoint from before fingerprints: accepted, with a warning
+    old = {k: v for k, v in warmed.items() if k not in ("inputs", "fingerprint")}
+    with caplog.at_level(logging.WARNING), pytest.raises(AssertionError, match="data was batched"):
+        run_search(space, kit.digits, old, kit.cfg(), DEVICE)
+    assert "carries no fingerprint" in caplog.text

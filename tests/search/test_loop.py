@@ -262,3 +262,38 @@ def test_a_trained_predictor_plugs_in(kit):
     arch = tuple(result.final_genotype["choices"])
     assert result.final_genotype["predicted_accuracy"] == pytest.approx(float(predictor.predict([arch])[0]))
     assert np.isfinite(result.history[0]["fsp_mean"])
+
+
+def test_killed_search_resumes_from_its_in_progress_checkpoint(kit, tmp_path, monkeypatch):
+    """A kill after epoch 2 of 3; the next call with the same inputs continues from epoch 2 and
+    ends where the uninterrupted search ends, bit for bit."""
+    from wpnas.config import seed_everything
+    from wpnas.io.stage_checkpoint import CheckpointPolicy, StageCheckpoint
+
+    space, warmed = kit.warmed("nats_tss")
+    cfg = kit.cfg(epochs=3, steps_per_epoch=2, hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path))
+    seed_everything(5, deterministic=True)
+    straight = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5)
+    real = StageCheckpoint.save
+
+    def save_then_die(self, state):
+        real(self, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("killed after epoch 2")
+
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    seed_everything(5, deterministic=True)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5, checkpoint=policy)
+    monkeypatch.undo()
+    assert len(list(tmp_path.glob("search-*.pt"))) == 1
+    seed_everything(123, deterministic=True)
+    resumed = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5, checkpoint=policy)
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3]
+    assert torch.equal(resumed.checkpoint["alpha"]["alpha"], straight.checkpoint["alpha"]["alpha"])
+    assert _states_equal(resumed.checkpoint["state_dict"], straight.checkpoint["state_dict"])
+    assert _states_equal(resumed.checkpoint["hypernet"]["state_dict"], straight.checkpoint["hypernet"]["state_dict"])
+    assert resumed.final_genotype == straight.final_genotype
+    assert resumed.checkpoint["fingerprint"] == straight.checkpoint["fingerprint"]
+    assert list(tmp_path.iterdir()) == []

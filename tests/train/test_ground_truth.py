@@ -93,3 +93,43 @@ def test_summary_of_a_pairs_table():
     pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 80.0, 20.0], "seconds": [1.0, 2.0, 3.0]})
     assert summarize(pairs) == {"count": 3, "accuracy_mean": 50.0, "accuracy_best": 80.0, "accuracy_worst": 20.0,
                                 "best_arch": "b", "seconds_total": 6.0}
+
+
+def test_killed_and_resumed_ground_truth_redoes_no_architecture(tiny_splits, warmed, tmp_path, monkeypatch):
+    import wpnas.train.ground_truth as gt
+    from wpnas.io.stage_checkpoint import CheckpointPolicy, StageCheckpoint
+
+    space, ck = warmed
+    cfg = from_dict(GroundTruthConfig, {"num_archs": 4, "epochs": 1, "batch_size": 32, "calib_batches": 1})
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path / "ck"))
+    straight = acquire_ground_truth(space, cfg, 0, supernet=restore_supernet(ck, "cpu"), splits=tiny_splits)
+
+    real_save, real_finetune = StageCheckpoint.save, gt.finetune_architecture
+    calls = []
+
+    def save_then_die(self, state):
+        real_save(self, state)
+        if len(state["rows"]) == 2:
+            raise KeyboardInterrupt("killed after 2 architectures")
+
+    def counted(supernet, arch, *args, **kwargs):
+        calls.append(space.to_string(arch))
+        return real_finetune(supernet, arch, *args, **kwargs)
+
+    monkeypatch.setattr(gt, "finetune_architecture", counted)
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        acquire_ground_truth(space, cfg, 0, supernet=restore_supernet(ck, "cpu"), splits=tiny_splits, checkpoint=policy)
+    assert len(calls) == 2 and len(list((tmp_path / "ck").glob("ground_truth-*.pt"))) == 1
+    monkeypatch.setattr(StageCheckpoint, "save", real_save)
+    resumed = acquire_ground_truth(space, cfg, 0, supernet=restore_supernet(ck, "cpu"), splits=tiny_splits,
+                                   checkpoint=policy)
+    assert len(calls) == 4 and calls[2:] == list(straight["arch"][2:])  # the first two are not redone
+    assert resumed[["arch", "accuracy", "flops_m", "params_m", "source"]].equals(
+        straight[["arch", "accuracy", "flops_m", "params_m", "source"]])
+    assert list((tmp_path / "ck").iterdir()) == []
+    # other inputs (here another seed and architectures) never pick up these rows
+    calls.clear()
+    acquire_ground_truth(space, cfg, 1, supernet=restore_supernet(ck, "cpu"), splits=tiny_splits,
+                         archs=sample_architectures(space, 2, 0), checkpoint=policy)
+    assert len(calls) == 2

@@ -40,3 +40,38 @@ def test_two_ranks_give_the_pairs_of_one_process(tiny_splits, warmed):
     # on one torch thread in both cases, whichever rank runs it
     assert two[SAME].equals(one[SAME])
     assert two["seconds"].gt(0).all()
+
+
+def _pairs_checkpointed(checkpoint, splits, settings, seed, folder):
+    space = get_space("nats_tss", C=4, N=1)
+    cfg = from_dict(GroundTruthConfig, settings, where="ground_truth")
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    return acquire_ground_truth(space, cfg, seed, supernet=restore_supernet(checkpoint, "cpu"), splits=splits,
+                                device="cpu", checkpoint=CheckpointPolicy(every=1, folder=folder))
+
+
+@pytest.mark.slow
+def test_two_ranks_resume_what_one_process_left(tiny_splits, warmed, tmp_path, monkeypatch):
+    """A single-process run killed after one architecture; 2 ranks finish the other three."""
+    from wpnas.io.stage_checkpoint import StageCheckpoint
+
+    settings = {**SETTINGS, "num_archs": 4}
+    one = _pairs(warmed, tiny_splits, settings, 5)
+    real = StageCheckpoint.save
+    first = {}
+
+    def save_then_die(self, state):
+        real(self, state)
+        first.update(state["rows"][0])
+        raise KeyboardInterrupt("killed after the first architecture")
+
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        _pairs_checkpointed(warmed, tiny_splits, settings, 5, str(tmp_path))
+    monkeypatch.undo()
+    two = distributed.launch(_pairs_checkpointed, (warmed, tiny_splits, settings, 5, str(tmp_path)),
+                             {"nproc_per_node": 2, "backend": "gloo"})
+    assert two[SAME].equals(one[SAME])
+    assert two["seconds"].iloc[0] == first["seconds"]  # the row of the killed run, not fine-tuned again
+    assert list(tmp_path.glob("*.pt")) == []

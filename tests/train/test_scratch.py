@@ -255,3 +255,35 @@ def test_drop_path_refused_for_a_network_without_cells(monkeypatch):
     with pytest.raises(ConfigError, match="has no cells to drop paths in"):
         check_drop_path(space, tiny_cfg(drop_path=0.2))
     check_drop_path(space, tiny_cfg(drop_path=0.0))
+
+
+def test_killed_and_resumed_evaluation_is_bit_identical(tiny_splits, tmp_path, monkeypatch):
+    from wpnas.config import seed_everything
+    from wpnas.io.stage_checkpoint import CheckpointPolicy, StageCheckpoint
+    from wpnas.train.scratch import train_from_scratch
+
+    space = get_space("nats_tss", C=4, N=1)
+    arch = space.from_string(CELL)
+    cfg = tiny_cfg(epochs=3, valid_every=1, drop_path=0.1)
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path))
+    seed_everything(0, deterministic=True)
+    straight, straight_history, straight_scores = train_from_scratch(space, arch, tiny_splits, cfg, "cpu", seed=0)
+    real = StageCheckpoint.save
+
+    def save_then_die(self, state):
+        real(self, state)
+        if state["epoch"] == 2:
+            raise KeyboardInterrupt("killed after epoch 2")
+
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    seed_everything(0, deterministic=True)
+    with pytest.raises(KeyboardInterrupt):
+        train_from_scratch(space, arch, tiny_splits, cfg, "cpu", seed=0, checkpoint=policy)
+    monkeypatch.undo()
+    seed_everything(7, deterministic=True)
+    resumed, history, scores = train_from_scratch(space, arch, tiny_splits, cfg, "cpu", seed=0, checkpoint=policy)
+    assert [h["epoch"] for h in history] == [1, 2, 3] and scores == straight_scores
+    for key, value in straight.state_dict().items():
+        assert torch.equal(value, resumed.state_dict()[key]), key
+    assert [h["drop_path"] for h in history] == [h["drop_path"] for h in straight_history]
+    assert list(tmp_path.iterdir()) == []

@@ -74,3 +74,93 @@ def test_probe_set_is_fixed_by_seed():
     space = get_space("nats_tss")
     assert probe_architectures(space, 5, 1) == probe_architectures(space, 5, 1)
     assert probe_architectures(space, 5, 1) != probe_architectures(space, 5, 2)
+
+
+class _Killed(KeyboardInterrupt):
+    """Stands for a kill: raised right after the in-progress checkpoint of epoch ``at``."""
+
+
+def _kill_after(monkeypatch, at):
+    from wpnas.io.stage_checkpoint import StageCheckpoint
+
+    real = StageCheckpoint.save
+    saved = []
+
+    def save_then_die(self, state):
+        real(self, state)
+        saved.append(state["epoch"])
+        if state["epoch"] == at:
+            raise _Killed()
+
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    return saved
+
+
+def test_killed_and_resumed_warmup_is_bit_identical(tiny_splits, tmp_path, monkeypatch):
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space = get_space("nats_tss", C=4, N=1)
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path / "ck"))
+    seed_everything(3, deterministic=True)
+    straight = warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3)
+    saved = _kill_after(monkeypatch, at=2)
+    seed_everything(3, deterministic=True)
+    with pytest.raises(_Killed):
+        warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    assert saved == [1, 2] and len(list((tmp_path / "ck").glob("warmup-*.pt"))) == 1
+    monkeypatch.undo()
+    seed_everything(99, deterministic=True)  # the resumed run must not depend on the process's fresh RNG
+    resumed = warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    assert resumed["epoch"] == 3 and [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    assert list((tmp_path / "ck").iterdir()) == []  # a finished stage removes its in-progress file
+    for key, value in straight["state_dict"].items():
+        assert torch.equal(value, resumed["state_dict"][key]), key
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in straight["history"]]
+    assert resumed["fingerprint"] == straight["fingerprint"]
+
+
+def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_path, monkeypatch):
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space = get_space("nats_tss", C=4, N=1)
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path / "ck"))
+    _kill_after(monkeypatch, at=1)
+    with pytest.raises(_Killed):
+        warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    monkeypatch.undo()
+    # another total (another schedule) or seed is another fingerprint: starts afresh, leaves the file alone
+    other = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=3, checkpoint=policy)
+    assert [h["epoch"] for h in other["history"]] == [1, 2]
+    assert len(list((tmp_path / "ck").glob("warmup-*.pt"))) == 1
+    # resume: false ignores the file
+    fresh = warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3,
+                            checkpoint=CheckpointPolicy(every=0, resume=False, folder=str(tmp_path / "ck")))
+    assert [h["epoch"] for h in fresh["history"]] == [1, 2, 3]
+
+
+def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_splits, caplog, monkeypatch):
+    import logging
+    import math
+
+    from wpnas.train.engine import Trainer
+
+    space = get_space("nats_tss", C=4, N=1)
+    first = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=0)
+    caplog.clear()
+    step_lrs = []
+    real_step = Trainer.step
+    monkeypatch.setattr(Trainer, "step", lambda self, *a, **k: (step_lrs.append(self.lr), real_step(self, *a, **k))[1])
+    with caplog.at_level(logging.INFO):
+        extended = warmup_supernet(space, tiny_splits, _cfg(4), torch.device("cpu"), seed=0, resume=first)
+    assert "new cosine schedule over 4 epochs" in caplog.text
+    assert "warmup: 4/4" in caplog.text and "warmup: 2/2" not in caplog.text  # the true position
+    cfg = _cfg(4).optim
+    steps = extended["trainer"]["steps"] // 4
+
+    def cosine(step):
+        return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * step / (4 * steps)))
+
+    lrs = [h["lr"] for h in extended["history"]]
+    assert lrs[2] == pytest.approx(cosine(3 * steps)) and lrs[3] == pytest.approx(cosine(4 * steps))
+    # the first step of the extension runs on the new schedule (0.055 here), not the old run's final 0.01
+    assert step_lrs[0] == pytest.approx(cosine(2 * steps)) and step_lrs[0] > 0.05

@@ -15,6 +15,7 @@ import torch
 
 from wpnas.config import fraction_or_count
 from wpnas.errors import DataError
+from wpnas.fingerprint import record
 
 SPLITS = ("train", "valid", "test")
 
@@ -70,6 +71,19 @@ class ImageSplits:
             "valid": int(self.valid_x.shape[0]),
             "test": int(self.test_x.shape[0]),
         }
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The fingerprint record of these splits: source, split settings, input shape,
+        normalisation, classes and split sizes (what a stage trained on them depends on)."""
+        return record({
+            "source": self.source,
+            "split": self.meta,
+            "input_shape": list(self.input_shape),
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "classes": list(self.classes),
+            "sizes": {n: int(getattr(self, f"{n}_x").shape[0]) for n in SPLITS},
+        })
 
     def to_checkpoint(self) -> dict[str, Any]:
         out: dict[str, Any] = {f"{n}_{k}": getattr(self, f"{n}_{k}") for n in SPLITS for k in ("x", "y")}

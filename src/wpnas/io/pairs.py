@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from wpnas.errors import ArchitectureError, ConfigError, DataError
+from wpnas.fingerprint import content_fingerprint, record
 from wpnas.spaces.base import SearchSpace
 
 
@@ -105,3 +106,15 @@ def read_pairs(space: SearchSpace, pairs: Any, min_pairs: int = 2, what: str = "
         raise DataError(f"{what}: column 'accuracy' must hold numbers (percent)") from None
     return check_pairs(space, list(pairs["arch"]), acc, min_pairs=min_pairs, what=what,
                        accuracy_scale=accuracy_scale, scale_key=scale_key)
+
+
+def pairs_fingerprint(pairs: pd.DataFrame) -> dict[str, Any]:
+    """The fingerprint record of an ``arch_accuracy_pairs`` table: its size, its architectures
+    and its accuracies (rounded to 1e-6, so the CSV round trip keeps it)."""
+    if not isinstance(pairs, pd.DataFrame) or not {"arch", "accuracy"} <= set(pairs.columns):
+        return record({"rows": None})
+    return record({
+        "rows": int(len(pairs)),
+        "archs": content_fingerprint([str(a) for a in pairs["arch"]]),
+        "accuracy": content_fingerprint([round(float(a), 6) for a in pairs["accuracy"]]),
+    })

@@ -13,7 +13,9 @@ from typing import Any
 import torch
 
 import wpnas
-from wpnas.errors import CheckpointError
+from wpnas.data.splits import ImageSplits
+from wpnas.errors import CheckpointError, DataError
+from wpnas.fingerprint import check_fingerprint
 from wpnas.spaces.supernet import SuperNet, check_description, describe_supernet
 from wpnas.spaces import get_space
 
@@ -68,3 +70,18 @@ def restore_supernet(
 def describe_for(space_name: str, options: dict[str, Any], in_channels: int, num_classes: int) -> dict[str, Any]:
     """The ``describe()`` dict a SuperNet built from these settings would have."""
     return describe_supernet(get_space(space_name, options), in_channels, num_classes)
+
+
+def check_made_from(checkpoint: dict[str, Any], splits: ImageSplits, source: str) -> None:
+    """Fail when ``checkpoint`` was trained on other image splits than ``splits`` (other data
+    source, split settings, input shape, normalisation, classes or sizes), naming both
+    fingerprints and the fields that differ. A checkpoint written before fingerprints existed
+    is accepted with a warning (and a value that is no checkpoint is left to the checks that
+    read it)."""
+    if not isinstance(checkpoint, dict):
+        return
+    check_fingerprint(
+        splits.fingerprint(), (checkpoint.get("inputs") or {}).get("image_splits"), source, DataError,
+        hint="The image splits changed after it was written: run the stage that wrote it again on these splits, "
+             "or restore the splits it was trained on",
+    )

@@ -15,6 +15,7 @@ from typing import Any
 from wpnas.config import RunConfig, from_dict, qualify, resolve_device
 from wpnas.data.sources import DataConfig, check_data_source
 from wpnas.errors import ConfigError, DataError
+from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.spaces import SearchSpace, SpaceConfig
 from wpnas.predictors.stage import PredictorStageConfig
 from wpnas.predictors.table2 import Table2Config
@@ -40,8 +41,31 @@ def space_config(section: Any) -> tuple[SpaceConfig, SearchSpace]:
     return cfg, cfg.build()
 
 
-def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
+#: Keys of a stage section that say how the stage checkpoints while it runs (not part of its
+#: result, so not part of its config or fingerprint).
+CHECKPOINT_KEYS = ("checkpoint_every", "resume")
+
+
+def _without_checkpoint_keys(section: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(section or {}).items() if k not in CHECKPOINT_KEYS}
+
+
+def checkpoint_policy(section: Any, run: Any, stage: str) -> CheckpointPolicy:
+    """``<stage>.checkpoint_every`` (default 1; 0 = none during the stage) and ``<stage>.resume``
+    (default true), in ``run.checkpoint_dir``."""
     settings = dict(section or {})
+    every = settings.get("checkpoint_every", 1)
+    resume = settings.get("resume", True)
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        raise ConfigError(f"{stage}.checkpoint_every: {every!r} must be an integer >= 0 (0 = no checkpoints "
+                          "during the stage)")
+    if not isinstance(resume, bool):
+        raise ConfigError(f"{stage}.resume: {resume!r} must be true or false")
+    return CheckpointPolicy(every=every, resume=resume, folder=run_config(run).checkpoint_dir)
+
+
+def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
+    settings = _without_checkpoint_keys(section)
     resume_from = settings.pop("resume_from", None)
     if resume_from is not None and not Path(resume_from).is_file():
         raise DataError(f"warmup.resume_from: checkpoint {resume_from!r} does not exist")
@@ -49,7 +73,7 @@ def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
 
 
 def ground_truth_config(section: Any) -> GroundTruthConfig:
-    cfg = from_dict(GroundTruthConfig, section, where="ground_truth")
+    cfg = from_dict(GroundTruthConfig, _without_checkpoint_keys(section), where="ground_truth")
     if cfg.source == "benchmark" and cfg.benchmark is not None and cfg.benchmark.kind == "csv":
         if not Path(cfg.benchmark.path).is_file():
             raise DataError(f"ground_truth.benchmark.path: table {cfg.benchmark.path!r} does not exist")
@@ -68,7 +92,7 @@ def predictor_benchmark_config(section: Any) -> Table2Config:
 
 
 def search_config(section: Any) -> SearchConfig:
-    return from_dict(SearchConfig, section, where="search")
+    return from_dict(SearchConfig, _without_checkpoint_keys(section), where="search")
 
 
 def ablation_config(section: Any) -> AblationConfig:
@@ -76,7 +100,7 @@ def ablation_config(section: Any) -> AblationConfig:
 
 
 def evaluation_config(section: Any) -> EvaluationConfig:
-    return from_dict(EvaluationConfig, section, where="evaluation")
+    return from_dict(EvaluationConfig, _without_checkpoint_keys(section), where="evaluation")
 
 
 #: Parameter section -> parser. Sections absent from the parameters are skipped.
@@ -94,11 +118,18 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 
+#: Stages that write in-progress checkpoints and resume from them.
+CHECKPOINTED_STAGES = ("warmup", "ground_truth", "search", "evaluation")
+
+
 def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) -> None:
     """Build every stage config from ``params`` and check paths the run will need."""
     for name, parse in SECTIONS.items():
         if name in params:
             parse(params[name])
+    for stage in CHECKPOINTED_STAGES:
+        if stage in params:
+            checkpoint_policy(params[stage], params.get("run"), stage)
     if "run" in params:
         resolve_device(run_config(params["run"]).device)
     nodes = set(node_names)

@@ -79,6 +79,32 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
     return cache[kind]
 
 
+#: node -> the stage whose in-progress checkpoints it writes (``run.checkpoint_dir``)
+CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
+                      "evaluate_final_model": "evaluation"}
+
+
+def in_progress_outputs(nodes: set[str], params: dict[str, Any], cache: dict[str, int]) -> list[tuple[Path, int, str]]:
+    """The checkpoint folder of the stages in ``nodes`` that checkpoint while they run: one
+    SuperNet checkpoint each (the ground-truth rows are far smaller; counted as one too)."""
+    from wpnas.pipelines.params import checkpoint_policy
+
+    outputs = []
+    for node, stage in CHECKPOINTING_NODES.items():
+        if node not in nodes or stage not in params:
+            continue
+        policy = checkpoint_policy(params[stage], params.get("run"), stage)
+        if policy.every == 0:
+            continue
+        if "checkpoint" not in cache:
+            cache["checkpoint"] = supernet_checkpoint_bytes(params)
+        folder = Path(policy.folder)
+        folder = folder if folder.is_absolute() else Path.cwd() / folder
+        outputs.append((folder / f"{stage}.pt", cache["checkpoint"],
+                        f"in-progress checkpoints of {stage} (run.checkpoint_dir)"))
+    return outputs
+
+
 def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any]) -> None:
     """Raise :class:`~wpnas.errors.StorageError` now for an output that could not be saved later."""
     outputs: list[tuple[Path, int, str]] = []
@@ -91,6 +117,7 @@ def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any]) 
             continue
         path = path if path.is_absolute() else Path.cwd() / path  # Kedro resolves against the working folder
         outputs.append((path, expected_output_bytes(name, dataset, params, cache), f"output {name!r}"))
+    outputs += in_progress_outputs({node.name for node in pipeline.nodes}, params, cache)
     check_output_locations(outputs)
     if outputs:
         logger.info("output locations checked: %d file(s) writable, about %.1f MiB needed", len(outputs),

@@ -27,7 +27,9 @@ from wpnas import distributed, tracking
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError, DataError
-from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
+from wpnas.fingerprint import content_fingerprint, record
+from wpnas.io.stage_checkpoint import CheckpointPolicy
+from wpnas.io.supernet_checkpoint import check_checkpoint, check_made_from, make_checkpoint
 from wpnas.progress import Progress
 from wpnas.search.config import SearchConfig
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
@@ -73,6 +75,7 @@ class SearchRunner:
         predictor: Any = None,
         landmarks: pd.DataFrame | None = None,
         resume: dict[str, Any] | None = None,
+        checkpoint: CheckpointPolicy | None = None,
     ) -> None:
         if not isinstance(cfg, SearchConfig):
             raise ConfigError(
@@ -83,6 +86,9 @@ class SearchRunner:
         self.seed = int(seed)
         if splits.valid_x.shape[0] == 0:
             raise DataError("search needs a non-empty valid split: rewards, fitness and evaluations are measured on it")
+        check_made_from(warmed_checkpoint, splits, "warmed_supernet")
+        splits_record = splits.fingerprint()
+        self.inputs = {"image_splits": splits_record, "warmed_supernet": _get(warmed_checkpoint, "fingerprint")}
         self.ctx = SearchContext(space, splits, cfg, Engine(device, cfg.engine), seed, warmed_checkpoint, predictor,
                                  landmarks)
         self.device = self.ctx.device
@@ -91,10 +97,27 @@ class SearchRunner:
         self.method: SearchMethod = method_cls(self.ctx)
         if self.method.trains_weights and splits.train_x.shape[0] == 0:
             raise DataError(f"search method {cfg.method!r} trains SuperNet weights and needs a non-empty train split")
+        self.fingerprint = record({
+            "stage": STAGE, "space": space.name, "options": space.options(), "config": to_dict(cfg), "seed": self.seed,
+            "inputs": {"image_splits": splits_record["fingerprint"],
+                       "warmed_supernet": (_get(warmed_checkpoint, "fingerprint") or {}).get("fingerprint")
+                       or content_fingerprint(_get(warmed_checkpoint, "state_dict")),
+                       "predictor": None if predictor is None else content_fingerprint(_predictor_state(predictor)),
+                       "landmarks": None if landmarks is None else content_fingerprint(
+                           landmarks.to_dict("list") if isinstance(landmarks, pd.DataFrame) else landmarks),
+                       "resume": None if resume is None else content_fingerprint(
+                           {k: resume.get(k) for k in ("epoch", "state_dict")})},
+        })
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
-        if resume is not None:
+        self.store = None if checkpoint is None else checkpoint.store(STAGE, self.fingerprint["fingerprint"])
+        in_progress = None if self.store is None else self.store.load()
+        if in_progress is not None:
+            self._resume(in_progress, f"in-progress checkpoint {str(self.store.path)!r}")
+            logger.info("search: resuming at epoch %d of %d from %s (same schedule)", self.epoch, self.num_epochs,
+                        self.store.path)
+        elif resume is not None:
             self._resume(resume)
 
     @property
@@ -107,7 +130,8 @@ class SearchRunner:
         total = self.num_epochs
         stop = total if stop_epoch is None else min(int(stop_epoch), total)
         started = time.monotonic()
-        with Progress(max(0, stop - self.epoch), self.cfg.method, unit="epoch", log_every=self.cfg.log_every) as bar:
+        with Progress(stop, self.cfg.method, unit="epoch", log_every=self.cfg.log_every,
+                      initial=min(self.epoch, stop)) as bar:
             for epoch in range(self.epoch, stop):
                 metrics = self._epoch(epoch)
                 self.history.append(metrics)
@@ -118,7 +142,14 @@ class SearchRunner:
                 )
                 bar.update_metrics(**{k: metrics[k] for k in _PROGRESS_KEYS if k in metrics})
                 bar.advance()
+                if (self.store is not None and self.epoch < total and self.store.due(self.epoch)
+                        and distributed.current().is_main):
+                    self.elapsed += time.monotonic() - started
+                    started = time.monotonic()
+                    self.store.save(self.checkpoint())
         self.elapsed += time.monotonic() - started
+        if self.store is not None and self.epoch >= total and distributed.current().is_main:
+            self.store.remove()
         return self.result()
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
@@ -205,6 +236,8 @@ class SearchRunner:
             history=self.history,
             final_arch=self.space.to_string(self.method.current()),
             warmed_from=self.warmed_from,
+            fingerprint=self.fingerprint,
+            inputs=self.inputs,
             seconds=self.elapsed,
             device=str(self.device),
             world={"size": distributed.current().size, "backend": distributed.current().backend or "none"},
@@ -220,8 +253,7 @@ class SearchRunner:
         )
 
     # -- resume ----------------------------------------------------------------------
-    def _resume(self, state: dict[str, Any]) -> None:
-        source = "search resume checkpoint"
+    def _resume(self, state: dict[str, Any], source: str = "search resume checkpoint") -> None:
         check_checkpoint(state, source)
         if state.get("stage") != STAGE:
             raise CheckpointError(f"{source} is a {state.get('stage')!r} checkpoint, expected a {STAGE!r} one")
@@ -254,6 +286,15 @@ class SearchRunner:
 _PROGRESS_KEYS = ("reward_mean", "entropy", "best_fitness", "argmax_flops_m", "argmax_valid_acc")
 
 
+def _predictor_state(predictor: Any) -> Any:
+    to_checkpoint = getattr(predictor, "to_checkpoint", None)
+    return to_checkpoint() if callable(to_checkpoint) else type(predictor).__qualname__
+
+
+def _get(checkpoint: Any, key: str) -> Any:
+    return checkpoint.get(key) if isinstance(checkpoint, dict) else None
+
+
 def run_search(
     space: SearchSpace,
     splits: ImageSplits,
@@ -264,6 +305,7 @@ def run_search(
     predictor: Any = None,
     landmarks: pd.DataFrame | None = None,
     resume: dict[str, Any] | None = None,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> SearchResult:
     """Run the configured search method from a warmed SuperNet checkpoint (paper step 4).
 
@@ -271,6 +313,10 @@ def run_search(
     architectures to predicted accuracies in percent; required by WPNAS when
     ``wpnas.reward.b1 > 0``. ``landmarks``: ground-truth pairs (columns ``arch``,
     ``accuracy``) for ``wpnas.landmark``. ``resume``: a ``searched_supernet`` checkpoint of
-    the same method to continue up to its epochs.
+    the same method to continue up to its epochs. ``checkpoint``: write the search state
+    every ``checkpoint.every`` epochs to ``<folder>/search-<fingerprint>.pt`` (the fingerprint
+    of the splits, warmed SuperNet, predictor, landmarks, settings and seed) and, with
+    ``checkpoint.resume``, continue a killed search from it (same schedule); removed when done.
     """
-    return SearchRunner(space, splits, warmed_checkpoint, cfg, device, seed, predictor, landmarks, resume).run()
+    return SearchRunner(space, splits, warmed_checkpoint, cfg, device, seed, predictor, landmarks, resume,
+                        checkpoint).run()

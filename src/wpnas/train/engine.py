@@ -152,6 +152,15 @@ class Trainer:
             check_finite(loss, f"step {self.steps}")
         return loss
 
+    def restart_schedule(self) -> None:
+        """Set the learning rate of the next step from this trainer's schedule (after loading the
+        state of a run planned for another number of steps, whose optimizer holds its own rate)."""
+        step = self.scheduler.last_epoch
+        for group, base, factor in zip(self.optimizer.param_groups, self.scheduler.base_lrs,
+                                       self.scheduler.lr_lambdas):
+            group["lr"] = base * factor(step)
+        self.scheduler._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
     def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "steps": self.steps}
 
@@ -196,6 +205,7 @@ def train_epochs(
     track: bool = True,
     show_progress: bool = True,
     extra_loss_for_step: Callable[[int, torch.Tensor, torch.Tensor], ExtraLoss | None] | None = None,
+    after_epoch: Callable[[int, list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
     """Train for ``epochs`` epochs; ``forward_for_batch()`` picks what runs on each batch.
 
@@ -204,10 +214,14 @@ def train_epochs(
 
     Per-epoch metrics (train loss/acc, lr, seconds, plus whatever ``on_epoch_end`` returns)
     go to the active MLflow run under ``metric_prefix`` and into the returned history.
+    ``after_epoch(epochs_done, history)`` runs once an epoch is complete and recorded (the
+    place to write an in-progress checkpoint). The progress display counts from
+    ``start_epoch`` of ``epochs`` (a resumed run shows its true position).
     """
     history = []
     modules = list(modules)
-    with Progress(epochs - start_epoch, desc, unit="epoch", log_every=log_every, enabled=show_progress) as progress:
+    with Progress(epochs, desc, unit="epoch", log_every=log_every, enabled=show_progress,
+                  initial=min(start_epoch, epochs)) as progress:
         for epoch in range(start_epoch, epochs):
             for m in modules:
                 m.train()
@@ -237,4 +251,6 @@ def train_epochs(
                 if key in metrics:
                     progress.update_metrics(**{key: metrics[key]})
             progress.advance()
+            if after_epoch is not None:
+                after_epoch(epoch + 1, history)
     return history

@@ -23,7 +23,10 @@ import torch
 from wpnas import distributed, tracking
 from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
+from wpnas.config import to_dict
 from wpnas.errors import ConfigError
+from wpnas.fingerprint import content_fingerprint, fingerprint, record
+from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
 from wpnas.io.pairs import check_pairs
 from wpnas.nn.batchnorm import recalibrate_bn
@@ -109,8 +112,17 @@ def acquire_ground_truth(
     splits: ImageSplits | None = None,
     device: torch.device | str = "cpu",
     archs: Sequence[Arch] | None = None,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> pd.DataFrame:
-    """The ``arch_accuracy_pairs`` table (columns: arch, accuracy, flops_m, params_m, source, seconds)."""
+    """The ``arch_accuracy_pairs`` table (columns: arch, accuracy, flops_m, params_m, source, seconds).
+
+    With ``checkpoint`` (fine-tuning only), the rows done so far are written every
+    ``checkpoint.every`` architectures to ``<folder>/ground_truth-<fingerprint>[.rank<r>].pt``
+    (the fingerprint of the space, settings, seed, architectures, splits and the SuperNet's
+    weights); with ``checkpoint.resume`` a later call with the same inputs keeps those rows
+    and fine-tunes only the others (architecture i always with seed + i, so the table is the
+    one an uninterrupted run gives). The files are removed when the table is complete.
+    """
     archs = list(archs) if archs is not None else sample_architectures(space, cfg.num_archs, seed)
     input_shape = splits.input_shape if splits is not None else (3, 32, 32)
     num_classes = splits.num_classes if splits is not None else 10
@@ -141,8 +153,38 @@ def acquire_ground_truth(
     world = distributed.current()
     if world.active:
         distributed.check_work(len(archs), world.size, "architectures to fine-tune")
-    best = [float("-inf")]
-    with Progress(len(distributed.share(len(archs), world)), "ground truth", unit="arch", log_final=False) as progress:
+    store = None
+    done: dict[int, dict[str, Any]] = {}
+    if checkpoint is not None:
+        produced = ground_truth_fingerprint(space, cfg, seed, archs, splits, supernet)
+        store = checkpoint.store("ground_truth", produced["fingerprint"],
+                                 part=f"rank{world.rank}" if world.active else None)
+        for part in store.load_parts():
+            done.update({int(i): dict(row) for i, row in part["rows"].items()})
+        if world.active:  # every rank has read the same files before any rank writes its own
+            distributed.barrier()
+        if done:
+            logger.info("ground truth: resuming from %s: %d of %d architectures already fine-tuned, not redone",
+                        store.path.parent / f"{store.stem}*.pt", len(done), len(archs))
+            if not world.active:
+                for i in sorted(done):
+                    log_arch_metrics(i, done[i]["accuracy"], done[i]["seconds"])
+    pending = [(i, arch) for i, arch in enumerate(archs) if i not in done]
+    mine = dict(done)  # what this process's file holds: the rows found at the start plus its own
+    fresh = [0]
+    best = [max((row["accuracy"] for row in done.values()), default=float("-inf"))]
+    total = len(archs) if not world.active else len(distributed.share(len(pending), world))
+    with Progress(total, "ground truth", unit="arch", log_final=False,
+                  initial=len(done) if not world.active else 0) as progress:
+
+        def finetune_pending(_: int, item: tuple[int, Arch]) -> dict[str, Any]:
+            i, arch = item
+            row = finetune_one(i, arch)
+            mine[i] = row
+            fresh[0] += 1
+            if store is not None and store.due(fresh[0]):
+                store.save({"rows": mine})
+            return row
 
         def finetune_one(i: int, arch: Arch) -> dict[str, Any]:
             logger.debug("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
@@ -160,8 +202,11 @@ def acquire_ground_truth(
             progress.advance()
             return row
 
-        rows = distributed.map_items(finetune_one, archs)
-    pairs = pd.DataFrame(rows, columns=COLUMNS)
+        new_rows = distributed.map_items(finetune_pending, pending)
+    rows_by_index = {**done, **{i: row for (i, _), row in zip(pending, new_rows)}}
+    pairs = pd.DataFrame([rows_by_index[i] for i in range(len(archs))], columns=COLUMNS)
+    if store is not None and (not world.active or world.is_main):  # every rank is past its saves (the gather)
+        store.remove()
     if world.active and world.is_main:
         log_pair_metrics(pairs)
     if not world.active or world.is_main:
@@ -170,6 +215,23 @@ def acquire_ground_truth(
                     stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
                     stats["best_arch"])
     return pairs
+
+
+def ground_truth_fingerprint(
+    space: SearchSpace,
+    cfg: GroundTruthConfig,
+    seed: int,
+    archs: Sequence[Arch],
+    splits: ImageSplits,
+    supernet: SuperNet,
+) -> dict[str, Any]:
+    """The fingerprint record of a fine-tuned ground truth: space, settings, seed, the
+    architectures, the splits' fingerprint and a hash of the SuperNet's weights."""
+    return record({
+        "stage": "ground_truth", "space": space.name, "options": space.options(), "config": to_dict(cfg),
+        "seed": seed, "archs": fingerprint([space.to_string(a) for a in archs]),
+        "inputs": {"image_splits": splits.fingerprint()["fingerprint"], "supernet_weights": content_fingerprint(supernet.state_dict())},
+    })
 
 
 def log_arch_metrics(i: int, accuracy: float, seconds: float) -> None:

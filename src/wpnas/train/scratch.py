@@ -31,10 +31,12 @@ import torch.nn as nn
 
 import wpnas
 from wpnas import distributed, tracking
-from wpnas.config import describe_device, to_dict
+from wpnas.config import describe_device, rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
+from wpnas.fingerprint import record
+from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.torchscript import TorchScriptExport
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
 from wpnas.seeds import stream_seed
@@ -249,8 +251,14 @@ def train_from_scratch(
     cfg: EvaluationConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, float]]:
     """Train ``space.build_network(arch)`` from random weights on the train split.
+
+    ``checkpoint`` writes the training state every ``checkpoint.every`` epochs to
+    ``<folder>/evaluation-<fingerprint>.pt`` (the fingerprint of the architecture, the
+    splits, the settings and the seed) and, with ``checkpoint.resume``, continues a killed
+    run from it on the same schedule; the file is removed at the end.
 
     Returns (network in eval mode, per-epoch history, final scores). Per-epoch metrics
     go to MLflow as ``evaluation/*``; scores are ``test_accuracy``, ``test_loss`` and,
@@ -292,6 +300,21 @@ def train_from_scratch(
                                      seed=stream_seed(seed, "evaluation.batches"))
     trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine,
                       label_smoothing=cfg.label_smoothing)
+    produced = record({
+        "stage": "evaluation", "space": space.name, "options": space.options(), "arch": space.to_string(arch),
+        "config": to_dict(cfg), "seed": seed, "inputs": {"image_splits": splits.fingerprint()["fingerprint"]},
+    })
+    store = None if checkpoint is None else checkpoint.store("evaluation", produced["fingerprint"])
+    state = None if store is None else store.load()
+    start_epoch, past = 0, []
+    if state is not None:
+        net.load_state_dict(state["state_dict"])
+        trainer.load_state_dict(state["trainer"])
+        train.generator.set_state(state["batch_generator"])
+        set_rng_state(state["rng"])
+        start_epoch, past = int(state["epoch"]), list(state["history"])
+        logger.info("evaluation: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
+                    store.path)
 
     def set_drop_path(epoch: int) -> None:  # DARTS: p * epoch / epochs, epoch counted from 0
         if cfg.drop_path > 0.0:
@@ -314,9 +337,18 @@ def train_from_scratch(
         set_drop_path(done)
         return out
 
-    set_drop_path(0)
-    history = train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation", on_epoch_end=on_epoch_end,
-                           metric_prefix="evaluation/", modules=[net])
+    def after_epoch(done: int, new: list[dict[str, float]]) -> None:
+        if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
+            store.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                        "trainer": trainer.state_dict(), "batch_generator": train.generator.get_state(),
+                        "rng": rng_state(), "epoch": done, "history": past + new})
+
+    set_drop_path(start_epoch)
+    history = past + train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation",
+                                  start_epoch=start_epoch, on_epoch_end=on_epoch_end, metric_prefix="evaluation/",
+                                  modules=[net], after_epoch=after_epoch)
+    if store is not None and world.is_main:
+        store.remove()
     net.eval()
     scores = evaluate(net, test, engine)
     final = {"test_accuracy": scores["acc"], "test_loss": scores["loss"], "test_images": test.num_images}
@@ -411,14 +443,16 @@ def evaluate_genotype(
     cfg: EvaluationConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> EvaluationResult:
-    """Paper step 5: check the inputs, train the genotype from scratch, score and export it."""
+    """Paper step 5: check the inputs, train the genotype from scratch, score and export it
+    (``checkpoint``: see :func:`train_from_scratch`)."""
     prepared = prepare_evaluation(genotype, space, splits, cfg)
     arch = prepared.arch
     text = space.to_string(arch)
     logger.info("evaluation: training %s from scratch for %d epochs", text, cfg.epochs)
     started = time.monotonic()
-    net, history, scores = train_from_scratch(space, arch, splits, cfg, device, seed)
+    net, history, scores = train_from_scratch(space, arch, splits, cfg, device, seed, checkpoint)
     cost = space.cost(arch, splits.input_shape, splits.num_classes)
     metrics: dict[str, Any] = {
         "space": space.name,

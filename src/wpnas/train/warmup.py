@@ -25,7 +25,9 @@ from wpnas import distributed
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
-from wpnas.errors import ConfigError
+from wpnas.errors import CheckpointError, ConfigError
+from wpnas.fingerprint import check_fingerprint, content_fingerprint, record
+from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
 from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
@@ -78,11 +80,21 @@ def warmup_supernet(
     seed: int = 0,
     resume: dict[str, Any] | None = None,
     landmarks: pd.DataFrame | None = None,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> dict[str, Any]:
     """Run WarmUp and return the ``warmed_supernet`` checkpoint dict.
 
-    ``resume`` continues an earlier warm-up checkpoint of the same space (weights,
-    optimizer, scheduler, epoch and RNG states) up to ``cfg.epochs``. ``landmarks``
+    ``checkpoint`` writes the state every ``checkpoint.every`` epochs to
+    ``<folder>/warmup-<fingerprint>.pt`` (the fingerprint of the splits, space, settings,
+    seed and ``resume``), and, with ``checkpoint.resume``, continues from that file when a
+    killed run left one: the same schedule, so the result equals an uninterrupted run's.
+    The file is removed when the warm-up finishes. The returned checkpoint records its
+    ``fingerprint`` and its ``inputs`` (the splits' fingerprint record).
+
+    ``resume`` continues an earlier warm-up checkpoint of the same space and splits (weights,
+    optimizer, scheduler, epoch and RNG states) up to ``cfg.epochs``. A checkpoint planned
+    for another number of epochs (a finished run extended) continues on a new cosine
+    schedule over ``cfg.epochs``, from the step it reached; this is logged. ``landmarks``
     (ground-truth ``arch``/``accuracy`` pairs) are required when ``cfg.landmark.enabled``
     and ignored otherwise.
     """
@@ -120,24 +132,48 @@ def warmup_supernet(
     trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)
     if regularizer is not None:
         regularizer.schedule(cfg.epochs * len(train))
+    splits_record = splits.fingerprint()
+    produced = warmup_fingerprint(supernet, splits_record, cfg, seed, resume, landmarks if regularizer else None)
+    store = None if checkpoint is None else checkpoint.store("warmup", produced["fingerprint"])
+    in_progress = None if store is None else store.load()
     rng = np.random.default_rng(seed)
     start_epoch, history, elapsed = 0, [], 0.0
-    if resume is not None:
-        check_checkpoint(resume, "warmup resume checkpoint")
-        supernet.check_compatible(resume["supernet"], "warmup resume checkpoint")
-        supernet.load_state_dict(resume["state_dict"])
-        trainer.load_state_dict(resume["trainer"])
-        start_epoch = int(resume["epoch"])
-        history = list(resume.get("history", []))
-        elapsed = float(resume.get("seconds", 0.0))
-        set_rng_state(resume["rng"])
+    state = in_progress if in_progress is not None else resume
+    if state is not None:
+        source = f"in-progress checkpoint {str(store.path)!r}" if in_progress is not None else "warmup.resume_from checkpoint"
+        check_checkpoint(state, source)
+        check_fingerprint(splits_record, state.get("inputs", {}).get("image_splits"), source, CheckpointError,
+                          hint="the image splits changed since; start a new warm-up")
+        supernet.check_compatible(state["supernet"], source)
+        supernet.load_state_dict(state["state_dict"])
+        trainer.load_state_dict(state["trainer"])
+        start_epoch = int(state["epoch"])
+        history = list(state.get("history", []))
+        elapsed = float(state.get("seconds", 0.0))
+        set_rng_state(state["rng"])
         rng = np.random.default_rng()
-        rng.bit_generator.state = resume["sampler_state"]
-        train.generator.set_state(resume["batch_generator"])
-        if regularizer is not None and resume.get("landmark", {}).get("state") is not None:
-            regularizer.load_state_dict(resume["landmark"]["state"])
-        if start_epoch >= cfg.epochs:
+        rng.bit_generator.state = state["sampler_state"]
+        train.generator.set_state(state["batch_generator"])
+        if regularizer is not None and state.get("landmark", {}).get("state") is not None:
+            regularizer.load_state_dict(state["landmark"]["state"])
+        planned = int(state.get("planned_epochs", start_epoch))
+        if in_progress is not None:
+            logger.info("warm-up: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
+                        store.path)
+        elif start_epoch >= cfg.epochs:
             logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
+        elif planned != cfg.epochs:
+            # Extending (or re-planning) a run: the cosine is laid over the new total, from the
+            # step reached. Set the learning rate of the next step now (the optimizer state holds
+            # the old schedule's).
+            before = trainer.lr
+            trainer.restart_schedule()
+            logger.info(
+                "warm-up: warmup.resume_from continues a run planned for %d epochs (at epoch %d) to %d epochs: "
+                "a new cosine schedule over %d epochs from the step reached, lr %.4g -> %.4g for epoch %d "
+                "(an uninterrupted %d-epoch run would have had another schedule)",
+                planned, start_epoch, cfg.epochs, cfg.epochs, before, trainer.lr, start_epoch + 1, cfg.epochs,
+            )
     probes = probe_architectures(space, cfg.probe_archs, seed)
     calib_source = DeviceBatches.from_splits(
         splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=stream_seed(seed, "calibration"),
@@ -174,35 +210,71 @@ def warmup_supernet(
         }
 
     started = time.monotonic()
+
+    def snapshot(epoch: int, past: list[dict[str, float]]) -> dict[str, Any]:
+        return make_checkpoint(
+            supernet,
+            stage="warmup",
+            epoch=epoch,
+            planned_epochs=cfg.epochs,
+            trainer=trainer.state_dict(),
+            rng=rng_state(),
+            sampler_state=rng.bit_generator.state,
+            batch_generator=train.generator.get_state(),
+            config=to_dict(cfg),
+            seed=seed,
+            history=past,
+            probes=[space.to_string(a) for a in probes],
+            data={"source": splits.source, "input_shape": list(splits.input_shape), "mean": list(splits.mean),
+                  "std": list(splits.std), "classes": list(splits.classes)},
+            fingerprint=produced,
+            inputs={"image_splits": splits_record},
+            seconds=elapsed + time.monotonic() - started,
+            device=str(device),
+            world={"size": world.size, "backend": world.backend or "none"},
+            landmark=(
+                {"enabled": False, "pairs": 0} if regularizer is None
+                else {**regularizer.describe(), "state": regularizer.state_dict()}
+            ),
+        )
+
+    def after_epoch(done: int, new: list[dict[str, float]]) -> None:
+        if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
+            store.save(snapshot(done, history + new))
+
     history += train_epochs(
         trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
         on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
         extra_loss_for_step=None if regularizer is None else (
             lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
         ),
+        after_epoch=after_epoch,
     )
-    return make_checkpoint(
-        supernet,
-        stage="warmup",
-        epoch=max(start_epoch, history[-1]["epoch"] if history else 0),
-        trainer=trainer.state_dict(),
-        rng=rng_state(),
-        sampler_state=rng.bit_generator.state,
-        batch_generator=train.generator.get_state(),
-        config=to_dict(cfg),
-        seed=seed,
-        history=history,
-        probes=[space.to_string(a) for a in probes],
-        data={"source": splits.source, "input_shape": list(splits.input_shape), "mean": list(splits.mean),
-              "std": list(splits.std), "classes": list(splits.classes)},
-        seconds=elapsed + time.monotonic() - started,
-        device=str(device),
-        world={"size": world.size, "backend": world.backend or "none"},
-        landmark=(
-            {"enabled": False, "pairs": 0} if regularizer is None
-            else {**regularizer.describe(), "state": regularizer.state_dict()}
-        ),
-    )
+    result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
+    if store is not None and world.is_main:
+        store.remove()
+    return result
+
+
+def warmup_fingerprint(
+    supernet: SuperNet,
+    splits_record: dict[str, Any],
+    cfg: WarmupConfig,
+    seed: int,
+    resume: dict[str, Any] | None,
+    landmarks: pd.DataFrame | None,
+) -> dict[str, Any]:
+    """The fingerprint record of a warm-up: the SuperNet (space, options, channels, classes),
+    the splits' fingerprint, every setting, the seed, and the checkpoint it continues and the
+    landmark pairs, when given."""
+    inputs: dict[str, Any] = {"image_splits": splits_record["fingerprint"]}
+    if resume is not None:
+        inputs["resume_from"] = (resume.get("fingerprint") or {}).get("fingerprint") or {
+            "epoch": resume.get("epoch"), "seed": resume.get("seed")}
+    if landmarks is not None:
+        inputs["landmarks"] = content_fingerprint(landmarks[["arch", "accuracy"]].astype({"arch": str}).values.tolist())
+    return record({"stage": "warmup", "supernet": supernet.describe(), "config": to_dict(cfg), "seed": seed,
+                   "inputs": inputs})
 
 
 def _landmark_regularizer(

@@ -8,7 +8,7 @@ from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.torchscript import TorchScriptExport
-from wpnas.pipelines.params import evaluation_config, run_config, space_config
+from wpnas.pipelines.params import checkpoint_policy, evaluation_config, run_config, space_config
 from wpnas.train.scratch import EvaluationResult, evaluate_genotype, load_final_model, log_evaluation, model_export
 
 
@@ -53,7 +53,7 @@ def evaluation_result(
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
     return evaluate_genotype(final_genotype, search_space, ImageSplits.coerce(image_splits), cfg, device,
-                             seed=run_cfg.seed)
+                             seed=run_cfg.seed, checkpoint=checkpoint_policy(evaluation, run, "evaluation"))
 
 
 def trained_model(*inputs: Any) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, float]]]:

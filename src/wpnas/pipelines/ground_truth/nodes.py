@@ -9,8 +9,9 @@ import pandas as pd
 from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
-from wpnas.io.supernet_checkpoint import describe_for, restore_supernet
-from wpnas.pipelines.params import ground_truth_config, run_config, space_config
+from wpnas.io.pairs import pairs_fingerprint
+from wpnas.io.supernet_checkpoint import check_made_from, describe_for, restore_supernet
+from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, space_config
 from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
 
@@ -50,6 +51,13 @@ def acquire_pairs(
         "accuracy_max": stats["accuracy_best"],
         "best_arch": stats["best_arch"],
         "seconds": stats["seconds_total"],
+        # what the table came from (the CSV itself holds only the pairs)
+        "inputs": {
+            "image_splits": None if image_splits is None else ImageSplits.coerce(image_splits).fingerprint()["fingerprint"],
+            "warmed_supernet": ((warmed_supernet or {}).get("fingerprint") or {}).get("fingerprint")
+            if cfg.source == "finetune" else None,
+        },
+        "pairs_fingerprint": pairs_fingerprint(pairs)["fingerprint"],
     }
     return pairs, summary
 
@@ -69,5 +77,7 @@ def finetune_pairs(
     supernet = None
     if cfg.source == "finetune":
         expected = describe_for(search_space.name, search_space.options(), splits.in_channels, splits.num_classes)
+        check_made_from(warmed_supernet, splits, "warmed_supernet")
         supernet = restore_supernet(warmed_supernet, device, expected=expected, source="warmed_supernet")
-    return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device)
+    return acquire_ground_truth(search_space, cfg, run_cfg.seed, supernet=supernet, splits=splits, device=device,
+                                checkpoint=checkpoint_policy(ground_truth, run, "ground_truth"))

@@ -8,6 +8,7 @@ import pandas as pd
 
 from wpnas import tracking
 from wpnas.config import setup_run
+from wpnas.io.pairs import pairs_fingerprint
 from wpnas.pipelines.params import predictor_config, space_config
 from wpnas.predictors.stage import fit_predictor
 
@@ -24,4 +25,6 @@ def train_predictor_node(
     model, metrics, predictions = fit_predictor(search_space, arch_accuracy_pairs, cfg, seed=run_cfg.seed,
                                                 device=str(device))
     tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix="predictor/")
-    return model.to_checkpoint(), metrics, predictions
+    # the pairs it was trained on, so the search can tell a predictor from another ground truth
+    checkpoint = {**model.to_checkpoint(), "inputs": {"arch_accuracy_pairs": pairs_fingerprint(arch_accuracy_pairs)}}
+    return checkpoint, metrics, predictions

@@ -10,7 +10,10 @@ import pandas as pd
 from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
-from wpnas.pipelines.params import run_config, search_config, space_config
+from wpnas.errors import DataError
+from wpnas.fingerprint import check_fingerprint
+from wpnas.io.pairs import pairs_fingerprint
+from wpnas.pipelines.params import checkpoint_policy, run_config, search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, alpha_heatmap, run_search
 from wpnas.experiments.report import closing_line
@@ -30,6 +33,12 @@ def search_node(
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
     cfg = search_config(search)
     _, search_space = space_config(space)
+    if cfg.uses_predictor:
+        check_fingerprint(
+            pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),
+            "predictor_weights", DataError,
+            hint="The ground-truth pairs changed after the predictor was trained: run the predictor pipeline again",
+        )
     run_cfg = run_config(run)
     inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
     if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
@@ -71,4 +80,5 @@ def search_result(
     predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
     landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
     return run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
-                      seed=run_cfg.seed, predictor=predictor, landmarks=landmarks)
+                      seed=run_cfg.seed, predictor=predictor, landmarks=landmarks,
+                      checkpoint=checkpoint_policy(search, run, "search"))

@@ -9,7 +9,7 @@ from wpnas import distributed, tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.checkpoints import load_checkpoint
-from wpnas.pipelines.params import run_config, space_config, warmup_config
+from wpnas.pipelines.params import checkpoint_policy, run_config, space_config, warmup_config
 from wpnas.train.warmup import warmup_supernet
 
 logger = logging.getLogger(__name__)
@@ -59,4 +59,4 @@ def warm_checkpoint(
     run_cfg, device = setup_run(run)
     resume = load_checkpoint(resume_from) if resume_from else None
     return warmup_supernet(search_space, ImageSplits.coerce(image_splits), cfg, device, seed=run_cfg.seed,
-                           resume=resume)
+                           resume=resume, checkpoint=checkpoint_policy(warmup, run, "warmup"))
