@@ -216,6 +216,7 @@ def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, m
     evaluation = {"epochs": 1, "batch_size": 32, "valid_every": 0, "benchmark": None, "test_limit": 64,
                   "augment": {"crop_padding": 1, "flip": False, "cutout": 0}}
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    mlflow.set_experiment("fan_out")  # not the experiment id an earlier test left active in this process
     with mlflow.start_run() as active:
         checkpoint, _, _, genotype = search_node(warmed_checkpoint, None, None, splits, run, space, search)
         model, export, metrics = evaluation_node(genotype, splits, run, space, evaluation)
