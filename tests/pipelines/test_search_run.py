@@ -106,7 +106,10 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     warmed_path = kedro_project / "data/06_models/warmed_supernet.pt"
     assert versions(warmed_path) == [first, second_version]
     assert load_checkpoint(warmed_path / first / "warmed_supernet.pt")["epoch"] == 1  # the first is kept
-    run_kedro(kedro_project, "wpnas_search", params=params)
+    # the pairs and the predictor were fine-tuned from the first WarmUp: the search refuses them
+    with pytest.raises(DataError, match="fine-tuned from the warmed SuperNet with fingerprint .* ground_truth"):
+        run_kedro(kedro_project, "wpnas_search", params=params)
+    run_kedro(kedro_project, "wpnas_search", params=dict(params, **{"search.wpnas.reward.b1": 0.0}))  # no pairs used
     searched_path = kedro_project / "data/06_models/searched_supernet.pt"
     assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 2  # the newest WarmUp
     third = run_kedro(kedro_project, "wpnas_search", params=params, load_versions={"warmed_supernet": first})
@@ -120,7 +123,7 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     # The SuperNet was warmed on 8x8 images: the search stops and names both fingerprints.
     run_kedro(kedro_project, "data_processing", params=dict(params, **{"data.image_size": 6}))
     with pytest.raises(DataError, match=r"input_shape: \[1,6,6\] != \[1,8,8\]") as err:
-        run_kedro(kedro_project, "wpnas_search", params=params)
+        run_kedro(kedro_project, "wpnas_search", params=dict(params, **{"search.wpnas.reward.b1": 0.0}))
     recorded = load_checkpoint(latest(warmed_path))["inputs"]["image_splits"]["fingerprint"]
     assert recorded in str(err.value) and len(versions(searched_path)) == 3
 

@@ -124,3 +124,26 @@ def test_ground_truth_summary_names_what_the_pairs_came_from(splits8, tmp_path):
                                  "warmed_supernet": warmed["fingerprint"]["fingerprint"]}
     assert summary["pairs_fingerprint"] == pairs_fingerprint(pairs)["fingerprint"]
     assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # finished: removed
+
+
+def test_search_refuses_pairs_fine_tuned_from_another_warmed_supernet():
+    """WarmUp run again after the ground truth: the pairs (and the predictor) describe the old SuperNet."""
+    import pandas as pd
+
+    from wpnas.io.pairs import pairs_fingerprint
+    from wpnas.pipelines.search.nodes import search_node
+
+    pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 60.0, 70.0]})
+    summary = {"source": "finetune", "inputs": {"warmed_supernet": "0123456789abcdef"},
+               "pairs_fingerprint": pairs_fingerprint(pairs)["fingerprint"]}
+    rewarmed = {"fingerprint": {"fingerprint": "fedcba9876543210"}}
+    search = {"method": "wpnas", "wpnas": {"reward": {"b1": 0.01}}}
+    with pytest.raises(DataError, match=r"fingerprint 0123456789abcdef, but warmed_supernet has fingerprint "
+                                        r"fedcba9876543210.*ground_truth and predictor"):
+        search_node(rewarmed, {}, pairs, None, {"device": "cpu"}, SPACE, search, summary)
+    # not compared: pairs from a benchmark table, or a summary of another table
+    from wpnas.io.pairs import check_pairs_source
+
+    check_pairs_source({**summary, "source": "benchmark"}, pairs, "fedcba9876543210")
+    check_pairs_source(summary, pairs.assign(accuracy=[1.0, 2.0, 3.0]), "fedcba9876543210")
+    check_pairs_source(summary, pairs, "0123456789abcdef")  # the same SuperNet

@@ -7,7 +7,7 @@ then converted to percent) or ``percent`` (taken as they are)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -118,3 +118,26 @@ def pairs_fingerprint(pairs: pd.DataFrame) -> dict[str, Any]:
         "archs": content_fingerprint([str(a) for a in pairs["arch"]]),
         "accuracy": content_fingerprint([round(float(a), 6) for a in pairs["accuracy"]]),
     })
+
+
+def check_pairs_source(summary: Mapping[str, Any] | None, pairs: pd.DataFrame,
+                       warmed_fingerprint: str | None) -> None:
+    """Refuse pairs fine-tuned from another warmed SuperNet than the one a stage is given.
+
+    ``summary`` is the ground-truth stage's summary (it records the fingerprint of the
+    SuperNet the pairs were fine-tuned from, and the pairs' own fingerprint). Nothing is
+    compared when the pairs came from a benchmark table, when the summary belongs to another
+    table, or when either side predates fingerprints.
+    """
+    if not summary or summary.get("source") != "finetune":
+        return
+    if summary.get("pairs_fingerprint") != pairs_fingerprint(pairs)["fingerprint"]:
+        return
+    recorded = (summary.get("inputs") or {}).get("warmed_supernet")
+    if recorded and warmed_fingerprint and recorded != warmed_fingerprint:
+        raise DataError(
+            f"arch_accuracy_pairs were fine-tuned from the warmed SuperNet with fingerprint {recorded}, but "
+            f"warmed_supernet has fingerprint {warmed_fingerprint} (WarmUp ran again after the ground truth): "
+            "run the ground_truth and predictor pipelines again, or load the matching warmed_supernet with "
+            "--load-versions"
+        )

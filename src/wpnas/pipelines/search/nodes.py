@@ -12,7 +12,7 @@ from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import DataError
 from wpnas.fingerprint import check_fingerprint
-from wpnas.io.pairs import pairs_fingerprint
+from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, run_config, search_config, space_config
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, alpha_heatmap, run_search
@@ -30,9 +30,13 @@ def search_node(
     run: dict[str, Any],
     space: dict[str, Any],
     search: dict[str, Any],
+    ground_truth_summary: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
     cfg = search_config(search)
     _, search_space = space_config(space)
+    if cfg.uses_predictor or cfg.uses_landmarks:  # the pairs (through the predictor, or as landmarks) are used
+        check_pairs_source(ground_truth_summary, arch_accuracy_pairs,
+                           ((warmed_supernet or {}).get("fingerprint") or {}).get("fingerprint"))
     if cfg.uses_predictor:
         check_fingerprint(
             pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 search_node,
                 inputs=["warmed_supernet", "predictor_weights", "arch_accuracy_pairs", "image_splits", "params:run", "params:space",
-                        "params:search"],
+                        "params:search", "ground_truth_summary"],
                 outputs=["searched_supernet", "alpha_trajectory", "alpha_heatmap", "final_genotype"],
                 name="wpnas_search",
             )
