@@ -79,8 +79,9 @@ class ImageSplits:
             "source": self.source,
             "split": self.meta,
             "input_shape": list(self.input_shape),
-            "mean": list(self.mean),
-            "std": list(self.std),
+            # rounded: the same statistics computed along another float path differ in the last digits
+            "mean": [round(float(v), 6) for v in self.mean],
+            "std": [round(float(v), 6) for v in self.std],
             "classes": list(self.classes),
             "sizes": {n: int(getattr(self, f"{n}_x").shape[0]) for n in SPLITS},
         })
