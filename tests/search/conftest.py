@@ -70,13 +70,14 @@ _WARMED: dict[str, tuple[SearchSpace, dict]] = {}
 
 def warmed(name: str, splits) -> tuple[SearchSpace, dict]:
     """(space, warmed checkpoint) of a tiny space after 1 warm-up epoch, built once per session."""
-    if name not in _WARMED:
+    key = (name, splits.fingerprint()["fingerprint"])  # callers may bring other splits
+    if key not in _WARMED:
         space = get_space(name, **TINY[name])
         cfg = from_dict(WarmupConfig, {"epochs": 1, "batch_size": 64, "probe_archs": 0,
                                        "augment": {"crop_padding": 1, "flip": False}})
         checkpoint = warmup_supernet(space, splits, cfg, torch.device("cpu"), seed=0)
-        _WARMED[name] = (space, checkpoint)
-    return _WARMED[name]
+        _WARMED[key] = (space, checkpoint)
+    return _WARMED[key]
 
 
 #: Keys of ``search.wpnas`` (the rest are the runner's ``search`` keys).
