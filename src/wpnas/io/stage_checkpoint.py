@@ -39,8 +39,11 @@ class CheckpointPolicy:
     folder: str = DEFAULT_FOLDER
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or self.every < 0:
-            raise ConfigError(f"checkpoint_every: {self.every} must be >= 0 (0 = no checkpoints during the stage)")
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 0:
+            raise ConfigError(f"checkpoint_every: {self.every!r} must be an integer >= 0 (0 = no checkpoints "
+                              "during the stage)")
+        if not isinstance(self.resume, bool):
+            raise ConfigError(f"resume: {self.resume!r} must be true or false")
 
     def store(self, stage: str, fingerprint: str, part: str | None = None) -> StageCheckpoint:
         return StageCheckpoint(self, stage, fingerprint, part)

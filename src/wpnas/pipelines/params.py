@@ -54,14 +54,11 @@ def checkpoint_policy(section: Any, run: Any, stage: str) -> CheckpointPolicy:
     """``<stage>.checkpoint_every`` (default 1; 0 = none during the stage) and ``<stage>.resume``
     (default true), in ``run.checkpoint_dir``."""
     settings = dict(section or {})
-    every = settings.get("checkpoint_every", 1)
-    resume = settings.get("resume", True)
-    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-        raise ConfigError(f"{stage}.checkpoint_every: {every!r} must be an integer >= 0 (0 = no checkpoints "
-                          "during the stage)")
-    if not isinstance(resume, bool):
-        raise ConfigError(f"{stage}.resume: {resume!r} must be true or false")
-    return CheckpointPolicy(every=every, resume=resume, folder=run_config(run).checkpoint_dir)
+    try:
+        return CheckpointPolicy(every=settings.get("checkpoint_every", 1), resume=settings.get("resume", True),
+                                folder=run_config(run).checkpoint_dir)
+    except ConfigError as err:  # the policy names the setting; the message names its full key
+        raise ConfigError(qualify(str(err), stage, CHECKPOINT_KEYS)) from None
 
 
 def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
