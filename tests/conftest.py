@@ -109,3 +109,22 @@ def run_kedro(project: Path, pipeline: str, params: dict | None = None, env: str
     experiment = client.get_experiment_by_name("wpnas")
     runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time DESC"], max_results=1)
     return runs[0]
+
+
+def die_after_save(monkeypatch, when=lambda state: True, error: type[BaseException] = KeyboardInterrupt) -> list:
+    """Simulate a kill right after an in-progress checkpoint: ``StageCheckpoint.save`` writes
+    its file, then raises ``error`` when ``when(state)``. Returns the states saved so far;
+    ``monkeypatch.undo()`` ends the simulation."""
+    from wpnas.io.stage_checkpoint import StageCheckpoint
+
+    real = StageCheckpoint.save
+    saved: list = []
+
+    def save_then_die(self, state):
+        real(self, state)
+        saved.append(state)
+        if when(state):
+            raise error("killed after a checkpoint")
+
+    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    return saved

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tests.conftest import die_after_save
 import pytest
 
 from wpnas.data.sources import DataConfig, build_image_splits
@@ -40,15 +41,7 @@ def test_checkpoint_settings_are_checked_up_front_with_their_full_key(key, value
 
 
 def test_warmup_node_resumes_a_killed_run_from_the_checkpoint_folder(splits8, tmp_path, monkeypatch):
-    from wpnas.io.stage_checkpoint import StageCheckpoint
-
-    real = StageCheckpoint.save
-
-    def save_then_die(self, state):
-        real(self, state)
-        raise KeyboardInterrupt("killed after epoch 1")
-
-    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    die_after_save(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
     monkeypatch.undo()
@@ -58,7 +51,7 @@ def test_warmup_node_resumes_a_killed_run_from_the_checkpoint_folder(splits8, tm
     assert summary["epochs"] == 3 and [h["epoch"] for h in checkpoint["history"]] == [1, 2, 3]
     assert not left.exists()
     # resume: false starts afresh; checkpoint_every: 0 writes nothing during the stage
-    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    die_after_save(monkeypatch)  # any save would now raise
     checkpoint, _ = warmup_node(splits8, _run(tmp_path), SPACE, {**WARMUP, "checkpoint_every": 0, "resume": False})
     assert checkpoint["epoch"] == 3
 

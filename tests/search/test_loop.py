@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import die_after_save
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.config import from_dict
 from wpnas.search import runner as runner_module
@@ -268,21 +269,14 @@ def test_killed_search_resumes_from_its_in_progress_checkpoint(kit, tmp_path, mo
     """A kill after epoch 2 of 3; the next call with the same inputs continues from epoch 2 and
     ends where the uninterrupted search ends, bit for bit."""
     from wpnas.config import seed_everything
-    from wpnas.io.stage_checkpoint import CheckpointPolicy, StageCheckpoint
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
 
     space, warmed = kit.warmed("nats_tss")
     cfg = kit.cfg(epochs=3, steps_per_epoch=2, hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
     policy = CheckpointPolicy(every=1, folder=str(tmp_path))
     seed_everything(5, deterministic=True)
     straight = run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5)
-    real = StageCheckpoint.save
-
-    def save_then_die(self, state):
-        real(self, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt("killed after epoch 2")
-
-    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    die_after_save(monkeypatch, when=lambda state: state["epoch"] == 2)
     seed_everything(5, deterministic=True)
     with pytest.raises(KeyboardInterrupt):
         run_search(space, kit.digits, warmed, cfg, DEVICE, seed=5, checkpoint=policy)

@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 
+from tests.conftest import die_after_save
 from wpnas.config import from_dict
 from wpnas.errors import ArchitectureError, ConfigError, DataError
 from wpnas.io.torchscript import load_torchscript, save_torchscript
@@ -259,7 +260,7 @@ def test_drop_path_refused_for_a_network_without_cells(monkeypatch):
 
 def test_killed_and_resumed_evaluation_is_bit_identical(tiny_splits, tmp_path, monkeypatch):
     from wpnas.config import seed_everything
-    from wpnas.io.stage_checkpoint import CheckpointPolicy, StageCheckpoint
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
     from wpnas.train.scratch import train_from_scratch
 
     space = get_space("nats_tss", C=4, N=1)
@@ -268,14 +269,7 @@ def test_killed_and_resumed_evaluation_is_bit_identical(tiny_splits, tmp_path, m
     policy = CheckpointPolicy(every=1, folder=str(tmp_path))
     seed_everything(0, deterministic=True)
     straight, straight_history, straight_scores = train_from_scratch(space, arch, tiny_splits, cfg, "cpu", seed=0)
-    real = StageCheckpoint.save
-
-    def save_then_die(self, state):
-        real(self, state)
-        if state["epoch"] == 2:
-            raise KeyboardInterrupt("killed after epoch 2")
-
-    monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
+    die_after_save(monkeypatch, when=lambda state: state["epoch"] == 2)
     seed_everything(0, deterministic=True)
     with pytest.raises(KeyboardInterrupt):
         train_from_scratch(space, arch, tiny_splits, cfg, "cpu", seed=0, checkpoint=policy)
