@@ -50,12 +50,15 @@ def count_flops_params(
     model: nn.Module,
     input_shape: Sequence[int],
     forward_fn: Callable[[torch.Tensor], object] | None = None,
+    exclude_prefixes: Sequence[str] = (),
 ) -> Cost:
     """FLOPs (per image) and parameters of ``model``, in millions.
 
     ``input_shape`` is (C, H, W) of one image. ``forward_fn(x)`` runs the model (default
     ``model(x)``); pass e.g. ``lambda x: supernet(x, arch)`` to count one SuperNet path
     (its parameter count is then the whole SuperNet's, not the path's).
+    ``exclude_prefixes``: parameters whose names start with one of these are not counted
+    (e.g. ``"auxiliary"``: a training-only head).
     """
     shape = tuple(int(v) for v in input_shape)
     if len(shape) != 3 or min(shape) < 1:
@@ -82,5 +85,6 @@ def count_flops_params(
         for m, flag in was_training.items():
             m.training = flag
     flops = totals[0] / max(totals[1], 1.0)
-    params = sum(p.numel() for p in model.parameters())
+    prefixes = tuple(exclude_prefixes)
+    params = sum(p.numel() for name, p in model.named_parameters() if not (prefixes and name.startswith(prefixes)))
     return Cost(flops_m=flops / 1e6, params_m=params / 1e6)

@@ -1,8 +1,8 @@
 """The HyperNet of weakly weight sharing (paper Section 3.3, Figure 3).
 
 A bidirectional LSTM reads an architecture one step per decision and emits, per step,
-K*K = 25 numbers; ``offsets = 1 + output`` reshaped to (L, 5, 5) multiply the SuperNet's
-base kernels of that decision (see :mod:`wpnas.spaces.supernet` and each SuperNet for which
+K*K numbers (K = ``space.offset_kernel``, 5 unless the space has larger kernels);
+``offsets = 1 + output`` reshaped to (L, K, K) multiply the SuperNet's base kernels of that decision (see :mod:`wpnas.spaces.supernet` and each SuperNet for which
 kernels a decision governs). Because the LSTM sees the whole architecture, two
 architectures that choose the same op on a decision still get different offsets there,
 which loosens the coupling of weight sharing.
@@ -27,7 +27,6 @@ import torch.nn as nn
 
 from wpnas.config import from_dict, to_dict
 from wpnas.errors import ArchitectureError, ConfigError
-from wpnas.nn.ops import OFFSET_KERNEL
 
 if TYPE_CHECKING:  # pragma: no cover
     from wpnas.spaces.base import SearchSpace
@@ -56,7 +55,7 @@ class HyperNetConfig:
 
 
 class HyperNet(nn.Module):
-    """bi-LSTM over the decisions of ``space`` -> offsets (L, 5, 5) per architecture."""
+    """bi-LSTM over the decisions of ``space`` -> offsets (L, K, K) per architecture."""
 
     def __init__(
         self,
@@ -81,7 +80,7 @@ class HyperNet(nn.Module):
         self.register_buffer("start", torch.cumsum(sizes, 0) - sizes, persistent=False)
         if self.mode == "off":
             return
-        k2 = OFFSET_KERNEL * OFFSET_KERNEL
+        k2 = space.offset_kernel * space.offset_kernel
         self.embed = nn.Embedding(int(sizes.sum()), self.cfg.embed_dim)
         self.lstm = nn.LSTM(self.cfg.embed_dim, self.cfg.hidden, batch_first=True, bidirectional=True)
         self.proj = nn.Linear(2 * self.cfg.hidden, k2)
@@ -142,9 +141,10 @@ class HyperNet(nn.Module):
         return tokens, single
 
     def forward(self, archs: torch.Tensor | Iterable[int] | Iterable[Iterable[int]]) -> torch.Tensor | None:
-        """Offsets (B, L, 5, 5) for a batch, (L, 5, 5) for one architecture; ``None`` when off."""
+        """Offsets (B, L, K, K) for a batch, (L, K, K) for one architecture; ``None`` when off."""
         if self.mode == "off":
             return None
         tokens, single = self.tokens(archs)
-        offsets = 1.0 + self._raw(tokens).view(tokens.shape[0], tokens.shape[1], OFFSET_KERNEL, OFFSET_KERNEL)
+        k = self.space.offset_kernel
+        offsets = 1.0 + self._raw(tokens).view(tokens.shape[0], tokens.shape[1], k, k)
         return offsets[0] if single else offsets

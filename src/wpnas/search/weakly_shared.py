@@ -48,7 +48,7 @@ class WeaklySharedSuperNet(nn.Module):
         return self.hypernet.mode
 
     def offsets(self, arch: Arch) -> torch.Tensor | None:
-        """(L, 5, 5) offsets for ``arch`` (``None`` when the HyperNet is off); grads flow when trained."""
+        """(L, K, K) offsets for ``arch`` (``None`` when the HyperNet is off); grads flow when trained."""
         return self.hypernet(arch)
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:

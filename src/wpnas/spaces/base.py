@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -18,6 +18,7 @@ import numpy as np
 
 from wpnas.cost import Cost
 from wpnas.errors import ArchitectureError, ConfigError
+from wpnas.nn.ops import OFFSET_KERNEL
 
 __all__ = ["Arch", "ArchEncoding", "Cost", "Decision", "SearchSpace"]
 
@@ -98,6 +99,13 @@ class SearchSpace(ABC):
     @property
     def size(self) -> int:
         return math.prod(self._sizes)
+
+    @property
+    def offset_kernel(self) -> int:
+        """K of the (K, K) weakly-weight-sharing offset per decision: at least the largest
+        convolution kernel any decision governs (the HyperNet emits (L, K, K); a k x k kernel
+        uses the top-left (k, k) crop). Spaces with kernels above 5 override it."""
+        return OFFSET_KERNEL
 
     @abstractmethod
     def options(self) -> dict[str, Any]:
@@ -218,6 +226,46 @@ class SearchSpace(ABC):
     @abstractmethod
     def build_network(self, arch: Iterable[int], in_channels: int = 3, num_classes: int = 10) -> nn.Module:
         """The stand-alone network of ``arch`` (its state dict matches ``SuperNet.extract``)."""
+
+    # -- the network trained from scratch (paper step 5) ------------------------------
+    def check_evaluation_options(self, options: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Validate ``evaluation.network`` (options of the network trained from scratch, e.g.
+        DARTS's 20 cells x 36 channels with an auxiliary head) and return them normalised.
+        Empty options mean the search skeleton (``build_network``). A space whose
+        evaluation network is its search network accepts no options."""
+        if options:
+            raise ConfigError(
+                f"evaluation.network: {self.name} trains the searched network as it is and takes no options, "
+                f"got {sorted(options)}; set evaluation.network to {{}}"
+            )
+        return {}
+
+    def build_evaluation_network(
+        self, arch: Iterable[int], in_channels: int = 3, num_classes: int = 10,
+        options: Mapping[str, Any] | None = None,
+    ) -> nn.Module:
+        """The network step 5 trains from scratch: ``build_network`` unless ``options`` change
+        the skeleton. In training mode a network with an auxiliary head returns
+        ``(logits, auxiliary_logits)``; in eval mode always the logits."""
+        self.check_evaluation_options(options)
+        return self.build_network(arch, in_channels, num_classes)
+
+    def evaluation_cost(
+        self, arch: Iterable[int], input_shape: Sequence[int] = (3, 32, 32), num_classes: int = 10,
+        options: Mapping[str, Any] | None = None,
+    ) -> Cost:
+        """FLOPs and parameters of the evaluation network (inference: no auxiliary head).
+
+        Without options this is :meth:`cost`; with options the built network is counted
+        with the hook counter (:func:`wpnas.nn.flops.count_flops_params`), auxiliary-head
+        parameters excluded, as DARTS reports them."""
+        options = self.check_evaluation_options(options)
+        if not options:
+            return self.cost(arch, input_shape, num_classes)
+        from wpnas.nn.flops import count_flops_params
+
+        net = self.build_evaluation_network(arch, int(input_shape[0]), num_classes, options)
+        return count_flops_params(net, input_shape, exclude_prefixes=("auxiliary",))
 
     # -- predictor features ----------------------------------------------------------
     def decision_adjacency(self) -> np.ndarray:

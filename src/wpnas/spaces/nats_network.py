@@ -15,7 +15,6 @@ import torch.nn as nn
 from wpnas.errors import ConfigError, DataError
 from wpnas.spaces.nats_skeleton import CELL_EDGES, Layer, num_reductions
 from wpnas.nn.ops import Head, ResidualBlock, SkipConnect, Stem, drop_path, make_op
-from wpnas.nn.ops import OFFSET_KERNEL
 
 
 class Cell(nn.Module):
@@ -119,17 +118,6 @@ def check_input(x: torch.Tensor, in_channels: int, reductions: int, where: str) 
             f"{where}: input height/width {tuple(x.shape[2:])} must be positive multiples of {step} "
             f"(the skeleton halves them {reductions} times)"
         )
-
-
-def check_offsets(offsets: torch.Tensor | None, num_decisions: int, where: str) -> None:
-    if offsets is None:
-        return
-    expected = (num_decisions, OFFSET_KERNEL, OFFSET_KERNEL)
-    if not isinstance(offsets, torch.Tensor) or tuple(offsets.shape) != expected:
-        got = tuple(offsets.shape) if isinstance(offsets, torch.Tensor) else type(offsets).__name__
-        raise ConfigError(f"{where}: offsets must have shape {expected} (decisions, K, K), got {got}")
-    if not offsets.is_floating_point():
-        raise ConfigError(f"{where}: offsets must be a floating-point tensor, got {offsets.dtype}")
 
 
 class NatsNetwork(nn.Module):

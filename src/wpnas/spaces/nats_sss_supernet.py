@@ -26,11 +26,11 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from wpnas.spaces.nats_network import Cell, check_input, check_offsets, extract_state
+from wpnas.spaces.nats_network import Cell, check_input, extract_state
 from wpnas.spaces.nats_skeleton import num_reductions, sss_plan
 from wpnas.nn.ops import Head, ResidualBlock, Stem
 from wpnas.spaces.base import SearchSpace
-from wpnas.spaces.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet, check_offsets
 
 
 
@@ -62,7 +62,7 @@ class SSSSuperNet(SuperNet):
     ) -> torch.Tensor:
         widths = self.space.widths(self.space.parse(arch))
         check_input(x, self.in_channels, self.reductions, "nats_sss supernet")
-        check_offsets(offsets, self.space.num_decisions, "nats_sss supernet")
+        check_offsets(offsets, self.space, "nats_sss supernet")
         per_layer = [None] * len(widths) if offsets is None else list(offsets.unbind(0))
         h = self.stem(x, widths[0], per_layer[0])
         for pos, cell in enumerate(self.cells):
@@ -78,7 +78,7 @@ class SSSSuperNet(SuperNet):
     ) -> dict[str, torch.Tensor]:
         """State dict of ``space.build_network(arch)``: leading slices (times offsets) of the shared weights."""
         arch = self.space.parse(arch)
-        check_offsets(offsets, self.space.num_decisions, "nats_sss extract")
+        check_offsets(offsets, self.space, "nats_sss extract")
         with torch.device("meta"):
             template = self.space.build_network(arch, self.in_channels, self.num_classes)
 

@@ -19,11 +19,11 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from wpnas.spaces.nats_network import check_input, check_offsets, extract_state, run_cell
+from wpnas.spaces.nats_network import check_input, extract_state, run_cell
 from wpnas.spaces.nats_skeleton import CELL_EDGES, num_reductions, tss_plan
 from wpnas.nn.ops import OP_NAMES, Head, ResidualBlock, Stem, make_op
 from wpnas.spaces.base import SearchSpace
-from wpnas.spaces.supernet import SuperNet
+from wpnas.spaces.supernet import SuperNet, check_offsets
 
 
 
@@ -68,7 +68,7 @@ class TSSSuperNet(SuperNet):
     ) -> torch.Tensor:
         arch = self.space.parse(arch)
         check_input(x, self.in_channels, self.reductions, "nats_tss supernet")
-        check_offsets(offsets, self.space.num_decisions, "nats_tss supernet")
+        check_offsets(offsets, self.space, "nats_tss supernet")
         ops = [OP_NAMES[a] for a in arch]
         per_edge = None if offsets is None else offsets.unbind(0)
         h = self.stem(x)
@@ -81,7 +81,7 @@ class TSSSuperNet(SuperNet):
     ) -> dict[str, torch.Tensor]:
         """State dict of ``space.build_network(arch)``; with ``offsets``, the effective kernels."""
         arch = self.space.parse(arch)
-        check_offsets(offsets, self.space.num_decisions, "nats_tss extract")
+        check_offsets(offsets, self.space, "nats_tss extract")
         ops = [OP_NAMES[a] for a in arch]
         with torch.device("meta"):
             template = self.space.build_network(arch, self.in_channels, self.num_classes)

@@ -3,7 +3,7 @@
 A SuperNet holds one shared set of weights for the whole space. ``forward(x, arch,
 offsets=None)`` runs only the path of ``arch``. ``offsets`` are the weakly-weight-sharing
 multipliers of paper Section 3.3: a tensor of shape (L, K, K) (L = number of decisions,
-K = ``OFFSET_KERNEL`` = 5); the convolution kernels governed by decision l are multiplied
+K = ``space.offset_kernel``, 5 unless a space has larger kernels); the convolution kernels governed by decision l are multiplied
 by the top-left crop of ``offsets[l]`` (a 3x3 kernel uses ``offsets[l, :3, :3]``, a 1x1
 kernel ``offsets[l, :1, :1]``), broadcast over channels. ``offsets=None`` is plain weight
 sharing and equals offsets of all ones.
@@ -18,12 +18,23 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from wpnas.errors import CheckpointError
+from wpnas.errors import CheckpointError, ConfigError
 from wpnas.nn.ops import OFFSET_KERNEL
 from wpnas.spaces.base import SearchSpace
 
-__all__ = ["OFFSET_KERNEL", "SuperNet", "check_description", "describe_supernet"]
+__all__ = ["OFFSET_KERNEL", "SuperNet", "check_description", "check_offsets", "describe_supernet"]
 
+
+def check_offsets(offsets: torch.Tensor | None, space: SearchSpace, where: str) -> None:
+    """Offsets must be None or a float tensor of shape (L, K, K), K = ``space.offset_kernel``."""
+    if offsets is None:
+        return
+    expected = (space.num_decisions, space.offset_kernel, space.offset_kernel)
+    if not isinstance(offsets, torch.Tensor) or tuple(offsets.shape) != expected:
+        got = tuple(offsets.shape) if isinstance(offsets, torch.Tensor) else type(offsets).__name__
+        raise ConfigError(f"{where}: offsets must have shape {expected} (decisions, K, K), got {got}")
+    if not offsets.is_floating_point():
+        raise ConfigError(f"{where}: offsets must be a floating-point tensor, got {offsets.dtype}")
 
 
 def describe_supernet(space: SearchSpace, in_channels: int, num_classes: int) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
 
 logger = logging.getLogger(__name__)
 
-Forward = Callable[[torch.Tensor], torch.Tensor]
+Forward = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
 #: A zero-argument callable returning a scalar term added to a step's loss.
 ExtraLoss = Callable[[], torch.Tensor]
 
@@ -105,9 +105,13 @@ class Trainer:
         total_steps: int,
         engine: Engine,
         label_smoothing: float = 0.0,
+        auxiliary_weight: float = 0.0,
     ) -> None:
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing: {label_smoothing} must be in [0, 1)")
+        if not auxiliary_weight >= 0.0:
+            raise ConfigError(f"auxiliary_weight: {auxiliary_weight} must be >= 0")
+        self.auxiliary_weight = float(auxiliary_weight)
         self.params = [p for p in params if p.requires_grad]
         self.cfg = optim
         self.engine = engine
@@ -133,12 +137,18 @@ class Trainer:
         ``extra_loss()``, when given, runs in the same autocast context after the
         cross-entropy and its value is added to it before backward (a regulariser such as
         the landmark ranking term); the returned loss and the meter stay the plain CE.
+        A forward that returns ``(logits, auxiliary_logits)`` (a network with an auxiliary
+        head, in training mode) adds ``auxiliary_weight`` times the auxiliary head's CE.
         """
         self.optimizer.zero_grad(set_to_none=True)
         with self.engine.autocast():
-            logits = forward(x)
+            out = forward(x)
+            logits, auxiliary = out if isinstance(out, tuple) else (out, None)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
             total = loss if extra_loss is None else loss + extra_loss()
+            if auxiliary is not None and self.auxiliary_weight > 0.0:
+                total = total + self.auxiliary_weight * F.cross_entropy(
+                    auxiliary.float(), y, label_smoothing=self.label_smoothing)
         total.backward()
         if self.cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)

@@ -67,6 +67,11 @@ class EvaluationConfig:
     export:        ``torchscript``: also write a traced module that runs without wpnas.
     benchmark:     optional table to look the architecture up in; ``rank_metric`` is the
                    column (default ``benchmark.metric``) whose accuracy and rank are reported.
+    network:       options of the trained network when it differs from the searched one
+                   (``space.build_evaluation_network``; e.g. DARTS ``{C: 36, layers: 20,
+                   auxiliary: true}``); empty: the search skeleton. Checked before training.
+    auxiliary_weight: weight of the auxiliary head's loss for networks that have one
+                   (DARTS: 0.4); ignored otherwise.
     """
 
     epochs: int = 600
@@ -82,8 +87,12 @@ class EvaluationConfig:
     export: Literal["torchscript", "none"] = "torchscript"
     benchmark: BenchmarkConfig | None = None
     rank_metric: str | None = None
+    network: dict[str, Any] = field(default_factory=dict)
+    auxiliary_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.auxiliary_weight >= 0.0:
+            raise ConfigError(f"evaluation.auxiliary_weight: {self.auxiliary_weight} must be >= 0")
         if self.epochs < 1:
             raise ConfigError(f"evaluation.epochs: {self.epochs} must be >= 1")
         if self.batch_size < 1 or self.eval_batch_size < 1:
@@ -199,7 +208,7 @@ def check_drop_path(space: SearchSpace, cfg: EvaluationConfig, in_channels: int 
     if cfg.drop_path <= 0.0:
         return
     with torch.device("meta"):
-        net = space.build_network(space.arch_from_index(0), in_channels, num_classes)
+        net = space.build_evaluation_network(space.arch_from_index(0), in_channels, num_classes, cfg.network)
     if not hasattr(net, "drop_path_prob"):
         raise ConfigError(
             f"evaluation.drop_path: {cfg.drop_path} but {space.name}'s network ({type(net).__name__}) has no "
@@ -239,6 +248,7 @@ def prepare_evaluation(
     for name in ("train", "test"):
         if splits.split(name)[0].shape[0] == 0:
             raise DataError(f"evaluation needs a non-empty {name} split; image_splits has none")
+    space.check_evaluation_options(cfg.network)
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
     return PreparedEvaluation(arch, benchmark_entry(space, arch, cfg.ranked_benchmark))
 
@@ -253,7 +263,7 @@ def train_from_scratch(
     seed: int = 0,
     checkpoint: CheckpointPolicy | None = None,
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, float]]:
-    """Train ``space.build_network(arch)`` from random weights on the train split.
+    """Train ``space.build_evaluation_network(arch, ..., cfg.network)`` from random weights on the train split.
 
     ``checkpoint`` writes the training state every ``checkpoint.every`` epochs to
     ``<folder>/evaluation-<fingerprint>.pt`` (the fingerprint of the architecture, the
@@ -270,7 +280,7 @@ def train_from_scratch(
         distributed.check_divisible(cfg.batch_size, world.size, "evaluation.batch_size")
     engine = Engine(device, cfg.engine)
     torch.manual_seed(stream_seed(seed, "evaluation.init"))
-    net = engine.prepare(space.build_network(arch, splits.in_channels, splits.num_classes))
+    net = engine.prepare(space.build_evaluation_network(arch, splits.in_channels, splits.num_classes, cfg.network))
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
     train = DeviceBatches.from_splits(
         splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
@@ -299,7 +309,7 @@ def train_from_scratch(
                                      channels_last=engine.channels_last, limit=cfg.test_limit,
                                      seed=stream_seed(seed, "evaluation.batches"))
     trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine,
-                      label_smoothing=cfg.label_smoothing)
+                      label_smoothing=cfg.label_smoothing, auxiliary_weight=cfg.auxiliary_weight)
     produced = record({
         "stage": "evaluation", "space": space.name, "options": space.options(), "arch": space.to_string(arch),
         "config": to_dict(cfg), "seed": seed, "inputs": {"image_splits": splits.fingerprint()["fingerprint"]},
@@ -427,7 +437,9 @@ def load_final_model(checkpoint: Mapping[str, Any], device: torch.device | str =
         raise CheckpointError(f"expected a {FINAL_MODEL_KIND!r} checkpoint, got kind {kind!r}")
     space = get_space(checkpoint["space"], checkpoint["options"])
     arch = space.from_string(checkpoint["arch"])
-    net = space.build_network(arch, int(checkpoint["in_channels"]), int(checkpoint["num_classes"]))
+    options = (checkpoint.get("config") or {}).get("network") or {}
+    net = space.build_evaluation_network(arch, int(checkpoint["in_channels"]), int(checkpoint["num_classes"]),
+                                         options)
     try:
         net.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
@@ -453,7 +465,7 @@ def evaluate_genotype(
     logger.info("evaluation: training %s from scratch for %d epochs", text, cfg.epochs)
     started = time.monotonic()
     net, history, scores = train_from_scratch(space, arch, splits, cfg, device, seed, checkpoint)
-    cost = space.cost(arch, splits.input_shape, splits.num_classes)
+    cost = space.evaluation_cost(arch, splits.input_shape, splits.num_classes, cfg.network)
     metrics: dict[str, Any] = {
         "space": space.name,
         "arch": text,
