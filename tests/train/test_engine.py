@@ -51,3 +51,24 @@ def test_bad_optim_settings(bad):
 
     with pytest.raises(ConfigError):
         OptimConfig(**bad)
+
+
+def test_an_auxiliary_head_adds_its_weighted_loss():
+    """A forward returning (logits, auxiliary logits) trains the auxiliary head with its weight; the
+    returned loss stays the main head's cross-entropy."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    body, main, aux = torch.nn.Linear(4, 6), torch.nn.Linear(6, 3), torch.nn.Linear(6, 3)
+    x, y = torch.randn(8, 4), torch.randint(0, 3, (8,))
+
+    def forward(inputs):
+        h = body(inputs)
+        return main(h), aux(h)
+
+    params = [*body.parameters(), *main.parameters(), *aux.parameters()]
+    for weight in (0.0, 0.4):
+        trainer = Trainer(params, OptimConfig(lr=1e-12, lr_min=0.0, grad_clip=None), 1, Engine("cpu"), auxiliary_weight=weight)
+        loss = trainer.step(forward, x, y)
+        assert float(loss) == pytest.approx(float(F.cross_entropy(main(body(x)), y).detach()), rel=1e-5)
+        assert (aux.weight.grad is not None) == (weight > 0)

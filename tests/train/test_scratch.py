@@ -281,3 +281,41 @@ def test_killed_and_resumed_evaluation_is_bit_identical(tiny_splits, tmp_path, m
         assert torch.equal(value, resumed.state_dict()[key]), key
     assert [h["drop_path"] for h in history] == [h["drop_path"] for h in straight_history]
     assert list(tmp_path.iterdir()) == []
+
+
+def test_evaluation_on_a_streamed_image_folder(tmp_path):
+    """``evaluation.data``: an ImageNet-style folder decoded per batch; its classes size the classifier."""
+    from tests.data.test_streaming import write_folder
+    from wpnas.train.scratch import evaluation_data
+
+    write_folder(tmp_path)
+    space = get_space("nats_tss", C=4, N=1)
+    cfg = tiny_cfg(epochs=2, batch_size=4, valid_every=0, export="torchscript",
+                   data={"root": str(tmp_path), "image_size": 16, "resize": 20, "workers": 0})
+    data = evaluation_data(None, cfg)
+    result = evaluate_genotype(genotype_of(space, CELL), space, data, cfg, "cpu", seed=0)
+    assert result.metrics["test_images"] == 12 and "valid_accuracy" not in result.metrics
+    assert result.checkpoint["num_classes"] == 3 and result.checkpoint["input_shape"] == [3, 16, 16]
+    assert "centre-cropped to 16" in result.checkpoint["input"]
+    assert result.metrics["params_m"] == pytest.approx(space.cost(space.from_string(CELL), (3, 16, 16), 3).params_m)
+    net = load_final_model(result.checkpoint)
+    assert net(torch.zeros(2, 3, 16, 16)).shape == (2, 3)
+    assert result.export.module(torch.zeros(1, 3, 16, 16)).shape == (1, 3)
+
+
+def test_evaluation_network_options_are_checked_before_training(tiny_splits):
+    from wpnas.pipelines.params import validate_parameters
+
+    space = get_space("nats_tss", C=4, N=1)
+    with pytest.raises(ConfigError, match=r"evaluation.network: nats_tss trains the searched network as it is and "
+                                          r"takes no options, got \['C'\]"):
+        prepare_evaluation(genotype_of(space, CELL), space, tiny_splits, tiny_cfg(network={"C": 36}))
+    params = {"space": {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}},
+              "evaluation": {"network": {"layers": 20}}}
+    with pytest.raises(ConfigError, match="evaluation.network"):
+        validate_parameters(params, ["evaluate_final_model"])
+    params["evaluation"] = {"data": {"root": "/no/such/imagenet"}}
+    with pytest.raises(DataError, match="'/no/such/imagenet/train' is not a folder"):
+        validate_parameters(params, ["evaluate_final_model"])
+    with pytest.raises(ConfigError, match="evaluation.auxiliary_weight"):
+        tiny_cfg(auxiliary_weight=-1.0)

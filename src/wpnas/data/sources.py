@@ -222,7 +222,7 @@ def _load_cifar(cfg: DataConfig):
 
 
 # -- image folders -------------------------------------------------------------------
-def _list_class_tree(root: Path) -> dict[str, list[Path]]:
+def list_class_tree(root: Path) -> dict[str, list[Path]]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     tree = {}
     for folder in classes:
@@ -271,7 +271,7 @@ def _load_image_folder(cfg: DataConfig):
     root = Path(cfg.root)
     train_dir, test_dir = root / "train", root / "test"
     if train_dir.is_dir() and test_dir.is_dir():
-        train_tree, test_tree = _list_class_tree(train_dir), _list_class_tree(test_dir)
+        train_tree, test_tree = list_class_tree(train_dir), list_class_tree(test_dir)
         if not train_tree:
             raise DataError(f"image folder {str(train_dir)!r} has no images in class sub-folders")
         if not test_tree:
@@ -291,7 +291,7 @@ def _load_image_folder(cfg: DataConfig):
     if train_dir.is_dir() != test_dir.is_dir():
         present = "train" if train_dir.is_dir() else "test"
         raise DataError(f"image folder {str(root)!r} has a {present}/ folder but not its counterpart")
-    tree = _list_class_tree(root)
+    tree = list_class_tree(root)
     if not tree:
         raise DataError(
             f"image folder {str(root)!r} has no images; expected train/<class>/* and test/<class>/* "

@@ -226,6 +226,13 @@ def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
             "to null for no benchmark rank)"
         )
     _, space = space_config(params.get("space"))
+    space.check_evaluation_options(cfg.network)
+    if cfg.data is not None:  # a streamed folder: listed (not decoded) now, so a wrong path fails first
+        from wpnas.data.streaming import StreamedFolder
+
+        folder = StreamedFolder(cfg.data)
+        check_drop_path(space, cfg, folder.in_channels, folder.num_classes)
+        return
     shape = _input_shape(params)
     check_drop_path(space, cfg, shape[0] if shape else 3, _num_classes(params))
 

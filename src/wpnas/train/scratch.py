@@ -34,6 +34,7 @@ from wpnas import distributed, tracking
 from wpnas.config import describe_device, rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
+from wpnas.data.streaming import StreamedFolder, StreamedFolderConfig
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.fingerprint import record
 from wpnas.io.stage_checkpoint import CheckpointPolicy
@@ -72,6 +73,11 @@ class EvaluationConfig:
                    auxiliary: true}``); empty: the search skeleton. Checked before training.
     auxiliary_weight: weight of the auxiliary head's loss for networks that have one
                    (DARTS: 0.4); ignored otherwise.
+    data:          null: train on ``image_splits`` (device-resident, the search's data). Or an
+                   image folder streamed from disk with the standard ImageNet transforms
+                   (:class:`~wpnas.data.streaming.StreamedFolderConfig`: root, train_dir,
+                   test_dir, image_size, resize, workers), e.g. ImageNet for a MobileNet
+                   found on CIFAR-10; its classes set the classifier size.
     """
 
     epochs: int = 600
@@ -89,6 +95,7 @@ class EvaluationConfig:
     rank_metric: str | None = None
     network: dict[str, Any] = field(default_factory=dict)
     auxiliary_weight: float = 0.0
+    data: StreamedFolderConfig | None = None
 
     def __post_init__(self) -> None:
         if not self.auxiliary_weight >= 0.0:
@@ -120,6 +127,31 @@ class EvaluationConfig:
         if self.rank_metric is None or self.rank_metric == self.benchmark.metric:
             return self.benchmark
         return dataclasses.replace(self.benchmark, metric=self.rank_metric)
+
+
+EvaluationData = ImageSplits | StreamedFolder
+"""What training from scratch reads: the search's splits, or a streamed image folder."""
+
+
+def evaluation_data(splits: ImageSplits | None, cfg: EvaluationConfig) -> EvaluationData:
+    """The data step 5 trains on: ``cfg.data`` (listed and checked now) or ``splits``."""
+    if cfg.data is not None:
+        return StreamedFolder(cfg.data)
+    if splits is None:
+        raise DataError("evaluation needs image_splits when evaluation.data is null")
+    return splits
+
+
+def _batches(data: EvaluationData, split: str, device: torch.device, batch_size: int, train: bool,
+             augment: Any = None, seed: int = 0, channels_last: bool = False, limit: int | None = None) -> Any:
+    if isinstance(data, StreamedFolder):  # the folder's own (ImageNet) augmentation
+        return data.batches(split, device, batch_size, train, seed=seed, channels_last=channels_last, limit=limit)
+    return DeviceBatches.from_splits(data, split, device, batch_size, train=train, augment=augment, seed=seed,
+                                     channels_last=channels_last, limit=limit)
+
+
+def _split_size(data: EvaluationData, split: str) -> int:
+    return data.size(split) if isinstance(data, StreamedFolder) else int(data.split(split)[0].shape[0])
 
 
 @dataclass
@@ -241,13 +273,13 @@ def benchmark_entry(space: SearchSpace, arch: Arch, benchmark: BenchmarkConfig |
 
 
 def prepare_evaluation(
-    genotype: Mapping[str, Any], space: SearchSpace, splits: ImageSplits, cfg: EvaluationConfig
+    genotype: Mapping[str, Any], space: SearchSpace, splits: EvaluationData, cfg: EvaluationConfig
 ) -> PreparedEvaluation:
     """Every check that needs no training: genotype, data, drop-path support, benchmark lookup."""
     arch = read_genotype(genotype, space)
     for name in ("train", "test"):
-        if splits.split(name)[0].shape[0] == 0:
-            raise DataError(f"evaluation needs a non-empty {name} split; image_splits has none")
+        if _split_size(splits, name) == 0:
+            raise DataError(f"evaluation needs a non-empty {name} split; {splits.source} has none")
     space.check_evaluation_options(cfg.network)
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
     return PreparedEvaluation(arch, benchmark_entry(space, arch, cfg.ranked_benchmark))
@@ -257,7 +289,7 @@ def prepare_evaluation(
 def train_from_scratch(
     space: SearchSpace,
     arch: Arch,
-    splits: ImageSplits,
+    splits: EvaluationData,
     cfg: EvaluationConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
@@ -282,10 +314,8 @@ def train_from_scratch(
     torch.manual_seed(stream_seed(seed, "evaluation.init"))
     net = engine.prepare(space.build_evaluation_network(arch, splits.in_channels, splits.num_classes, cfg.network))
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
-    train = DeviceBatches.from_splits(
-        splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
-        seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last,
-    )
+    train = _batches(splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
+                     seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last)
     model: nn.Module = net
     train_batches: Any = train
     if world.active:
@@ -302,12 +332,12 @@ def train_from_scratch(
         # rank, or every rank would drop the same positions of its share
         torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
     valid = None
-    if splits.valid_x.shape[0]:
-        valid = DeviceBatches.from_splits(splits, "valid", engine.device, cfg.eval_batch_size, train=False,
-                                          channels_last=engine.channels_last)
-    test = DeviceBatches.from_splits(splits, "test", engine.device, cfg.eval_batch_size, train=False,
-                                     channels_last=engine.channels_last, limit=cfg.test_limit,
-                                     seed=stream_seed(seed, "evaluation.batches"))
+    if _split_size(splits, "valid"):
+        valid = _batches(splits, "valid", engine.device, cfg.eval_batch_size, train=False,
+                         channels_last=engine.channels_last)
+    test = _batches(splits, "test", engine.device, cfg.eval_batch_size, train=False,
+                    channels_last=engine.channels_last, limit=cfg.test_limit,
+                    seed=stream_seed(seed, "evaluation.batches"))
     trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine,
                       label_smoothing=cfg.label_smoothing, auxiliary_weight=cfg.auxiliary_weight)
     produced = record({
@@ -369,7 +399,7 @@ def train_from_scratch(
 
 
 # -- artifacts ---------------------------------------------------------------------------------
-def model_metadata(space: SearchSpace, arch: Arch, splits: ImageSplits) -> dict[str, Any]:
+def model_metadata(space: SearchSpace, arch: Arch, splits: EvaluationData) -> dict[str, Any]:
     """What a user of the exported model needs: architecture, input format, classes."""
     return {
         "space": space.name,
@@ -381,7 +411,9 @@ def model_metadata(space: SearchSpace, arch: Arch, splits: ImageSplits) -> dict[
         "classes": [str(c) for c in splits.classes],
         "mean": [float(m) for m in splits.mean],
         "std": [float(s) for s in splits.std],
-        "input": "float32 NCHW, pixels scaled to [0, 1] then (x - mean) / std per channel; output: logits",
+        "input": "float32 NCHW, pixels scaled to [0, 1] then (x - mean) / std per channel; output: logits"
+                 + (f"; images resized (shorter side {splits.cfg.resize}) and centre-cropped to "
+                    f"{splits.cfg.image_size}" if isinstance(splits, StreamedFolder) else ""),
         "wpnas_version": wpnas.__version__,
     }
 
@@ -408,7 +440,7 @@ def final_model_checkpoint(
     space: SearchSpace,
     arch: Arch,
     network: nn.Module,
-    splits: ImageSplits,
+    splits: EvaluationData,
     cfg: EvaluationConfig,
     genotype: Mapping[str, Any],
     metrics: Mapping[str, Any],
@@ -451,7 +483,7 @@ def load_final_model(checkpoint: Mapping[str, Any], device: torch.device | str =
 def evaluate_genotype(
     genotype: Mapping[str, Any],
     space: SearchSpace,
-    splits: ImageSplits,
+    splits: EvaluationData,
     cfg: EvaluationConfig,
     device: torch.device | str = "cpu",
     seed: int = 0,
@@ -485,7 +517,7 @@ def evaluate_genotype(
     return EvaluationResult(metrics, checkpoint, net, export, history)
 
 
-def model_export(net: nn.Module, space: SearchSpace, arch: Arch, splits: ImageSplits,
+def model_export(net: nn.Module, space: SearchSpace, arch: Arch, splits: EvaluationData,
                  cfg: EvaluationConfig) -> TorchScriptExport:
     """The TorchScript export of the trained network (``export: none``: metadata only)."""
     if cfg.export == "torchscript":

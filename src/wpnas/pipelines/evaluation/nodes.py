@@ -9,7 +9,14 @@ from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.torchscript import TorchScriptExport
 from wpnas.pipelines.params import checkpoint_policy, evaluation_config, run_config, space_config
-from wpnas.train.scratch import EvaluationResult, evaluate_genotype, load_final_model, log_evaluation, model_export
+from wpnas.train.scratch import (
+    EvaluationResult,
+    evaluate_genotype,
+    evaluation_data,
+    load_final_model,
+    log_evaluation,
+    model_export,
+)
 
 
 def evaluation_node(
@@ -30,7 +37,7 @@ def evaluation_node(
             trained_model, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
             fingerprint_of={"run": run, "space": space, "evaluation": evaluation}, what="evaluation",
         )
-        splits = ImageSplits.coerce(image_splits)
+        splits = evaluation_data(ImageSplits.coerce(image_splits), cfg)
         net = load_final_model(checkpoint)
         arch = search_space.from_string(checkpoint["arch"])
         export = model_export(net, search_space, arch, splits, cfg)
@@ -52,7 +59,8 @@ def evaluation_result(
     cfg = evaluation_config(evaluation)
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
-    return evaluate_genotype(final_genotype, search_space, ImageSplits.coerce(image_splits), cfg, device,
+    data = evaluation_data(ImageSplits.coerce(image_splits), cfg)
+    return evaluate_genotype(final_genotype, search_space, data, cfg, device,
                              seed=run_cfg.seed, checkpoint=checkpoint_policy(evaluation, run, "evaluation"))
 
 
