@@ -304,6 +304,38 @@ def all_reduce_mean(values: dict[str, float], weight: float) -> dict[str, float]
     return {k: float(buf[i] / buf[-1]) for i, k in enumerate(keys)}
 
 
+def all_reduce_mean_tensor(values: torch.Tensor) -> torch.Tensor:
+    """Mean over the ranks of a detached tensor (equal shares assumed); as is alone. Stays on its device."""
+    world = current()
+    if not world.active:
+        return values
+    buf = values.detach().clone()
+    dist.all_reduce(buf)
+    return buf / world.size
+
+
+def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
+    """Average the gradients of ``params`` over the ranks in one all-reduce (a no-op alone).
+
+    For steps DistributedDataParallel cannot reduce itself (a loss that also runs the wrapped
+    module outside DDP's forward, such as the landmark paths, under ``no_sync``). A parameter
+    without a gradient must lack it on every rank (the ranks run the same paths).
+    """
+    world = current()
+    if not world.active:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    dist.all_reduce(flat)
+    flat /= world.size
+    offset = 0
+    for g in grads:
+        g.copy_(flat[offset : offset + g.numel()].view_as(g))
+        offset += g.numel()
+
+
 # ---------------------------------------------------------------------------------------
 # Launching workers from one process (the elastic launcher, as torchrun does)
 

@@ -28,9 +28,10 @@ def _splits():
     return build_image_splits(DataConfig(source="digits", image_size=8))
 
 
-def _search(space, checkpoint):
+def _search(space, checkpoint, settings=None, landmarks=None):
     """One rank (or one process): the library's search, unchanged; alpha of every rank gathered."""
-    result = run_search(space, _splits(), checkpoint, search_cfg(**SETTINGS), torch.device("cpu"), seed=SEED)
+    result = run_search(space, _splits(), checkpoint, search_cfg(**(settings or SETTINGS)), torch.device("cpu"),
+                        seed=SEED, landmarks=landmarks)
     alpha = result.checkpoint["alpha"]
     world = distributed.current()
     alphas = [None] * world.size
@@ -41,7 +42,7 @@ def _search(space, checkpoint):
     return result.checkpoint, result.history, alphas
 
 
-def _one_process_with_rank_shards(monkeypatch, space, checkpoint, shards=2):
+def _one_process_with_rank_shards(monkeypatch, space, checkpoint, shards=2, settings=None, landmarks=None):
     """One process whose every batch is cut into ``shards`` parts normalised apart (train and reward)."""
     plain = WeaklySharedSuperNet.forward
 
@@ -50,7 +51,7 @@ def _one_process_with_rank_shards(monkeypatch, space, checkpoint, shards=2):
 
     with monkeypatch.context() as patch:
         patch.setattr(WeaklySharedSuperNet, "forward", per_share)
-        return _search(space, checkpoint)
+        return _search(space, checkpoint, settings, landmarks)
 
 
 def _weights(state):
@@ -85,3 +86,26 @@ def test_two_ranks_search_like_one_process(monkeypatch):
     plain, _, _ = _search(space, checkpoint)
     assert not torch.allclose(plain["alpha"]["alpha"], two["alpha"]["alpha"],
                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_landmark_search_over_two_ranks_equals_one_process(monkeypatch):
+    """The landmark term in the search's weight steps under DDP (no_sync steps, gradients averaged
+    by hand, the penalty on the whole batch's CEs) trains what one process trains."""
+    import numpy as np
+    import pandas as pd
+
+    space, checkpoint = warmed("nats_tss", _splits())
+    archs = space.sample_unique(np.random.default_rng(1), 6)
+    landmarks = pd.DataFrame({"arch": [space.to_string(a) for a in archs],
+                              "accuracy": [40.0 + 7 * i for i in range(len(archs))]})
+    settings = {**SETTINGS, "landmark": {"enabled": True, "weight": 2.0, "start": 0.0, "ramp": "none"}}
+    two, history, alphas = distributed.launch(_search, (space, checkpoint, settings, landmarks),
+                                              {"nproc_per_node": 2, "backend": "gloo"})
+    assert torch.equal(alphas[0]["alpha"], alphas[1]["alpha"])
+    one, _, _ = _one_process_with_rank_shards(monkeypatch, space, checkpoint, settings=settings,
+                                              landmarks=landmarks)
+    torch.testing.assert_close(two["alpha"]["alpha"], one["alpha"]["alpha"], rtol=1e-4, atol=1e-5)
+    for name, value in _weights(one["state_dict"]).items():
+        torch.testing.assert_close(two["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    assert all(h["landmark_loss"] >= 0 for h in history) and any(h["landmark_loss"] > 0 for h in history)

@@ -110,6 +110,7 @@ class WPNASMethod(SearchMethod):
             self.train_net = DistributedDataParallel(
                 self.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
             )
+            self.trainer.data_parallel = self.train_net  # landmark steps: no_sync, averaged by hand
         if self.landmarks is not None:
             self.landmarks.schedule(self.num_epochs * ctx.steps_per_epoch)
         self.generator = torch.Generator().manual_seed(stream_seed(ctx.seed, "search.sampler"))
@@ -253,9 +254,6 @@ def check_data_parallel(cfg: SearchConfig, size: int) -> None:
     if cfg.wpnas.update_weights:
         distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
     distributed.check_divisible(cfg.valid_batch_size, size, "search.valid_batch_size")
-    if cfg.wpnas.landmark.enabled:
-        raise ConfigError("search.wpnas.landmark.enabled: the landmark term does not run under torch.distributed "
-                          "yet; run a landmark search in one process")
 
 
 def restore_search(

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.errors import ConfigError, TrainingError
 from wpnas.progress import Progress
 from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
@@ -119,6 +119,8 @@ class Trainer:
         self.optimizer = build_optimizer(self.params, optim)
         self.scheduler = build_scheduler(self.optimizer, optim, total_steps)
         self.steps = 0
+        #: the DistributedDataParallel wrapper the forwards run through, if any (set by the stage)
+        self.data_parallel: nn.Module | None = None
 
     @property
     def lr(self) -> float:
@@ -141,15 +143,14 @@ class Trainer:
         head, in training mode) adds ``auxiliary_weight`` times the auxiliary head's CE.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        with self.engine.autocast():
-            out = forward(x)
-            logits, auxiliary = out if isinstance(out, tuple) else (out, None)
-            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
-            total = loss if extra_loss is None else loss + extra_loss()
-            if auxiliary is not None and self.auxiliary_weight > 0.0:
-                total = total + self.auxiliary_weight * F.cross_entropy(
-                    auxiliary.float(), y, label_smoothing=self.label_smoothing)
-        total.backward()
+        # An extra term that runs the wrapped module outside DDP's forward (the landmark paths)
+        # cannot be reduced by DDP: such a step runs under no_sync and averages by hand.
+        by_hand = self.data_parallel is not None and extra_loss is not None
+        with self.data_parallel.no_sync() if by_hand else contextlib.nullcontext():
+            total, loss, logits = self._loss(forward, x, y, extra_loss)
+            total.backward()
+        if by_hand:
+            distributed.average_gradients(self.params)
         if self.cfg.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)
         self.optimizer.step()
@@ -161,6 +162,19 @@ class Trainer:
         if every and self.steps % every == 0:
             check_finite(loss, f"step {self.steps}")
         return loss
+
+    def _loss(self, forward: Forward, x: torch.Tensor, y: torch.Tensor,
+              extra_loss: ExtraLoss | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(loss to minimise, plain CE, logits) of one batch."""
+        with self.engine.autocast():
+            out = forward(x)
+            logits, auxiliary = out if isinstance(out, tuple) else (out, None)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+            total = loss if extra_loss is None else loss + extra_loss()
+            if auxiliary is not None and self.auxiliary_weight > 0.0:
+                total = total + self.auxiliary_weight * F.cross_entropy(
+                    auxiliary.float(), y, label_smoothing=self.label_smoothing)
+        return total, loss, logits
 
     def restart_schedule(self) -> None:
         """Set the learning rate of the next step from this trainer's schedule (after loading the

@@ -47,6 +47,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from wpnas import distributed
 from wpnas.errors import ConfigError, DataError
 from wpnas.io.pairs import read_pairs
 from wpnas.seeds import stream_seed
@@ -182,13 +183,29 @@ class LandmarkRegularizer:
         Each distinct architecture of the draw runs once on the same batch.
         """
         pairs = self.sample_pairs()
-        ce: dict[Arch, torch.Tensor] = {}
-        for arch in dict.fromkeys(a for pair in pairs for a in pair):
-            ce[arch] = F.cross_entropy(forward(x, arch).float(), y)
-        better = torch.stack([ce[b] for b, _ in pairs])
-        worse = torch.stack([ce[w] for _, w in pairs])
-        term = pairwise_ranking_loss(better, worse, self.cfg.loss, self.cfg.margin).mean()
-        return (self.cfg.weight if step is None else self.weight_at(step)) * term
+        archs = list(dict.fromkeys(a for pair in pairs for a in pair))
+        ce = torch.stack([F.cross_entropy(forward(x, arch).float(), y) for arch in archs])
+        weight = self.cfg.weight if step is None else self.weight_at(step)
+        if not distributed.current().active:
+            return weight * self._term(ce, archs, pairs)
+        # Data parallel: each rank holds its share of the batch, so its CEs are share means. The
+        # penalty is not linear in them: it is computed on the batch CEs (the mean over the ranks,
+        # the same on every rank) and its gradient applied to the local CEs through a surrogate
+        # whose value is the term and whose gradient, averaged over the ranks, is the gradient
+        # one process computes on the whole batch.
+        batch_ce = distributed.all_reduce_mean_tensor(ce).requires_grad_(True)
+        with torch.enable_grad():
+            term = weight * self._term(batch_ce, archs, pairs)
+            (coeff,) = torch.autograd.grad(term, batch_ce)
+        linear = (coeff * ce).sum()
+        return linear + (term.detach() - linear.detach())
+
+    def _term(self, ce: torch.Tensor, archs: list[Arch], pairs: list[tuple[Arch, Arch]]) -> torch.Tensor:
+        """Mean ranking penalty of ``pairs`` given the CE of each of ``archs``."""
+        where = {arch: i for i, arch in enumerate(archs)}
+        better = ce[[where[b] for b, _ in pairs]]
+        worse = ce[[where[w] for _, w in pairs]]
+        return pairwise_ranking_loss(better, worse, self.cfg.loss, self.cfg.margin).mean()
 
     def extra_loss(
         self, step: int, forward: ArchForward, x: torch.Tensor, y: torch.Tensor

@@ -103,9 +103,6 @@ def warmup_supernet(
         # Data parallel: every rank samples the same path per step (same seeded stream) and
         # trains on its share of the same global batch; DDP averages the gradients.
         distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
-        if cfg.landmark.enabled:
-            raise ConfigError("warmup.landmark.enabled: landmark WarmUp does not run under torch.distributed yet; "
-                              "run it in one process")
     regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
     engine = Engine(device, cfg.engine)
     supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
@@ -130,6 +127,8 @@ def warmup_supernet(
         channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
     )
     trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)
+    if model is not supernet:
+        trainer.data_parallel = model  # landmark steps: no_sync, averaged by hand
     if regularizer is not None:
         regularizer.schedule(cfg.epochs * len(train))
     splits_record = splits.fingerprint()
