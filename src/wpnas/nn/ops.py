@@ -51,6 +51,52 @@ class DynamicConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 
+def centre_crop(kernel: torch.Tensor, size: int) -> torch.Tensor:
+    """The centre (size, size) crop of the last two dimensions of ``kernel`` (odd sizes)."""
+    big = kernel.shape[-1]
+    if size > big or (big - size) % 2 or kernel.shape[-2] != big:
+        raise RuntimeError(f"cannot take a centred {size}x{size} crop of a {tuple(kernel.shape[-2:])} kernel")
+    start = (big - size) // 2
+    return kernel[..., start : start + size, start : start + size]
+
+
+class DynamicDepthwiseConv2d(nn.Conv2d):
+    """Depthwise ``nn.Conv2d`` (groups = channels, 'same' padding, odd kernel) that can run
+    on its leading ``x.shape[1]`` channels with the centre ``kernel x kernel`` crop of its
+    kernel (kernel-size weight sharing: a 3x3 kernel is the centre of the 5x5 one).
+
+    ``offset`` (weakly weight sharing): a (K, K) tensor, K odd and at least the kernel used;
+    the kernel is multiplied by the *centre* crop of the offset, so the offset entry that
+    scales a kernel tap is the same whichever kernel size runs (unlike the top-left crop
+    of :class:`DynamicConv2d`, which matches top-left kernel sharing).
+    """
+
+    def __init__(self, channels: int, kernel_size: int, stride: int = 1, bias: bool = False) -> None:
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"{type(self).__name__} needs an odd kernel size, got {kernel_size}")
+        super().__init__(
+            channels, channels, kernel_size, stride=stride, padding=kernel_size // 2, groups=channels, bias=bias
+        )
+
+    def forward(  # type: ignore[override]
+        self, x: torch.Tensor, kernel: int | None = None, offset: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        c = x.shape[1]
+        big = self.kernel_size[0]
+        k = big if kernel is None else int(kernel)
+        if c == self.in_channels and k == big and offset is None:
+            return super().forward(x)
+        if c > self.in_channels or k > big or k < 1 or k % 2 == 0:
+            raise RuntimeError(
+                f"{type(self).__name__}({self.in_channels} channels, {big}x{big}) cannot run {c} channels at {k}x{k}"
+            )
+        weight = centre_crop(self.weight[:c], k)
+        if offset is not None:
+            weight = weight * centre_crop(offset, k).to(weight.dtype)
+        bias = None if self.bias is None else self.bias[:c]
+        return F.conv2d(x, weight, bias, self.stride, k // 2, self.dilation, c)
+
+
 class DynamicBatchNorm2d(nn.BatchNorm2d):
     """``nn.BatchNorm2d`` normalising the leading ``x.shape[1]`` channels with sliced parameters.
 
