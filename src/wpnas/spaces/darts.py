@@ -10,7 +10,7 @@ Decisions (paper Section 3.1: parent-node selection and operation selection as
 independent categorical decisions), per cell type, normal first, per node i = 2..5:
 
 * ``<cell>.node<i>.inputs``: one of the C(i, 2) unordered pairs {a < b} of its i
-  predecessors (1, 3, 6, 10 choices; choice names ``"a+b"`` in lexicographic order),
+  predecessors (1, 3, 6, 10 choices; choice names ``"a+b"``, ordered 0+1, 0+2, 1+2, 0+3, ... (by b, then a),
 * ``<cell>.node<i>.op_a``: the op applied to the lower input a (8 choices),
 * ``<cell>.node<i>.op_b``: the op applied to the higher input b (8 choices).
 
@@ -65,7 +65,11 @@ from wpnas.spaces.registry import register_space
 
 CELL_TYPES: tuple[str, ...] = ("normal", "reduce")
 #: Parent pairs (a, b), a < b, of each inner node, in choice order.
-PAIRS: dict[int, tuple[tuple[int, int], ...]] = {i: tuple(itertools.combinations(range(i), 2)) for i in INNER_NODES}
+#: Ordered by the higher input first (0+1, 0+2, 1+2, 0+3, ...), so a pair has the same
+#: index at every node that can choose it.
+PAIRS: dict[int, tuple[tuple[int, int], ...]] = {
+    i: tuple(sorted(itertools.combinations(range(i), 2), key=lambda p: (p[1], p[0]))) for i in INNER_NODES
+}
 #: Decisions per node: inputs, op of the lower input, op of the higher input.
 PER_NODE = 3
 PER_CELL = PER_NODE * len(INNER_NODES)
