@@ -169,3 +169,18 @@ def test_predictions_stay_in_0_100(kind, tiny):
     assert (predictor.predict(archs[:5]) == 100.0).all()
     predictor.calibration = (1e-9, float(predictor.norm.forward(np.array([-3.0]))[0]))  # and below 0
     assert (predictor.predict(archs[:5]) == 0.0).all()
+
+
+@pytest.mark.parametrize("encoder", ["mlp", "rnn", "transformer", "gcn"])
+@pytest.mark.parametrize("name", ["darts", "mobilenet"])
+def test_every_encoder_on_the_darts_and_mobilenet_spaces(name, encoder, tiny):
+    """The predictors read any space through its encoding: 24 decisions of 1-10 choices (DARTS,
+    with its own decision graph for the GCN) or 17 of 24 (MobileNet). The synthetic target has
+    hundreds of weights here, so the bar is "learns", not the NATS spaces' tau > 0.6."""
+    space = get_space(name)
+    archs, acc = sample_pairs(space, 500, seed=1)
+    cfg = PredictorConfig(kind="fewshot", encoder=encoder, loss="ranking+mse", mse_weight=0.5, **tiny)
+    predictor, _ = train_predictor(space, archs[:300], acc[:300], cfg)
+    pred = predictor.predict(archs[300:])
+    assert pred.shape == (200,) and np.isfinite(pred).all()
+    assert kendall_tau(pred, acc[300:]) > 0.25

@@ -19,8 +19,9 @@ from wpnas.search import SearchConfig, WPNASConfig
 from wpnas.spaces.base import Cost, Decision, SearchSpace
 from wpnas.train.warmup import WarmupConfig, warmup_supernet
 
-#: Tiny options of both NATS spaces (8x8 digits): C=4, N=1 cells; widths 4 or 8.
-TINY = {"nats_tss": {"C": 4, "N": 1}, "nats_sss": {"channels": [4, 8]}}
+#: Tiny options per space (8x8 digits): NATS C=4, N=1 cells or widths 4, 8; DARTS 3 cells of 4 channels; MobileNet x0.25.
+TINY = {"nats_tss": {"C": 4, "N": 1}, "nats_sss": {"channels": [4, 8]}, "darts": {"C": 4, "layers": 3},
+        "mobilenet": {"width_mult": 0.25}}
 
 
 class ToySpace(SearchSpace):

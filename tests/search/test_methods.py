@@ -96,3 +96,17 @@ def test_landmark_term_in_search_weight_updates(kit):
     plain = run_search(space, kit.digits, warmed, kit.cfg(), DEVICE)
     assert not _states_equal(result.checkpoint["state_dict"], plain.checkpoint["state_dict"])
     assert result.final_genotype["landmark"] is True
+
+
+@pytest.mark.parametrize("name", ["darts", "mobilenet"])
+def test_spos_evolution_on_the_darts_and_mobilenet_spaces(kit, name):
+    """SPOS evolution (generic mutate / crossover, inherited-weight fitness with BN recalibration)
+    on the new spaces, through the same runner: the chosen architecture is the best evaluated one."""
+    space, warmed = kit.warmed(name)
+    cfg = kit.cfg(method="spos_evolution", evolution=EVOLUTION, epochs=1)
+    runner = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0)
+    genotype = runner.run().final_genotype
+    evaluated = runner.method.evolution.evaluated
+    assert len(evaluated) > EVOLUTION["population"]  # offspring were bred and scored
+    assert evaluated[tuple(genotype["choices"])] == max(evaluated.values())
+    assert space.from_string(genotype["arch"]) == tuple(genotype["choices"])

@@ -319,3 +319,31 @@ def test_evaluation_network_options_are_checked_before_training(tiny_splits):
         validate_parameters(params, ["evaluate_final_model"])
     with pytest.raises(ConfigError, match="evaluation.auxiliary_weight"):
         tiny_cfg(auxiliary_weight=-1.0)
+
+
+def test_darts_evaluation_network_with_auxiliary_head():
+    """DARTS step 5: a bigger network than the searched one, its auxiliary head trained with its
+    weight and left out of the reported parameters and of the exported (eval-mode) model."""
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.spaces.darts import GENOTYPES
+
+    splits = build_image_splits(DataConfig(image_size=32, train_limit=48, valid_size=0.25))
+    space = get_space("darts", C=4, layers=3)
+    text = space.to_string(space.from_string("DARTS_V2"))
+    genotype = {"space": "darts", "options": space.options(), "arch": text,
+                "choices": list(space.from_string(text))}
+    network = {"C": 4, "layers": 3, "auxiliary": True}
+    cfg = tiny_cfg(epochs=1, batch_size=16, valid_every=0, drop_path=0.2, network=network, auxiliary_weight=0.4)
+    torch.set_num_threads(1)
+    result = evaluate_genotype(genotype, space, splits, cfg, "cpu", seed=0)
+    arch = space.from_string(text)
+    full = space.build_evaluation_network(arch, splits.in_channels, splits.num_classes, network)
+    aux = sum(p.numel() for n, p in full.named_parameters() if n.startswith("auxiliary"))
+    assert aux > 0
+    assert result.metrics["params_m"] == pytest.approx(sum(p.numel() for p in full.parameters()) / 1e6 - aux / 1e6)
+    assert any(k.startswith("auxiliary") for k in result.checkpoint["state_dict"])
+    net = load_final_model(result.checkpoint)
+    images = torch.zeros(2, *splits.input_shape)
+    assert net(images).shape == (2, 10)  # eval mode: logits only
+    assert result.export.module(images).shape == (2, 10)
+    assert "DARTS_V2" in GENOTYPES
