@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -347,3 +348,24 @@ def test_darts_evaluation_network_with_auxiliary_head():
     assert net(images).shape == (2, 10)  # eval mode: logits only
     assert result.export.module(images).shape == (2, 10)
     assert "DARTS_V2" in GENOTYPES
+
+
+def test_mobilenet_transfer_to_a_streamed_imagenet_style_folder(tmp_path):
+    """Table 4's path: a MobileNet found on the search data, trained in the ImageNet layout on a
+    folder streamed from disk (here 3 classes at 32x32, the ImageNet layout's total stride)."""
+    from tests.data.test_streaming import write_folder
+    from wpnas.train.scratch import evaluation_data
+
+    write_folder(tmp_path, size=(40, 48))
+    space = get_space("mobilenet", width_mult=0.25)
+    arch = space.sample(np.random.default_rng(0))
+    text = space.to_string(arch)
+    genotype = {"space": "mobilenet", "options": space.options(), "arch": text, "choices": list(arch)}
+    network = {"layout": "imagenet", "width_mult": 0.25, "dropout": 0.2}
+    cfg = tiny_cfg(epochs=1, batch_size=4, valid_every=0, network=network,
+                   data={"root": str(tmp_path), "image_size": 32, "resize": 36, "workers": 0})
+    torch.set_num_threads(1)
+    result = evaluate_genotype(genotype, space, evaluation_data(None, cfg), cfg, "cpu", seed=0)
+    assert result.metrics["params_m"] == pytest.approx(space.evaluation_cost(arch, (3, 32, 32), 3, network).params_m)
+    assert result.metrics["flops_m"] != pytest.approx(space.cost(arch, (3, 32, 32), 3).flops_m)  # another layout
+    assert result.export.module(torch.zeros(2, 3, 32, 32)).shape == (2, 3)
