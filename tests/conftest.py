@@ -128,3 +128,35 @@ def die_after_save(monkeypatch, when=lambda state: True, error: type[BaseExcepti
 
     monkeypatch.setattr(StageCheckpoint, "save", save_then_die)
     return saved
+
+
+# -- SuperNet test helpers (every space) ---------------------------------------------------
+def randomize_bn(model, seed: int = 0, mean_spread: float = 1.0) -> None:
+    """Non-trivial BN affine parameters and running statistics (fresh ones are 1/0)."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                n = m.num_features
+                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
+                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
+                m.running_mean.copy_(mean_spread * (torch.rand(n, generator=gen) - 0.5))
+                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
+
+
+def random_offsets(space, seed: int):
+    """Weakly-weight-sharing offsets (L, K, K) around 1, K = the space's offset kernel."""
+    import torch
+
+    gen = torch.Generator().manual_seed(seed)
+    k = space.offset_kernel
+    return 1.0 + 0.3 * torch.randn(space.num_decisions, k, k, generator=gen)
+
+
+def standalone(space, supernet, arch, offsets=None):
+    """The stand-alone network of ``arch`` loaded with the SuperNet's extracted weights."""
+    net = space.build_network(arch, supernet.in_channels, supernet.num_classes)
+    net.load_state_dict(supernet.extract(arch, offsets), strict=True)
+    return net

@@ -9,6 +9,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+from tests.conftest import randomize_bn  # noqa: F401  (used by the fixtures; re-exported)
 from wpnas.spaces import get_space
 
 #: (space name, options, input channels, image size): small, and for SSS with widths
@@ -20,17 +21,6 @@ SMALL = {
 NUM_CLASSES = 5
 
 
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN affine parameters and running statistics (fresh ones are 1/0)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
 
 
 @pytest.fixture(params=sorted(SMALL))

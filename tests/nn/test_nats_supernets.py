@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import random_offsets, standalone
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.spaces.nats_sss_supernet import SSSSuperNet
@@ -16,15 +17,8 @@ ATOL = 1e-5
 RTOL = 1e-5  # logits reach ~100 with the randomised BN statistics
 
 
-def _offsets(space, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    return 1.0 + 0.3 * torch.randn(space.num_decisions, OFFSET_KERNEL, OFFSET_KERNEL, generator=gen)
 
 
-def _standalone(space, supernet, arch, offsets=None):
-    net = space.build_network(arch, supernet.in_channels, supernet.num_classes)
-    net.load_state_dict(supernet.extract(arch, offsets), strict=True)
-    return net
 
 
 def test_build_supernet_gives_the_space_class(small):
@@ -38,8 +32,8 @@ def test_inherited_network_matches_the_path_in_eval_and_train_mode(small, helper
     space, supernet, x = small
     outputs = []
     for k, arch in enumerate(helpers.archs_of(space)):
-        offsets = _offsets(space, k) if with_offsets else None
-        net = _standalone(space, supernet, arch, offsets)
+        offsets = random_offsets(space, k) if with_offsets else None
+        net = standalone(space, supernet, arch, offsets)
         supernet.eval(), net.eval()
         with torch.no_grad():
             expected = supernet(x, arch, offsets)
@@ -59,7 +53,7 @@ def test_offsets_change_the_function_and_receive_gradients(small, helpers):
     supernet.eval()
     ones = torch.ones(space.num_decisions, OFFSET_KERNEL, OFFSET_KERNEL)
     torch.testing.assert_close(supernet(x, arch, ones), supernet(x, arch), atol=1e-6, rtol=0)
-    offsets = _offsets(space, 3).requires_grad_(True)
+    offsets = random_offsets(space, 3).requires_grad_(True)
     out = supernet(x, arch, offsets)
     assert not torch.allclose(out, supernet(x, arch), atol=1e-4)
     out.square().mean().backward()
@@ -106,7 +100,7 @@ def test_none_edges_and_empty_nodes():
     # every cell outputs zeros, so nothing of the input survives past the first cell
     torch.testing.assert_close(out, out[:1].expand_as(out))
     disconnected = "|nor_conv_3x3~0|+|none~0|none~1|+|none~0|nor_conv_1x1~1|nor_conv_3x3~2|"  # node 2 is empty
-    net = _standalone(space, supernet, disconnected)
+    net = standalone(space, supernet, disconnected)
     net.eval()
     with torch.no_grad():
         torch.testing.assert_close(net(x), supernet(x, disconnected), atol=ATOL, rtol=RTOL)
@@ -121,7 +115,7 @@ def test_channels_last_and_autocast(small, helpers):
             cl = supernet(x.contiguous(memory_format=torch.channels_last), arch)
             torch.testing.assert_close(cl, plain, atol=ATOL, rtol=RTOL)
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                low = supernet(x, arch, _offsets(space, 0))
+                low = supernet(x, arch, random_offsets(space, 0))
         assert low.shape == plain.shape and bool(torch.isfinite(low.float()).all())
     tss = get_space("nats_tss", C=4, N=1).build_supernet(3, 4).to(memory_format=torch.channels_last)
     x_cl = torch.randn(2, 3, 8, 8).contiguous(memory_format=torch.channels_last)

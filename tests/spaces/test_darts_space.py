@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.conftest import randomize_bn
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.nn.flops import count_flops_params
 from wpnas.spaces import SpaceConfig, get_space
@@ -26,16 +27,6 @@ def space():
     return get_space("darts", SMALL)
 
 
-def randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_mean.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
 
 
 def every_op_archs(space) -> list[tuple[int, ...]]:

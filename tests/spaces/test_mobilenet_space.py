@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from tests.conftest import random_offsets, randomize_bn, standalone
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.nn.batchnorm import recalibrate_bn
 from wpnas.nn.flops import count_flops_params
@@ -23,17 +24,6 @@ NUM_CLASSES = 5
 MBV2 = ":".join(["k3_e1_relu"] + ["k3_e6_relu"] * 16)
 
 
-def _randomize_bn(model: nn.Module, seed: int = 0) -> None:
-    """Non-trivial BN affine parameters and running statistics (fresh ones are 1/0)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                n = m.num_features
-                m.weight.copy_(0.5 + torch.rand(n, generator=gen))
-                m.bias.copy_(torch.rand(n, generator=gen) - 0.5)
-                m.running_mean.copy_(0.2 * torch.rand(n, generator=gen) - 0.1)
-                m.running_var.copy_(0.5 + torch.rand(n, generator=gen))
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +35,7 @@ def space() -> MobileNetSpace:
 def supernet(space) -> MobileNetSuperNet:
     torch.manual_seed(0)
     net = space.build_supernet(3, NUM_CLASSES)
-    _randomize_bn(net)
+    randomize_bn(net, mean_spread=0.2)
     return net
 
 
@@ -59,16 +49,8 @@ def _archs(space, n: int = 3, seed: int = 0) -> list[tuple[int, ...]]:
     return [(0,) * NUM_BLOCKS, (space.max_choices - 1,) * NUM_BLOCKS, *space.sample(rng, n)]
 
 
-def _offsets(space, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    k = space.offset_kernel
-    return 1.0 + 0.3 * torch.randn(space.num_decisions, k, k, generator=gen)
 
 
-def _standalone(space, supernet, arch, offsets=None):
-    net = space.build_network(arch, supernet.in_channels, supernet.num_classes)
-    net.load_state_dict(supernet.extract(arch, offsets), strict=True)
-    return net
 
 
 # -- decisions and strings -------------------------------------------------------------------
@@ -263,8 +245,8 @@ def test_supernet_contract(space, supernet):
 def test_inherited_network_matches_the_path_in_eval_and_train_mode(space, supernet, x, with_offsets):
     outputs = []
     for k, arch in enumerate(_archs(space)):
-        offsets = _offsets(space, k) if with_offsets else None
-        net = _standalone(space, supernet, arch, offsets)
+        offsets = random_offsets(space, k) if with_offsets else None
+        net = standalone(space, supernet, arch, offsets)
         supernet.eval(), net.eval()
         with torch.no_grad():
             expected = supernet(x, arch, offsets)
@@ -318,7 +300,7 @@ def test_offsets_scale_the_depthwise_kernels_by_their_centre_crop(space, superne
     supernet.eval()
     ones = torch.ones(17, 5, 5)
     torch.testing.assert_close(supernet(x, arch, ones), supernet(x, arch), atol=1e-6, rtol=0)
-    offsets = _offsets(space, 5).requires_grad_(True)
+    offsets = random_offsets(space, 5).requires_grad_(True)
     out = supernet(x, arch, offsets)
     assert not torch.allclose(out, supernet(x, arch), atol=1e-4)
     out.square().mean().backward()
@@ -340,7 +322,7 @@ def test_offsets_scale_the_depthwise_kernels_by_their_centre_crop(space, superne
 def test_bn_recalibration_on_a_path_equals_the_stand_alone_network(space, x):
     torch.manual_seed(2)
     supernet = space.build_supernet(3, NUM_CLASSES)
-    _randomize_bn(supernet, seed=3)
+    randomize_bn(supernet, seed=3, mean_spread=0.2)
     arch = space.from_string(":".join(["k5_e1_hswish_se", "k3_e3_relu", "k5_e6_relu_se"] * 5 + ["k3_e6_hswish"] * 2))
     batches = [torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(s)) for s in range(3)]
     alone = supernet.inherit(arch)  # inherited before recalibration, recalibrated on its own
@@ -366,7 +348,7 @@ def test_hypernet_offsets_fit_the_supernet(space, supernet, x):
     assert offsets.shape == (17, 5, 5)
     supernet.eval()
     with torch.no_grad():
-        net = _standalone(space, supernet, arch, offsets.detach()).eval()
+        net = standalone(space, supernet, arch, offsets.detach()).eval()
         torch.testing.assert_close(net(x), supernet(x, arch, offsets.detach()), atol=ATOL, rtol=RTOL)
 
 
