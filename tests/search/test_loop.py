@@ -119,7 +119,9 @@ def test_hypernet_identity_at_start_then_weakly_shared(kit, space_name):
     # effective weights: equal under plain sharing on every shared tensor, different with offsets
     plain_a, plain_b = net.supernet.extract(a), net.supernet.extract(b)
     common = [k for k in plain_a if k in plain_b and plain_a[k].shape == plain_b[k].shape]
-    assert common and all(torch.equal(plain_a[k], plain_b[k]) for k in common)
+    assert common
+    if space_name != "darts":  # a DARTS tensor name is a node's input slot: other parents, other shared modules
+        assert all(torch.equal(plain_a[k], plain_b[k]) for k in common)
     eff_a, eff_b = net.supernet.extract(a, off_a), net.supernet.extract(b, off_b)
     assert any(not torch.equal(eff_a[k], eff_b[k]) for k in common)
     # and the path itself now differs from plain weight sharing
@@ -149,6 +151,7 @@ def test_reward_pass_and_frozen_weights_leave_the_supernet_untouched(kit, space_
     assert result.alpha_trajectory["probability"].nunique() > 2  # alpha still learned
 
 
+@pytest.mark.parametrize("space_name", ["nats_sss", "nats_tss"])  # the FLOPs range is read off the whole space
 def test_raising_b2_never_gives_more_flops(kit, space_name):
     """b2 in units of 1 / (FLOPs range of the space): 0, 1 (the whole range is worth 1 nat of CE), 100."""
     space, warmed = kit.warmed(space_name)
