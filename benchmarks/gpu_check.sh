@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One prepared GPU run (about 8 minutes on one H200; no package index or ../shared needed):
-#   1. SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
-#   2. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
+#   1. per-stage step throughput, eager vs the fast path, with the fast-vs-eager loss comparison
+#      and the projected `paper` wall time per stage (benchmarks/throughput.py);
+#   2. SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
+#   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
 # Results go to $OUT (or ./gpu-results) as they arrive, so a run cut short still reports.
 #   PYTHONPATH=src bash benchmarks/gpu_check.sh
 set -u
@@ -9,10 +11,12 @@ OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
 export PYTHONPATH="${PYTHONPATH:-src}" KEDRO_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
-timeout 200 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
+timeout 150 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
+    > "$OUT/throughput.log" 2>&1
+timeout 120 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
     --json "$OUT/spaces_speed.json" > "$OUT/spaces_speed.log" 2>&1
 # digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper
-timeout 260 python3 benchmarks/ground_truth_workers.py --device cuda --workers 1,4,8 --image-size 32 \
+timeout 200 python3 benchmarks/ground_truth_workers.py --device cuda --workers 1,4,8 --image-size 32 \
     --C 16 --N 5 --archs 32 --epochs 2 --batch-size 64 --out "$OUT/ground_truth_workers.json" \
     > "$OUT/ground_truth_workers.log" 2>&1
 tail -n 20 "$OUT"/*.log

@@ -14,7 +14,7 @@ import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn as nn
@@ -42,6 +42,14 @@ class EngineConfig:
     # cudnn autotuning re-tunes for every new tensor shape: a loss for SuperNets whose
     # widths change each step (NATS-SSS measured 20x slower per step on an H200).
     cudnn_benchmark: bool = False
+    # The fixed-architecture fast path (wpnas.train.fast): auto = compiled on CUDA, eager on CPU.
+    compile: Literal["auto", "on", "off"] = "auto"
+    compile_mode: str = "reduce-overhead"    # torch.compile mode (reduce-overhead: CUDA graphs)
+    compile_backend: str = "inductor"
+
+    def __post_init__(self) -> None:
+        if self.compile not in ("auto", "on", "off"):
+            raise ConfigError(f"engine.compile: {self.compile!r} is not one of ['auto', 'on', 'off']")
 
 
 class Engine:

@@ -34,6 +34,7 @@ from wpnas.spaces.supernet import SuperNet
 from wpnas.progress import Progress
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
+from wpnas.train.fast import fast_fixed_network, first_batch
 from wpnas.train.optim import OptimConfig
 from wpnas.seeds import stream_seed
 
@@ -91,7 +92,8 @@ def finetune_architecture(
             channels_last=engine.channels_last,
         )
         trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine)
-        train_epochs(trainer, train, cfg.epochs, lambda: net, "finetune", modules=[net], track=False,
+        fast = fast_fixed_network(net, engine, lambda: first_batch(splits, cfg.batch_size, engine), "ground truth")
+        train_epochs(trainer, train, cfg.epochs, lambda: fast, "finetune", modules=[net], track=False,
                      show_progress=False)
     if cfg.calib_batches:
         calib = DeviceBatches.from_splits(

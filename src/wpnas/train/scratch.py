@@ -44,6 +44,7 @@ from wpnas.seeds import stream_seed
 from wpnas.spaces import get_space
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
+from wpnas.train.fast import fast_fixed_network
 from wpnas.train.optim import OptimConfig
 
 logger = logging.getLogger(__name__)
@@ -331,6 +332,13 @@ def train_from_scratch(
         # drop-path masks are drawn per image from the global torch generator: a stream per
         # rank, or every rank would drop the same positions of its share
         torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
+    else:
+        refuse = (f"evaluation.drop_path is {cfg.drop_path}: drop-path draws random masks, which compiled "
+                  "code draws differently") if cfg.drop_path > 0 else None
+        model = fast_fixed_network(
+            net, engine, lambda: next(iter(_batches(splits, "train", engine.device, cfg.batch_size, train=False,
+                                                    channels_last=engine.channels_last))),
+            "evaluation", refuse=refuse)
     valid = None
     if _split_size(splits, "valid"):
         valid = _batches(splits, "valid", engine.device, cfg.eval_batch_size, train=False,

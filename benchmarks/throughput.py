@@ -1,0 +1,180 @@
+"""Images/s of each stage's step, eager against the fast path, in one run on one device.
+
+Stages (NATS-TSS, random 32x32 images, the `paper` environment's sizes by default):
+
+* ``warmup``: one SuperNet step on a uniformly sampled path (a new path every step);
+* ``fixed``: one training step of a fixed stand-alone network (ground-truth fine-tune,
+  evaluation from scratch) - the stage with a fast path (`wpnas.train.fast`: the training
+  forward compiled, CUDA graphs on a GPU); eager and fast start from the same weights and
+  their losses are compared step by step;
+* ``search``: a proxy of one WPNAS step: a weight step on a sampled path plus the reward
+  pass (the sample and the greedy architecture scored on a validation batch);
+* ``ranking``: one architecture's inherited-weight evaluation (BN recalibration on 4
+  batches, then 10 validation batches).
+
+Stages without a fast path report eager only (ratio 1.0, said so). The projection
+multiplies the measured step times by the `paper` environment's step counts (25,000
+training images, batch 64: 391 steps per epoch; WarmUp 200 epochs, ground truth
+200 x 30 epochs, search 300 epochs).
+
+    python benchmarks/throughput.py --device cpu --steps 10        # here, a few minutes
+    python benchmarks/throughput.py --device cuda --steps 50 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_device  # noqa: E402
+
+from wpnas.config import from_dict  # noqa: E402
+from wpnas.nn.batchnorm import recalibrate_bn  # noqa: E402
+from wpnas.spaces import get_space  # noqa: E402
+from wpnas.train.engine import Engine, EngineConfig, Trainer  # noqa: E402
+from wpnas.train.fast import fast_fixed_network  # noqa: E402
+from wpnas.train.optim import OptimConfig  # noqa: E402
+
+STEPS_PER_EPOCH = 391  # 25,000 images / batch 64
+PAPER = {"warmup": 200 * STEPS_PER_EPOCH, "fixed": 200 * 30 * STEPS_PER_EPOCH, "search": 300 * STEPS_PER_EPOCH}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _timed(step, count: int, warm: int, device: torch.device) -> float:
+    """Median seconds of ``step()`` over ``count`` calls after ``warm``."""
+    times = []
+    for i in range(warm + count):
+        _sync(device)
+        started = time.perf_counter()
+        step()
+        _sync(device)
+        if i >= warm:
+            times.append(time.perf_counter() - started)
+    return float(np.median(times))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--C", type=int, default=16)
+    parser.add_argument("--N", type=int, default=5)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--warm", type=int, default=3)
+    parser.add_argument("--compile", default="on", help="engine.compile of the fast run (on / auto / off)")
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    space = get_space("nats_tss", C=args.C, N=args.N)
+    rng = np.random.default_rng(0)
+    batch = args.batch_size
+    x = torch.randn(batch, 3, 32, 32, device=device)
+    y = torch.randint(0, 10, (batch,), device=device)
+    eager_engine = Engine(device, from_dict(EngineConfig, {"compile": "off"}))
+    fast_engine = Engine(device, from_dict(EngineConfig, {"compile": args.compile}))
+    if eager_engine.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    optim = OptimConfig(lr=0.05, lr_min=0.0)
+    result = {"device": describe_device(device), "torch": torch.__version__, "batch_size": batch,
+              "space": space.options(), "stages": {}}
+    print(f"{result['device']}, torch {torch.__version__}, NATS-TSS C={args.C} N={args.N}, batch {batch}", flush=True)
+
+    def record(stage: str, eager_s: float, fast_s: float | None, note: str = "", unit: str = "images") -> None:
+        per = batch if unit == "images" else 1
+        row = {"eager_ms": 1000 * eager_s, f"eager_{unit}_per_s": per / eager_s}
+        if fast_s is not None:
+            row.update(fast_ms=1000 * fast_s, **{f"fast_{unit}_per_s": per / fast_s}, ratio=eager_s / fast_s)
+        if stage in PAPER:
+            row["paper_hours_eager"] = PAPER[stage] * eager_s / 3600
+            if fast_s is not None:
+                row["paper_hours_fast"] = PAPER[stage] * fast_s / 3600
+        if note:
+            row["note"] = note
+        if device.type == "cuda":
+            row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            torch.cuda.reset_peak_memory_stats(device)
+        result["stages"][stage] = row
+        print(json.dumps({stage: row}), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
+
+    # WarmUp: a new path every step
+    torch.manual_seed(0)
+    supernet = eager_engine.prepare(space.build_supernet(3, 10)).train()
+    trainer = Trainer(supernet.parameters(), optim, 10_000, eager_engine)
+
+    def warm_step():
+        arch = space.sample(rng)
+        trainer.step(lambda inputs: supernet(inputs, arch), x, y)
+
+    record("warmup", _timed(warm_step, args.steps, args.warm, device), None, "no fast path yet: eager only")
+
+    # fixed architecture: eager vs the fast path, same initial weights, losses compared
+    arch = space.sample(np.random.default_rng(1))
+    losses = {}
+    times = {}
+    for name, engine in (("eager", eager_engine), ("fast", fast_engine)):
+        torch.manual_seed(1)
+        net = engine.prepare(space.build_network(arch, 3, 10)).train()
+        fixed_trainer = Trainer(net.parameters(), optim, 10_000, engine)
+        started = time.perf_counter()
+        forward = fast_fixed_network(net, engine, lambda: (x, y), "throughput") if name == "fast" else net
+        setup = time.perf_counter() - started
+        seen = []
+
+        def fixed_step():
+            seen.append(float(fixed_trainer.step(forward, x, y).detach()))
+
+        times[name] = _timed(fixed_step, args.steps, args.warm, device)
+        losses[name] = seen
+        result[f"fixed_{name}_setup_s"] = setup
+        result[f"fixed_{name}_compiled"] = forward is not net
+    diff = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(losses["fast"], losses["eager"]))
+    result["fixed_loss_max_rel_diff"] = diff
+    note = f"losses over {len(losses['eager'])} steps: max relative difference {diff:.2e}"
+    if not result["fixed_fast_compiled"]:
+        note += "; the fast path did not apply (see the log line above): both runs eager"
+    record("fixed", times["eager"], times["fast"], note)
+
+    # search proxy: a weight step on a sampled path + the sample and greedy scored on a batch
+    greedy = space.sample(np.random.default_rng(2))
+
+    def search_step():
+        sample = space.sample(rng)
+        trainer.step(lambda inputs: supernet(inputs, sample), x, y)
+        with torch.no_grad(), eager_engine.autocast():
+            for a in (sample, greedy):
+                F.cross_entropy(supernet(x, a).float(), y)
+
+    record("search", _timed(search_step, args.steps, args.warm, device), None,
+           "proxy (weight step + 2 scored paths); no fast path yet: eager only")
+
+    # ranking: one architecture's recalibration + evaluation
+    batches = [(x, y)] * 4
+
+    def rank_one():
+        a = space.sample(rng)
+        with eager_engine.autocast():
+            recalibrate_bn(supernet, lambda inputs: supernet(inputs, a), batches)
+            with torch.no_grad():
+                for _ in range(10):
+                    supernet(x, a).argmax(1)
+
+    record("ranking", _timed(rank_one, max(args.steps // 4, 3), 1, device), None,
+           "per architecture (4 calibration + 10 evaluation batches); no fast path yet", unit="archs")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""The fixed-architecture fast path (compiled training forward): same results as eager, and
+eager with one log line whenever it cannot apply."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from wpnas.config import from_dict
+from wpnas.data.batching import DeviceBatches
+from wpnas.spaces import get_space
+from wpnas.train.engine import Engine, EngineConfig
+from wpnas.train.fast import fast_fixed_network, first_batch
+from wpnas.train.ground_truth import GroundTruthConfig, finetune_architecture
+
+ARCH = "|nor_conv_3x3~0|+|nor_conv_1x1~0|skip_connect~1|+|avg_pool_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
+
+
+def _finetune(tiny_splits, engine_settings):
+    """One ground-truth fine-tune (the real stage function): (valid accuracy, final weights)."""
+    torch.manual_seed(0)
+    space = get_space("nats_tss", C=4, N=1)
+    supernet = space.build_supernet(tiny_splits.in_channels, tiny_splits.num_classes)
+    cfg = from_dict(GroundTruthConfig, {"num_archs": 2, "epochs": 2, "batch_size": 32, "engine": engine_settings})
+    engine = Engine("cpu", cfg.engine)
+    valid = DeviceBatches.from_splits(tiny_splits, "valid", "cpu", 128, train=False)
+    captured = {}
+    original = supernet.inherit
+
+    def inherit(arch):
+        captured["net"] = original(arch)
+        return captured["net"]
+
+    supernet.inherit = inherit
+    acc = finetune_architecture(supernet, space.from_string(ARCH), tiny_splits, cfg, engine, 3, valid)
+    return acc, captured["net"].state_dict()
+
+
+def test_compiled_fine_tune_equals_eager(tiny_splits, caplog):
+    """Through torch.compile's graph capture and AOT autograd (the `aot_eager` backend: no C++
+    compiler needed here), a fine-tune gives the eager fine-tune's weights and accuracy."""
+    eager_acc, eager_state = _finetune(tiny_splits, {"compile": "off"})
+    with caplog.at_level(logging.DEBUG, logger="wpnas.train.fast"):
+        fast_acc, fast_state = _finetune(tiny_splits, {"compile": "on", "compile_backend": "aot_eager"})
+    assert "ground truth: training forward compiled (aot_eager, reduce-overhead)" in caplog.text  # not a fallback
+    assert "fast path off" not in caplog.text
+    assert fast_acc == pytest.approx(eager_acc, abs=1e-9)
+    for name, value in eager_state.items():
+        torch.testing.assert_close(fast_state[name], value, rtol=1e-5, atol=1e-6, msg=name)
+
+
+def _engine(**settings):
+    return Engine("cpu", from_dict(EngineConfig, settings))
+
+
+def _net(tiny_splits):
+    torch.manual_seed(0)
+    return get_space("nats_tss", C=4, N=1).build_network(ARCH, tiny_splits.in_channels, tiny_splits.num_classes)
+
+
+def test_auto_stays_eager_on_the_cpu(tiny_splits):
+    net = _net(tiny_splits)
+    assert fast_fixed_network(net, _engine(compile="auto"), lambda: pytest.fail("no probe on the CPU"), "x") is net
+    assert fast_fixed_network(net, _engine(compile="off"), lambda: pytest.fail("no probe"), "x") is net
+
+
+def test_a_compiler_that_fails_falls_back_to_eager_with_one_line(tiny_splits, caplog):
+    net = _net(tiny_splits)
+    engine = _engine(compile="on", compile_backend="no_such_backend")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="wpnas.train.fast"):
+        out = fast_fixed_network(net, engine, lambda: first_batch(tiny_splits, 16, engine), "ground truth")
+    assert out is net
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and lines[0].startswith("ground truth: fast path off (") and "no_such_backend" in lines[0]
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_a_compiled_step_with_another_result_is_refused(tiny_splits, caplog):
+    """Never a silent wrong result: a backend whose code computes something else fails the probe."""
+    def doubling(graph, example_inputs, **options):
+        def run(*args):
+            out = graph(*args)
+            return tuple(o * 2 if o.is_floating_point() else o for o in out) if isinstance(out, (tuple, list)) \
+                else out * 2
+        return run
+
+    from torch._dynamo.backends.registry import _BACKENDS, register_backend
+
+    if "wpnas_test_doubling" not in _BACKENDS:
+        register_backend(doubling, name="wpnas_test_doubling")
+    net = _net(tiny_splits)
+    engine = _engine(compile="on", compile_backend="wpnas_test_doubling")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    with caplog.at_level(logging.WARNING, logger="wpnas.train.fast"):
+        out = fast_fixed_network(net, engine, lambda: first_batch(tiny_splits, 16, engine), "evaluation")
+    assert out is net
+    assert "the compiled step differs from the eager one on the first batch" in caplog.text
+    # the probe left the network as it found it: weights and BN statistics
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_drop_path_keeps_the_evaluation_eager(tiny_splits, caplog):
+    net = _net(tiny_splits)
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        out = fast_fixed_network(net, _engine(compile="on"), lambda: pytest.fail("no probe"), "evaluation",
+                                 refuse="evaluation.drop_path is 0.2")
+    assert out is net and "evaluation: fast path off (evaluation.drop_path is 0.2); eager training" in caplog.text
