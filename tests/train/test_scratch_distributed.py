@@ -58,3 +58,47 @@ def test_two_ranks_train_the_network_of_one_process(tiny_splits, monkeypatch):
 
     with pytest.raises(WorkerError, match=r"evaluation\.batch_size: 33 images per batch do not split evenly over 2"):
         distributed.launch(_train, (tiny_splits, {**SETTINGS, "batch_size": 33}), {"nproc_per_node": 2})
+
+
+def _repeated(splits, settings):
+    """One rank (or the one process): the whole step 5 with ``repeats`` runs."""
+    from wpnas.train.scratch import evaluate_genotype
+
+    space = _space()
+    cfg = from_dict(EvaluationConfig, settings, where="evaluation")
+    genotype = {"space": space.name, "options": space.options(), "arch": ARCH,
+                "choices": list(space.from_string(ARCH))}
+    result = evaluate_genotype(genotype, space, splits, cfg, "cpu", seed=SEED)
+    return result.metrics, {k: v.detach().clone() for k, v in result.network.state_dict().items()}
+
+
+@pytest.mark.slow
+def test_repeated_runs_are_a_map_over_the_ranks(tiny_splits):
+    """`evaluation.repeats`: the runs (seeds SEED, SEED + 1) shard over 2 ranks, each trained alone,
+    and give exactly the runs of one process; the first run is the single-run evaluation."""
+    settings = {**SETTINGS, "repeats": 2, "batch_size": 33}  # no data parallelism: any batch size
+    two, two_state = distributed.launch(_repeated, (tiny_splits, settings), {"nproc_per_node": 2})
+    one, one_state = _repeated(tiny_splits, settings)
+    assert [r["seed"] for r in two["runs"]] == [SEED, SEED + 1]
+    assert two["runs"] == one["runs"]
+    assert all(torch.equal(two_state[k], v) for k, v in one_state.items())
+    accs = [r["test_accuracy"] for r in one["runs"]]
+    assert one["test_accuracy"] == pytest.approx(sum(accs) / 2)
+    assert one["test_accuracy_std"] == pytest.approx(abs(accs[0] - accs[1]) / 2 ** 0.5)
+    single, single_state = _repeated(tiny_splits, {**settings, "repeats": 1})
+    assert single["test_accuracy"] == accs[0] and all(torch.equal(single_state[k], v) for k, v in one_state.items())
+
+
+
+def test_more_ranks_than_evaluation_runs_are_refused_before_the_run(monkeypatch):
+    from wpnas.errors import ConfigError
+    from wpnas.pipelines.params import validate_parameters
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    params = {"run": {"device": "cpu", "distributed": {"nproc_per_node": 3}},
+              "evaluation": {"repeats": 2, "batch_size": 31, "benchmark": None}}
+    with pytest.raises(ConfigError, match=r"a world of 3 processes is larger than the work \(2 evaluation runs"):
+        validate_parameters(params, ["evaluate_final_model"])
+    params["evaluation"]["repeats"] = 3
+    validate_parameters(params, ["evaluate_final_model"])  # a map: the batch need not split over the ranks

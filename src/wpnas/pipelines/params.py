@@ -251,8 +251,12 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     distributed.resolve_backend(run.distributed.backend, resolve_device(run.device), local)
     if "warmup_supernet" in nodes and "warmup" in params:  # WarmUp and the WPNAS search go data parallel
         distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
-    if "evaluate_final_model" in nodes and "evaluation" in params:  # so does training from scratch
-        distributed.check_divisible(evaluation_config(params["evaluation"]).batch_size, size, "evaluation.batch_size")
+    if "evaluate_final_model" in nodes and "evaluation" in params:  # so does training from scratch, or
+        evaluation = evaluation_config(params["evaluation"])       # its repeated runs are a map over the ranks
+        if evaluation.repeats > 1:
+            distributed.check_work(evaluation.repeats, size, "evaluation runs (evaluation.repeats)")
+        else:
+            distributed.check_divisible(evaluation.batch_size, size, "evaluation.batch_size")
     if "wpnas_search" in nodes and "search" in params:
         search = search_config(params["search"])
         if search.method == "wpnas":

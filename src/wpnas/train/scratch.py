@@ -74,6 +74,10 @@ class EvaluationConfig:
                    auxiliary: true}``); empty: the search skeleton. Checked before training.
     auxiliary_weight: weight of the auxiliary head's loss for networks that have one
                    (DARTS: 0.4); ignored otherwise.
+    repeats:       training runs with seeds seed, seed + 1, ... (the paper reports the mean of 3
+                   on CIFAR-10); the metrics are the means, ``*_accuracy_std`` and ``runs``; the
+                   saved model is the first run's. Under torch.distributed the runs are a map
+                   sharded over the ranks (each trains alone) instead of one data-parallel run.
     data:          null: train on ``image_splits`` (device-resident, the search's data). Or an
                    image folder streamed from disk with the standard ImageNet transforms
                    (:class:`~wpnas.data.streaming.StreamedFolderConfig`: root, train_dir,
@@ -96,9 +100,12 @@ class EvaluationConfig:
     rank_metric: str | None = None
     network: dict[str, Any] = field(default_factory=dict)
     auxiliary_weight: float = 0.0
+    repeats: int = 1
     data: StreamedFolderConfig | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.repeats, bool) or not isinstance(self.repeats, int) or self.repeats < 1:
+            raise ConfigError(f"evaluation.repeats: {self.repeats!r} must be an integer >= 1 (training runs)")
         if not self.auxiliary_weight >= 0.0:
             raise ConfigError(f"evaluation.auxiliary_weight: {self.auxiliary_weight} must be >= 0")
         if self.epochs < 1:
@@ -295,6 +302,8 @@ def train_from_scratch(
     device: torch.device | str = "cpu",
     seed: int = 0,
     checkpoint: CheckpointPolicy | None = None,
+    data_parallel: bool = True,
+    metric_prefix: str = "evaluation/",
 ) -> tuple[nn.Module, list[dict[str, float]], dict[str, float]]:
     """Train ``space.build_evaluation_network(arch, ..., cfg.network)`` from random weights on the train split.
 
@@ -306,10 +315,16 @@ def train_from_scratch(
     Returns (network in eval mode, per-epoch history, final scores). Per-epoch metrics
     go to MLflow as ``evaluation/*``; scores are ``test_accuracy``, ``test_loss`` and,
     when the valid split is not empty, ``valid_accuracy``, ``valid_loss``.
+
+    In a world of several ranks the network trains data parallel (DDP), unless
+    ``data_parallel`` is false: then this rank trains its own network alone (one item of a
+    map over evaluation runs).
     """
     arch = space.validate(arch)
     world = distributed.current()
-    if world.active:
+    parallel = world.active and data_parallel
+    writes = world.is_main or not parallel  # a rank alone writes its own run's checkpoint
+    if parallel:
         distributed.check_divisible(cfg.batch_size, world.size, "evaluation.batch_size")
     engine = Engine(device, cfg.engine)
     torch.manual_seed(stream_seed(seed, "evaluation.init"))
@@ -319,7 +334,7 @@ def train_from_scratch(
                      seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last)
     model: nn.Module = net
     train_batches: Any = train
-    if world.active:
+    if parallel:
         # Data parallel: every rank draws the same seeded global batch and trains on its share;
         # DDP averages the gradients (unused parameters, e.g. of a zeroed edge, are allowed).
         from torch.nn.parallel import DistributedDataParallel
@@ -372,7 +387,7 @@ def train_from_scratch(
 
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         out = {"drop_path": float(getattr(net, "drop_path_prob", 0.0))}
-        if world.active:  # the train loss / accuracy of the whole global batches, not of this rank's share
+        if parallel:  # the train loss / accuracy of the whole global batches, not of this rank's share
             images = train_batches.images - seen[0]
             seen[0] = train_batches.images
             out.update(distributed.all_reduce_mean({k: metrics[k] for k in ("train_loss", "train_acc")},
@@ -386,16 +401,16 @@ def train_from_scratch(
         return out
 
     def after_epoch(done: int, new: list[dict[str, float]]) -> None:
-        if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
+        if store is not None and done < cfg.epochs and store.due(done) and writes:
             store.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
                         "trainer": trainer.state_dict(), "batch_generator": train.generator.get_state(),
                         "rng": rng_state(), "epoch": done, "history": past + new})
 
     set_drop_path(start_epoch)
     history = past + train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation",
-                                  start_epoch=start_epoch, on_epoch_end=on_epoch_end, metric_prefix="evaluation/",
+                                  start_epoch=start_epoch, on_epoch_end=on_epoch_end, metric_prefix=metric_prefix,
                                   modules=[net], after_epoch=after_epoch)
-    if store is not None and world.is_main:
+    if store is not None and writes:
         store.remove()
     net.eval()
     scores = evaluate(net, test, engine)
@@ -502,9 +517,13 @@ def evaluate_genotype(
     prepared = prepare_evaluation(genotype, space, splits, cfg)
     arch = prepared.arch
     text = space.to_string(arch)
-    logger.info("evaluation: training %s from scratch for %d epochs", text, cfg.epochs)
+    logger.info("evaluation: training %s from scratch for %d epochs%s", text, cfg.epochs,
+                f", {cfg.repeats} runs (seeds {seed}..{seed + cfg.repeats - 1})" if cfg.repeats > 1 else "")
     started = time.monotonic()
-    net, history, scores = train_from_scratch(space, arch, splits, cfg, device, seed, checkpoint)
+    if cfg.repeats == 1:
+        net, history, scores = train_from_scratch(space, arch, splits, cfg, device, seed, checkpoint)
+    else:
+        net, history, scores = _repeated_runs(space, arch, splits, cfg, device, seed, checkpoint)
     cost = space.evaluation_cost(arch, splits.input_shape, splits.num_classes, cfg.network)
     metrics: dict[str, Any] = {
         "space": space.name,
@@ -525,6 +544,39 @@ def evaluate_genotype(
     return EvaluationResult(metrics, checkpoint, net, export, history)
 
 
+def _repeated_runs(
+    space: SearchSpace, arch: Arch, splits: EvaluationData, cfg: EvaluationConfig, device: torch.device | str,
+    seed: int, checkpoint: CheckpointPolicy | None,
+) -> tuple[nn.Module, list[dict[str, float]], dict[str, Any]]:
+    """``cfg.repeats`` trainings from scratch with seeds ``seed``, ``seed + 1``, ... (the paper
+    reports the mean of 3 on CIFAR-10): a map over the runs, sharded over the ranks of a
+    world (each rank trains its runs alone). Returns the first run's network and history and
+    the scores: means over the runs, their standard deviations and the per-run values."""
+    world = distributed.current()
+    if world.active:
+        distributed.check_work(cfg.repeats, world.size, "evaluation runs (evaluation.repeats)")
+
+    def one(_: int, run_seed: int) -> dict[str, Any]:
+        net, history, scores = train_from_scratch(space, arch, splits, cfg, device, run_seed, checkpoint,
+                                                  data_parallel=False,
+                                                  metric_prefix=f"evaluation/seed{run_seed}/")
+        return {"seed": run_seed, "state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "history": history, "scores": scores}
+
+    runs = distributed.map_items(one, [seed + r for r in range(cfg.repeats)])
+    net = space.build_evaluation_network(arch, splits.in_channels, splits.num_classes, cfg.network)
+    net.load_state_dict(runs[0]["state_dict"])
+    net = Engine(device, cfg.engine).prepare(net).eval()
+    scores: dict[str, Any] = {}
+    for key in runs[0]["scores"]:
+        values = np.asarray([run["scores"][key] for run in runs], dtype=np.float64)
+        scores[key] = float(values.mean()) if key != "test_images" else int(values[0])
+        if key.endswith("_accuracy"):
+            scores[f"{key}_std"] = float(values.std(ddof=1))
+    scores["runs"] = [{"seed": run["seed"], **run["scores"]} for run in runs]
+    return net, runs[0]["history"], scores
+
+
 def model_export(net: nn.Module, space: SearchSpace, arch: Arch, splits: EvaluationData,
                  cfg: EvaluationConfig) -> TorchScriptExport:
     """The TorchScript export of the trained network (``export: none``: metadata only)."""
@@ -537,5 +589,6 @@ def log_evaluation(metrics: Mapping[str, Any]) -> None:
     """The final scores of an evaluation to the active MLflow run (``evaluation/*``)."""
     tracking.log_metrics({k: v for k, v in metrics.items()
                           if k in ("test_accuracy", "test_loss", "valid_accuracy", "valid_loss", "params_m",
-                                   "flops_m", "wall_seconds", "benchmark_accuracy", "benchmark_rank")},
+                                   "flops_m", "wall_seconds", "benchmark_accuracy", "benchmark_rank",
+                                   "test_accuracy_std", "valid_accuracy_std")},
                          prefix="evaluation/")
