@@ -246,8 +246,10 @@ def test_darts_v2_evaluation_network_has_darts_parameter_count():
 def test_evaluation_options_are_validated(space):
     assert space.check_evaluation_options({}) == {}
     assert space.check_evaluation_options(None) == {}
-    assert space.check_evaluation_options({"auxiliary": True}) == {"C": 36, "layers": 20, "auxiliary": True}
-    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['cells'\]; expected some of \['C', 'auxiliary', 'layers'\]"):
+    assert space.check_evaluation_options({"auxiliary": True}) == {"C": 36, "layers": 20, "auxiliary": True,
+                                                                    "layout": "cifar"}
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['cells'\]; expected some of \['C', 'auxiliary', "
+                                          r"'layers', 'layout'\]"):
         space.check_evaluation_options({"cells": 20})
     with pytest.raises(ConfigError, match="layers"):
         space.check_evaluation_options({"layers": 2})
@@ -273,7 +275,7 @@ def test_auxiliary_head_and_drop_path(space):
     without = space.evaluation_cost(arch, (3, 32, 32), NUM_CLASSES, {"C": 4, "layers": 5})
     assert with_aux == without
     net.train()
-    with pytest.raises(DataError, match="auxiliary head.*at least 8x8"):
+    with pytest.raises(DataError, match="auxiliary head.*at least 8x8"):  # (CIFAR layout: 5 + stride 3)
         net(torch.randn(2, 3, 16, 16))
     # drop-path: random in training mode, off in eval mode
     net.drop_path_prob = 0.5
@@ -285,6 +287,33 @@ def test_auxiliary_head_and_drop_path(space):
         d = net(x)
     assert not torch.allclose(a, b)
     torch.testing.assert_close(c, d, atol=0, rtol=0)
+
+
+def test_imagenet_layout_reproduces_the_published_imagenet_sizes(space):
+    """DARTS's ImageNet network (two stride-2 stems, 14 cells of C=48, 224x224, 1,000 classes):
+    DARTS-V2 4.7 M parameters, PC-DARTS 5.3 M, P-DARTS 4.9 M (Table 3 of the paper and the
+    papers it cites). FLOPs in our convention (conv and linear multiply-accumulates only) are
+    4-8 % below the reported 574 / 597 / 557 M, which count more than those."""
+    options = {"C": 48, "layers": 14, "auxiliary": True, "layout": "imagenet"}
+    expected = {"DARTS_V2": (4.718752, 4.7), "PC_DARTS": (5.27056, 5.3), "PDARTS": (4.944352, 4.9)}
+    for name, (exact, published) in expected.items():
+        cost = space.evaluation_cost(space.from_string(name), (3, 224, 224), 1000, options)
+        assert cost.params_m == pytest.approx(exact, abs=1e-6) and round(cost.params_m, 1) == published, name
+    assert space.evaluation_cost(space.from_string("DARTS_V2"), (3, 224, 224), 1000, options).flops_m == \
+        pytest.approx(529.912552, abs=1e-6)
+
+
+def test_imagenet_layout_trains_with_its_auxiliary_head(space):
+    arch = space.from_string("DARTS_V2")
+    options = {"C": 8, "layers": 5, "auxiliary": True, "layout": "imagenet"}
+    net = space.build_evaluation_network(arch, 3, NUM_CLASSES, options).train()
+    logits, aux = net(torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+    assert logits.shape == aux.shape == (2, NUM_CLASSES)  # the head reads the 7x7 map after the 2nd reduction
+    (logits.sum() + aux.sum()).backward()
+    with pytest.raises(DataError, match=r"multiples of 32"):
+        net(torch.randn(2, 3, 48, 48))
+    with pytest.raises(ConfigError, match=r"layout: 'mobile' is not one of \['cifar', 'imagenet'\]"):
+        space.check_evaluation_options({"layout": "mobile"})
 
 
 # -- configuration and build arguments ----------------------------------------------------

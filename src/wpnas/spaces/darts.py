@@ -141,8 +141,11 @@ class DartsEvaluationOptions:
     C: int = 36
     layers: int = 20
     auxiliary: bool = False
+    layout: str = "cifar"   # imagenet: DARTS's ImageNet network (Table 3: C=48, 14 cells, 224x224)
 
     def __post_init__(self) -> None:
+        if self.layout not in ("cifar", "imagenet"):
+            raise ConfigError(f"layout: {self.layout!r} is not one of ['cifar', 'imagenet']")
         if self.C < 1:
             raise ConfigError(f"C: must be positive, got {self.C}")
         if self.layers < 3:
@@ -359,7 +362,8 @@ class Darts(SearchSpace):
         genes = self.genes(arch)
         in_channels, num_classes = check_build_args(in_channels, num_classes, "darts build_evaluation_network")
         return DartsNetwork(
-            in_channels, opts["C"], opts["layers"], self.opts.stem_multiplier, genes, num_classes, opts["auxiliary"]
+            in_channels, opts["C"], opts["layers"], self.opts.stem_multiplier, genes, num_classes, opts["auxiliary"],
+            opts["layout"]
         )
 
 

@@ -75,11 +75,18 @@ class CellSpec:
         return len(CONCAT) * self.c
 
 
-def darts_plan(C: int, layers: int, stem_multiplier: int) -> tuple[CellSpec, ...]:
-    """The DARTS skeleton: reduction cells at layers // 3 and 2 * layers // 3 double the width."""
-    c_stem = stem_multiplier * C
-    c_pp, c_p, c = c_stem, c_stem, C
-    reduction_prev = False
+def darts_plan(C: int, layers: int, stem_multiplier: int, layout: str = "cifar") -> tuple[CellSpec, ...]:
+    """The DARTS skeleton: reduction cells at layers // 3 and 2 * layers // 3 double the width.
+
+    ``cifar``: one stem of ``stem_multiplier * C`` channels feeds both inputs of the first
+    cell. ``imagenet`` (DARTS's ImageNet network): two stems of C channels, the second at
+    half the first's resolution, so the first cell reads its c_{k-2} through a factorized
+    reduce."""
+    if layout == "imagenet":
+        c_pp, c_p, c, reduction_prev = C, C, C, True
+    else:
+        c_stem = stem_multiplier * C
+        c_pp, c_p, c, reduction_prev = c_stem, c_stem, C, False
     plan = []
     for k in range(layers):
         reduction = k in reduction_layers(layers)
@@ -256,15 +263,17 @@ def _dropping(op: nn.Module, prob: float) -> OpCall:
 
 
 class AuxiliaryHead(nn.Module):
-    """DARTS's CIFAR auxiliary head, meant for an 8x8 map: ReLU, 5x5 avg pool stride 3,
-    1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU, linear.
+    """DARTS's auxiliary head: ReLU, 5x5 avg pool (stride 3 on CIFAR's 8x8 map, 2 on
+    ImageNet's 14x14), 1x1 conv to 128, BN, ReLU, 2x2 conv to 768, BN, ReLU, linear.
 
-    Maps smaller than 8x8 are refused; on maps above 10x10 (inputs above 40x40) the
-    768 features are averaged over the remaining positions before the linear layer.
+    Maps smaller than (5 + stride) squared are refused (8x8 on CIFAR, 7x7 on ImageNet); on
+    larger maps the 768 features are averaged over the remaining positions before the
+    linear layer.
     """
 
-    def __init__(self, c_in: int, num_classes: int) -> None:
+    def __init__(self, c_in: int, num_classes: int, stride: int = 3) -> None:
         super().__init__()
+        self.stride = stride
         self.conv_1 = nn.Conv2d(c_in, 128, 1, bias=False)
         self.bn_1 = nn.BatchNorm2d(128)
         self.conv_2 = nn.Conv2d(128, 768, 2, bias=False)
@@ -272,20 +281,45 @@ class AuxiliaryHead(nn.Module):
         self.classifier = nn.Linear(768, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[2] < 8 or x.shape[3] < 8:
+        least = 5 + self.stride  # the pool must leave 2x2 for the 2x2 conv
+        if x.shape[2] < least or x.shape[3] < least:
             raise DataError(
                 f"auxiliary head: the feature map after the second reduction cell is {tuple(x.shape[2:])}, "
-                "it needs at least 8x8 (inputs of at least 32x32); set auxiliary: false for smaller images"
+                f"it needs at least {least}x{least} (inputs of at least {least * 4}x{least * 4} in the CIFAR "
+                f"layout, {least * 32}x{least * 32} in the ImageNet one); set auxiliary: false for smaller images"
             )
-        x = F.avg_pool2d(F.relu(x), 5, stride=3, padding=0, count_include_pad=False)
+        x = F.avg_pool2d(F.relu(x), 5, stride=self.stride, padding=0, count_include_pad=False)
         x = F.relu(self.bn_1(self.conv_1(x)))
         x = F.relu(self.bn_2(self.conv_2(x)))
         return self.classifier(F.adaptive_avg_pool2d(x, 1).flatten(1))
 
 
+class ImageNetStems(nn.Module):
+    """DARTS's ImageNet stems: conv3x3/2 (C/2)-BN-ReLU-conv3x3/2 (C)-BN, then ReLU-conv3x3/2-BN:
+    the two cell inputs at 1/4 and 1/8 of the image size."""
+
+    def __init__(self, in_channels: int, C: int) -> None:
+        super().__init__()
+        self.stem0 = nn.Sequential(
+            nn.Conv2d(in_channels, C // 2, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C // 2),
+            nn.ReLU(inplace=False), nn.Conv2d(C // 2, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+        self.stem1 = nn.Sequential(
+            nn.ReLU(inplace=False), nn.Conv2d(C, C, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(C))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        s0 = self.stem0(x)
+        return s0, self.stem1(s0)
+
+
+#: Resolution halvings of each layout (stems and the two reduction cells).
+LAYOUT_REDUCTIONS = {"cifar": REDUCTIONS, "imagenet": REDUCTIONS + 3}
+
+
 class DartsNetwork(nn.Module):
     """Stand-alone DARTS network: stem conv3x3-BN (stem_multiplier * C channels), ``layers``
     cells (reduction cells at layers // 3 and 2 * layers // 3), global average pool, linear.
+    ``layout="imagenet"``: DARTS's ImageNet network instead (two stride-2 stems, see
+    :class:`ImageNetStems`; 224x224 inputs end at 7x7), for evaluation only.
 
     ``auxiliary``: an auxiliary head after the second reduction cell; in training mode
     ``forward`` then returns ``(logits, aux_logits)``, in eval mode the logits.
@@ -302,21 +336,29 @@ class DartsNetwork(nn.Module):
         genes: tuple[Genes, Genes],
         num_classes: int,
         auxiliary: bool = False,
+        layout: str = "cifar",
     ) -> None:
         super().__init__()
+        if layout not in LAYOUT_REDUCTIONS:
+            raise ConfigError(f"darts network layout {layout!r} is not one of {sorted(LAYOUT_REDUCTIONS)}")
         self.in_channels = in_channels
-        plan = darts_plan(C, layers, stem_multiplier)
-        self.stem = Stem(in_channels, stem_multiplier * C)
+        self.layout = layout
+        plan = darts_plan(C, layers, stem_multiplier, layout)
+        self.stem = Stem(in_channels, stem_multiplier * C) if layout == "cifar" else ImageNetStems(in_channels, C)
         self.cells = nn.ModuleList(Cell(genes[1] if spec.reduction else genes[0], spec) for spec in plan)
         self.aux_after = reduction_layers(layers)[1]
-        self.auxiliary = AuxiliaryHead(plan[self.aux_after].c_out, num_classes) if auxiliary else None
+        self.auxiliary = AuxiliaryHead(plan[self.aux_after].c_out, num_classes, 3 if layout == "cifar" else 2) \
+            if auxiliary else None
         self.classifier = DynamicLinear(plan[-1].c_out, num_classes)
         self.drop_path_prob = 0.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        check_input(x, self.in_channels, REDUCTIONS, type(self).__name__)
+        check_input(x, self.in_channels, LAYOUT_REDUCTIONS[self.layout], type(self).__name__)
         drop = self.drop_path_prob if self.training else 0.0
-        s0 = s1 = self.stem(x)
+        if self.layout == "cifar":
+            s0 = s1 = self.stem(x)
+        else:
+            s0, s1 = self.stem(x)
         aux = None
         for k, cell in enumerate(self.cells):
             s0, s1 = s1, cell(s0, s1, drop)
