@@ -2,7 +2,8 @@
 
 Stages (NATS-TSS, random 32x32 images, the `paper` environment's sizes by default):
 
-* ``warmup``: one SuperNet step on a uniformly sampled path (a new path every step);
+* ``warmup``: one SuperNet step on a uniformly sampled path (a new path every step); the
+  fast path replays each candidate op as a CUDA graph (`wpnas.train.fast.graph_candidate_ops`);
 * ``fixed``: one training step of a fixed stand-alone network (ground-truth fine-tune,
   evaluation from scratch) - the stage with a fast path (`wpnas.train.fast`: the training
   forward compiled, CUDA graphs on a GPU); eager and fast start from the same weights and
@@ -12,7 +13,7 @@ Stages (NATS-TSS, random 32x32 images, the `paper` environment's sizes by defaul
 * ``ranking``: one architecture's inherited-weight evaluation (BN recalibration on 4
   batches, then 10 validation batches).
 
-Stages without a fast path report eager only (ratio 1.0, said so). The projection
+The search and ranking stages have no fast path yet and report eager only. The projection
 multiplies the measured step times by the `paper` environment's step counts (25,000
 training images, batch 64: 391 steps per epoch; WarmUp 200 epochs, ground truth
 200 x 30 epochs, search 300 epochs).
@@ -40,7 +41,7 @@ from wpnas.config import from_dict  # noqa: E402
 from wpnas.nn.batchnorm import recalibrate_bn  # noqa: E402
 from wpnas.spaces import get_space  # noqa: E402
 from wpnas.train.engine import Engine, EngineConfig, Trainer  # noqa: E402
-from wpnas.train.fast import fast_fixed_network  # noqa: E402
+from wpnas.train.fast import fast_fixed_network, graph_candidate_ops  # noqa: E402
 from wpnas.train.optim import OptimConfig  # noqa: E402
 
 STEPS_PER_EPOCH = 391  # 25,000 images / batch 64
@@ -73,7 +74,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warm", type=int, default=3)
-    parser.add_argument("--compile", default="on", help="engine.compile of the fast run (on / auto / off)")
+    parser.add_argument("--compile", default="on",
+                        help="engine.compile and engine.graph_ops of the fast run (on / auto / off)")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -83,7 +85,7 @@ def main() -> None:
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
     eager_engine = Engine(device, from_dict(EngineConfig, {"compile": "off"}))
-    fast_engine = Engine(device, from_dict(EngineConfig, {"compile": args.compile}))
+    fast_engine = Engine(device, from_dict(EngineConfig, {"compile": args.compile, "graph_ops": args.compile}))
     if eager_engine.channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     optim = OptimConfig(lr=0.05, lr_min=0.0)
@@ -110,16 +112,32 @@ def main() -> None:
         if args.json:
             Path(args.json).write_text(json.dumps(result, indent=1))
 
-    # WarmUp: a new path every step
-    torch.manual_seed(0)
-    supernet = eager_engine.prepare(space.build_supernet(3, 10)).train()
-    trainer = Trainer(supernet.parameters(), optim, 10_000, eager_engine)
+    # WarmUp: a new path every step; eager vs the SuperNet's candidate ops replayed as CUDA graphs
+    warm_losses, warm_times, graphed = {}, {}, False
+    for name, engine in (("eager", eager_engine), ("fast", fast_engine)):
+        torch.manual_seed(0)
+        net = engine.prepare(space.build_supernet(3, 10)).train()
+        warm_trainer = Trainer(net.parameters(), optim, 10_000, engine)
+        restore = graph_candidate_ops(net, engine, (x, y), "throughput") if name == "fast" else (lambda: None)
+        graphed = graphed or any("forward" in m.__dict__ for m in net.modules())
+        paths = np.random.default_rng(5)
+        seen = []
 
-    def warm_step():
-        arch = space.sample(rng)
-        trainer.step(lambda inputs: supernet(inputs, arch), x, y)
+        def warm_step():
+            arch = space.sample(paths)
+            seen.append(float(warm_trainer.step(lambda inputs: net(inputs, arch), x, y).detach()))
 
-    record("warmup", _timed(warm_step, args.steps, args.warm, device), None, "no fast path yet: eager only")
+        warm_times[name] = _timed(warm_step, args.steps, args.warm, device)
+        warm_losses[name] = seen
+        restore()
+        if name == "eager":
+            supernet, trainer = net, warm_trainer  # the search and ranking stages below use this one
+    diff = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(warm_losses["fast"], warm_losses["eager"]))
+    result["warmup_loss_max_rel_diff"] = diff
+    note = f"per-op CUDA graphs; losses over {len(warm_losses['eager'])} steps: max relative difference {diff:.2e}"
+    if not graphed:
+        note += "; the graphs did not apply (see the log line above): both runs eager"
+    record("warmup", warm_times["eager"], warm_times["fast"], note)
 
     # fixed architecture: eager vs the fast path, same initial weights, losses compared
     arch = space.sample(np.random.default_rng(1))

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 import pytest
 import torch
 
@@ -109,3 +111,116 @@ def test_drop_path_keeps_the_evaluation_eager(tiny_splits, caplog):
         out = fast_fixed_network(net, _engine(compile="on"), lambda: pytest.fail("no probe"), "evaluation",
                                  refuse="evaluation.drop_path is 0.2")
     assert out is net and "evaluation: fast path off (evaluation.drop_path is 0.2); eager training" in caplog.text
+
+
+# -- per-op graphs of a SuperNet ---------------------------------------------------------------------
+class CountingMaker:
+    """Stands in for torch.cuda.make_graphed_callables on the CPU: the 'graph' runs the captured
+    callable itself (so results must equal eager) and counts its replays. ``scale`` makes it
+    compute something else."""
+
+    def __init__(self, scale: float = 1.0, fail: bool = False):
+        self.captured, self.replays, self.scale, self.fail = 0, 0, scale, fail
+
+    def __call__(self, module, sample_args):
+        if self.fail:
+            raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
+        self.captured += 1
+        maker = self
+
+        class Replay(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = module
+
+            def forward(self, x):
+                maker.replays += 1
+                return self.inner(x) * maker.scale
+
+        return Replay()
+
+
+def _supernet(tiny_splits):
+    torch.manual_seed(0)
+    return get_space("nats_tss", C=4, N=1).build_supernet(tiny_splits.in_channels, tiny_splits.num_classes)
+
+
+def test_supernet_ops_graphed_give_the_eager_step(tiny_splits, caplog):
+    from wpnas.train.fast import graph_candidate_ops
+
+    engine = _engine(graph_ops="on")
+    example = first_batch(tiny_splits, 16, engine)
+    eager, graphed = _supernet(tiny_splits), _supernet(tiny_splits)
+    before = {k: v.clone() for k, v in graphed.state_dict().items()}
+    maker = CountingMaker()
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        restore = graph_candidate_ops(graphed, engine, example, "warm-up", graph_maker=maker)
+    ops = graphed.candidate_ops()
+    assert maker.captured == len(ops) == 3 * 6 * 4  # every op of every edge of the 3 cells (N=1) was reached
+    assert f"warm-up: {len(ops)} candidate ops captured as CUDA graphs" in caplog.text
+    assert all(torch.equal(before[k], v) for k, v in graphed.state_dict().items())  # capture + probe left no trace
+    assert all(p.grad is None for p in graphed.parameters())
+    x, y = example
+    space = graphed.space
+    for arch in space.sample(np.random.default_rng(3), 4):
+        losses = []
+        for net in (eager, graphed):
+            net.train()
+            loss = torch.nn.functional.cross_entropy(net(x, arch), y)
+            loss.backward()
+            losses.append(loss.detach())
+        torch.testing.assert_close(losses[0], losses[1], rtol=0, atol=0)
+    for (name, a), b in zip(eager.named_parameters(), graphed.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=0, atol=0, msg=name)
+    assert maker.replays > 0
+    replays = maker.replays
+    graphed.eval()
+    with torch.no_grad():
+        graphed(x, space.sample(np.random.default_rng(4)))
+    assert maker.replays == replays  # eval mode runs eagerly
+    restore()
+    assert not any("forward" in m.__dict__ for m in graphed.modules())
+
+
+def test_supernet_graphs_that_compute_otherwise_or_fail_are_dropped(tiny_splits, caplog):
+    from wpnas.train.fast import graph_candidate_ops
+
+    engine = _engine(graph_ops="on")
+    example = first_batch(tiny_splits, 16, engine)
+    for maker, message in ((CountingMaker(scale=1.5), "the graphed step differs from the eager one"),
+                           (CountingMaker(fail=True), "RuntimeError: CUDA error")):
+        net = _supernet(tiny_splits)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="wpnas.train.fast"):
+            graph_candidate_ops(net, engine, example, "warm-up", graph_maker=maker)
+        assert "warm-up: per-op graphs off (" in caplog.text and message in caplog.text
+        assert not any("forward" in m.__dict__ for m in net.modules())
+    sss = get_space("nats_sss", channels=[4, 8]).build_supernet(tiny_splits.in_channels, tiny_splits.num_classes)
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        graph_candidate_ops(sss, engine, example, "warm-up", graph_maker=CountingMaker())
+    assert "ops change shape with the path" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        graph_candidate_ops(_supernet(tiny_splits), engine, example, "warm-up")  # the real maker, no CUDA here
+    assert "CUDA graphs need a CUDA device" in caplog.text
+
+
+def test_warmup_with_graphed_ops_equals_eager_warmup(tiny_splits, monkeypatch):
+    """WarmUp wires the per-op graphs in and takes them out again: same checkpoint as eager."""
+    import wpnas.train.fast as fast
+    from wpnas.config import seed_everything
+    from wpnas.train.warmup import WarmupConfig, warmup_supernet
+
+    def warm(engine):
+        seed_everything(0)
+        cfg = from_dict(WarmupConfig, {"epochs": 1, "batch_size": 32, "probe_archs": 0, "engine": engine})
+        return warmup_supernet(get_space("nats_tss", C=4, N=1), tiny_splits, cfg, torch.device("cpu"), seed=0)
+
+    eager = warm({"graph_ops": "off"})
+    maker = CountingMaker()
+    monkeypatch.setattr(fast, "_cuda_graph_maker", lambda engine: maker)
+    graphed = warm({"graph_ops": "on"})
+    assert maker.replays > 0
+    for name, value in eager["state_dict"].items():
+        torch.testing.assert_close(graphed["state_dict"][name], value, rtol=0, atol=0, msg=name)

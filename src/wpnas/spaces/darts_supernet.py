@@ -108,6 +108,11 @@ class DartsSuperNet(SuperNet):
             s0, s1 = s1, cell(s0, s1, genes[t], None if per_type is None else per_type[t])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
+    def candidate_ops(self) -> list[tuple[str, nn.Module]]:
+        """Every op of every edge of every cell (an edge's input is its cell's preprocessed state)."""
+        return [(f"cells.{k}.edges.{key}.{name}", op)
+                for k, cell in enumerate(self.cells) for key, edge in cell.edges.items() for name, op in edge.items()]
+
     def extract(
         self, arch: Iterable[int] | str, offsets: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:

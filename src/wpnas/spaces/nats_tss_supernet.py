@@ -76,6 +76,12 @@ class TSSSuperNet(SuperNet):
             h = cell(h, ops, per_edge) if isinstance(cell, SharedCell) else cell(h)
         return self.head(h)
 
+    def candidate_ops(self) -> list[tuple[str, nn.Module]]:
+        """Every op of every edge of every cell (each always sees its cell's input shape)."""
+        return [(f"cells.{k}.edges.{e}.{name}", op)
+                for k, cell in enumerate(self.cells) if isinstance(cell, SharedCell)
+                for e, edge in enumerate(cell.edges) for name, op in edge.items()]
+
     def extract(
         self, arch: Iterable[int] | str, offsets: torch.Tensor | None = None
     ) -> dict[str, torch.Tensor]:

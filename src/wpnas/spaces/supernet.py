@@ -77,6 +77,13 @@ class SuperNet(nn.Module):
         stand-alone network then computes the same function as ``forward(x, arch)``.
         """
 
+    def candidate_ops(self) -> list[tuple[str, nn.Module]]:
+        """(name, module) of every candidate-op module whose input shape is the same on every
+        path (e.g. one op of one edge of one cell): what per-op CUDA graphs may capture
+        (:func:`wpnas.train.fast.graph_candidate_ops`). Default: none (a space whose shapes
+        change with the path, such as channel slicing, has none)."""
+        return []
+
     def describe(self) -> dict[str, Any]:
         """What a checkpoint must match to be loaded into this SuperNet."""
         return describe_supernet(self.space, self.in_channels, self.num_classes)

@@ -46,10 +46,13 @@ class EngineConfig:
     compile: Literal["auto", "on", "off"] = "auto"
     compile_mode: str = "reduce-overhead"    # torch.compile mode (reduce-overhead: CUDA graphs)
     compile_backend: str = "inductor"
+    # SuperNet candidate ops as CUDA graphs (wpnas.train.fast.graph_candidate_ops): auto = on CUDA.
+    graph_ops: Literal["auto", "on", "off"] = "auto"
 
     def __post_init__(self) -> None:
-        if self.compile not in ("auto", "on", "off"):
-            raise ConfigError(f"engine.compile: {self.compile!r} is not one of ['auto', 'on', 'off']")
+        for key in ("compile", "graph_ops"):
+            if getattr(self, key) not in ("auto", "on", "off"):
+                raise ConfigError(f"engine.{key}: {getattr(self, key)!r} is not one of ['auto', 'on', 'off']")
 
 
 class Engine:

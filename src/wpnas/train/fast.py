@@ -117,3 +117,184 @@ def first_batch(splits: Any, batch_size: int, engine: Any) -> tuple[torch.Tensor
 
     return DeviceBatches.from_splits(splits, "train", engine.device, batch_size, train=False, shuffle=False,
                                      channels_last=engine.channels_last).take(1)[0]
+
+
+# -- per-op CUDA graphs of a SuperNet (WarmUp's random paths) ------------------------------------------
+class _TensorOnly(nn.Module):
+    """``op``'s original forward with its recorded non-tensor arguments, as a callable of the
+    input tensor alone (what ``make_graphed_callables`` captures); ``op`` is a submodule so
+    that its parameters get their gradients from the graphed backward."""
+
+    def __init__(self, op: nn.Module, forward: Callable[..., torch.Tensor], extra: tuple, kwargs: dict) -> None:
+        super().__init__()
+        self.op = op
+        self._forward, self._extra, self._kwargs = forward, extra, kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._forward(x, *self._extra, **self._kwargs)
+
+
+def _same_arguments(a: tuple, b: tuple) -> bool:
+    """Equal non-tensor arguments (any tensor argument, such as an offset, means no graph)."""
+    if len(a) != len(b):
+        return False
+    return all(not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor) and x == y for x, y in zip(a, b))
+
+
+def _signature(x: torch.Tensor) -> tuple:
+    return (tuple(x.shape), x.dtype, x.device, x.stride())
+
+
+def graph_candidate_ops(
+    supernet: nn.Module, engine: Any, example: tuple[torch.Tensor, torch.Tensor], what: str,
+    graph_maker: Callable[..., nn.Module] | None = None, cover: int = 200,
+) -> Callable[[], None]:
+    """Capture each of ``supernet.candidate_ops()`` as a CUDA graph (forward and backward), for
+    training steps whose path changes every step (WarmUp): a chosen op then costs one graph
+    replay instead of its several kernel launches. Returns ``restore()``, which puts the eager
+    forwards back (call it before saving or pickling the SuperNet).
+
+    ``engine.graph_ops`` decides (``auto``: CUDA only). Each op's input shape, dtype, layout and
+    non-tensor arguments are recorded on paths of ``example`` that together use every op
+    (``cover`` random paths at most after one per choice index); an op is replayed only when a
+    call matches them, in training mode with gradients on, and runs eagerly otherwise (eval,
+    recalibration, offsets). The capture leaves weights, BN statistics and gradients as they
+    were; a probe step compares the loss and gradients with the eager ones, and any failure or
+    difference restores the eager forwards with one log line. ``graph_maker`` replaces
+    ``torch.cuda.make_graphed_callables`` (tests)."""
+    cfg = engine.cfg
+    nothing = lambda: None  # noqa: E731
+    if cfg.graph_ops == "off" or (cfg.graph_ops == "auto" and not engine.on_cuda):
+        return nothing
+    maker = graph_maker or _cuda_graph_maker(engine)
+    if maker is None:
+        logger.info("%s: per-op graphs off (CUDA graphs need a CUDA device); eager training", what)
+        return nothing
+    if distributed.current().active:
+        logger.info("%s: per-op graphs off (a distributed world: DDP wraps the eager SuperNet); eager training", what)
+        return nothing
+    ops = dict(supernet.candidate_ops())
+    if not ops:
+        logger.info("%s: per-op graphs off (%s's ops change shape with the path); eager training", what,
+                    type(supernet).__name__)
+        return nothing
+    space = supernet.space
+    x, y = example
+    saved = copy.deepcopy(supernet.state_dict())
+    rng = rng_state()
+    was_training = supernet.training
+    originals: dict[str, Callable[..., torch.Tensor]] = {}
+
+    def restore() -> None:
+        for name, forward in originals.items():
+            ops[name].__dict__.pop("forward", None)
+        originals.clear()
+
+    try:
+        seen = _record_inputs(supernet, ops, engine, x, space, cover)
+        missing = len(ops) - len(seen)
+        graphed = {}
+        with torch.autocast(device_type=engine.device.type, dtype=torch.bfloat16, cache_enabled=False,
+                            enabled=engine.on_cuda and engine.cfg.amp):
+            for name, (sig, extra, kwargs) in seen.items():
+                op = ops[name]
+                sample = torch.empty_strided(sig[0], sig[3], dtype=sig[1], device=sig[2]).normal_()
+                graphed[name] = maker(_TensorOnly(op, op.forward, extra, kwargs), (sample.requires_grad_(True),))
+        for name, (sig, extra, kwargs) in seen.items():
+            originals[name] = ops[name].forward
+            ops[name].forward = _dispatch(graphed[name], ops[name], sig, extra, kwargs)
+        supernet.load_state_dict(saved)
+        supernet.zero_grad(set_to_none=True)
+        set_rng_state(rng)
+        problem = _probe_supernet(supernet, engine, x, y, space, restore, saved, rng)
+    except Exception as err:
+        restore()
+        lines = [line.strip() for line in str(err).splitlines() if line.strip()][:2]
+        problem = f"{type(err).__name__}: {' '.join(lines)}"[:300]
+    finally:
+        supernet.load_state_dict(saved)
+        supernet.zero_grad(set_to_none=True)
+        set_rng_state(rng)
+        supernet.train(was_training)
+    if problem is not None:
+        restore()
+        logger.warning("%s: per-op graphs off (%s); eager training", what, problem)
+        return nothing
+    logger.info("%s: %d candidate ops captured as CUDA graphs%s", what, len(originals),
+                f" ({missing} never reached on the covering paths stay eager)" if missing else "")
+    return restore
+
+
+def _cuda_graph_maker(engine: Any) -> Callable[..., nn.Module] | None:
+    return torch.cuda.make_graphed_callables if engine.on_cuda else None
+
+
+def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, extra: tuple, kwargs: dict) -> Callable[..., torch.Tensor]:
+    eager = op.forward  # the class's forward, bound (before the instance attribute is set)
+
+    def forward(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        if (op.training and torch.is_grad_enabled() and _signature(x) == sig and _same_arguments(args, extra)
+                and kw.keys() == kwargs.keys() and _same_arguments(tuple(kw.values()), tuple(kwargs.values()))):
+            return graphed(x)
+        return eager(x, *args, **kw)
+
+    return forward
+
+
+def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, x: torch.Tensor, space: Any,
+                   cover: int) -> dict[str, tuple]:
+    """Input signature and non-tensor arguments of every op reached by covering paths."""
+    import numpy as np
+
+    seen: dict[str, tuple] = {}
+    handles = []
+    for name, op in ops.items():
+        def hook(module, args, kwargs, name=name):
+            if name not in seen and args and isinstance(args[0], torch.Tensor):
+                seen[name] = (_signature(args[0]), tuple(args[1:]), dict(kwargs))
+        handles.append(op.register_forward_pre_hook(hook, with_kwargs=True))
+    rng = np.random.default_rng(0)
+    paths = [tuple(min(k, n - 1) for n in space.num_choices) for k in range(space.max_choices)]
+    try:
+        supernet.train()
+        with torch.no_grad(), engine.autocast():
+            for i in range(len(paths) + cover):
+                if len(seen) == len(ops):
+                    break
+                supernet(x, paths[i] if i < len(paths) else space.sample(rng))
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+def _probe_supernet(supernet: nn.Module, engine: Any, x: torch.Tensor, y: torch.Tensor, space: Any,
+                    restore: Callable[[], None], saved: dict, rng: dict) -> str | None:
+    """One training forward + backward on a covering path with the graphs and without them."""
+    arch = tuple(k - 1 for k in space.num_choices)
+    results = []
+    for graphs_on in (True, False):
+        if not graphs_on:
+            forwards = {}
+            for module in supernet.modules():
+                if "forward" in module.__dict__:
+                    forwards[module] = module.__dict__.pop("forward")
+        supernet.load_state_dict(saved)
+        supernet.zero_grad(set_to_none=True)
+        set_rng_state(rng)
+        supernet.train()
+        with engine.autocast():
+            loss = F.cross_entropy(supernet(x, arch).float(), y)
+        loss.backward()
+        grad = sum(float(p.grad.float().abs().sum()) for p in supernet.parameters() if p.grad is not None)
+        results.append((float(loss.detach()), grad))
+        if not graphs_on:
+            for module, forward in forwards.items():
+                module.forward = forward
+    (fast_loss, fast_grad), (eager_loss, eager_grad) = results
+    tol = PROBE_RTOL_BF16 if engine.on_cuda and engine.cfg.amp else PROBE_RTOL
+    if abs(fast_loss - eager_loss) <= tol * max(abs(eager_loss), 1e-6) and \
+            abs(fast_grad - eager_grad) <= 10 * tol * max(abs(eager_grad), 1e-6):
+        return None
+    return (f"the graphed step differs from the eager one: loss {fast_loss:.6g} vs {eager_loss:.6g}, gradient L1 "
+            f"{fast_grad:.6g} vs {eager_grad:.6g}")

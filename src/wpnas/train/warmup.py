@@ -32,6 +32,7 @@ from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
 from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
+from wpnas.train.fast import first_batch, graph_candidate_ops
 from wpnas.train.evaluation import evaluate_architecture
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
@@ -241,14 +242,20 @@ def warmup_supernet(
         if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
             store.save(snapshot(done, history + new))
 
-    history += train_epochs(
-        trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
-        on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
-        extra_loss_for_step=None if regularizer is None else (
-            lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
-        ),
-        after_epoch=after_epoch,
-    )
+    # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
+    restore_ops = graph_candidate_ops(supernet, engine, first_batch(splits, cfg.batch_size, engine), "warm-up") \
+        if start_epoch < cfg.epochs else (lambda: None)
+    try:
+        history += train_epochs(
+            trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
+            on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
+            extra_loss_for_step=None if regularizer is None else (
+                lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
+            ),
+            after_epoch=after_epoch,
+        )
+    finally:
+        restore_ops()
     result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
     if store is not None and world.is_main:
         store.remove()
