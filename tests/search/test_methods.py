@@ -110,3 +110,20 @@ def test_spos_evolution_on_the_darts_and_mobilenet_spaces(kit, name):
     assert len(evaluated) > EVOLUTION["population"]  # offspring were bred and scored
     assert evaluated[tuple(genotype["choices"])] == max(evaluated.values())
     assert space.from_string(genotype["arch"]) == tuple(genotype["choices"])
+
+
+def test_wpnas_weight_steps_with_graphed_ops_equal_eager(kit, monkeypatch):
+    """The search's weight steps (HyperNet off) take the per-op graphs and give the eager search."""
+    import wpnas.train.fast as fast
+    from tests.train.test_fast import CountingMaker
+
+    space, warmed = kit.warmed("nats_tss")
+    eager = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "off"}), DEVICE, seed=0).run()
+    maker = CountingMaker()
+    monkeypatch.setattr(fast, "_cuda_graph_maker", lambda engine: maker)
+    runner = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "on"}), DEVICE, seed=0)
+    graphed = runner.run()
+    assert maker.captured > 0 and maker.replays > 0
+    assert torch.equal(graphed.checkpoint["alpha"]["alpha"], eager.checkpoint["alpha"]["alpha"])
+    assert _states_equal(graphed.checkpoint["state_dict"], eager.checkpoint["state_dict"])
+    assert not any("forward" in m.__dict__ for m in runner.method.supernet.modules())  # the graphs were taken out

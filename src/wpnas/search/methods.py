@@ -166,6 +166,12 @@ class SearchMethod(ABC):
         return False
 
     @property
+    def plain_weight_steps(self) -> bool:
+        """Do its weight steps run SuperNet paths without offsets (so the candidate ops may be
+        replayed as CUDA graphs, :func:`wpnas.train.fast.graph_candidate_ops`)?"""
+        return False
+
+    @property
     @abstractmethod
     def supernet(self) -> SuperNet:
         """The shared weights the method searches with (saved in the search checkpoint)."""

@@ -36,6 +36,7 @@ from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import get_method
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, check_finite
+from wpnas.train.fast import first_batch, graph_candidate_ops
 
 logger = logging.getLogger(__name__)
 
@@ -130,6 +131,18 @@ class SearchRunner:
         total = self.num_epochs
         stop = total if stop_epoch is None else min(int(stop_epoch), total)
         started = time.monotonic()
+        restore_ops = (
+            graph_candidate_ops(self.method.supernet, self.ctx.engine,
+                                first_batch(self.ctx.splits, self.cfg.batch_size, self.ctx.engine), "search")
+            if self.method.plain_weight_steps and self.epoch < stop else (lambda: None)
+        )
+        try:
+            self._run_epochs(stop, total, started)
+        finally:
+            restore_ops()
+        return self.result()
+
+    def _run_epochs(self, stop: int, total: int, started: float) -> None:
         with Progress(stop, self.cfg.method, unit="epoch", log_every=self.cfg.log_every,
                       initial=min(self.epoch, stop)) as bar:
             for epoch in range(self.epoch, stop):
@@ -150,7 +163,6 @@ class SearchRunner:
         self.elapsed += time.monotonic() - started
         if self.store is not None and self.epoch >= total and distributed.current().is_main:
             self.store.remove()
-        return self.result()
 
     def _epoch(self, epoch: int) -> dict[str, Any]:
         cfg = self.cfg

@@ -125,6 +125,10 @@ class WPNASMethod(SearchMethod):
         return self.trainer is not None
 
     @property
+    def plain_weight_steps(self) -> bool:
+        return self.trainer is not None and self.wcfg.hypernet.mode == "off"
+
+    @property
     def num_epochs(self) -> int:
         return self.ctx.cfg.epochs
 
