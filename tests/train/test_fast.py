@@ -224,3 +224,25 @@ def test_warmup_with_graphed_ops_equals_eager_warmup(tiny_splits, monkeypatch):
     assert maker.replays > 0
     for name, value in eager["state_dict"].items():
         torch.testing.assert_close(graphed["state_dict"][name], value, rtol=0, atol=0, msg=name)
+
+
+def test_landmark_steps_keep_the_supernet_eager(tiny_splits, monkeypatch, caplog):
+    """Several paths per step (the landmark term) would replay a graph twice before backward."""
+    import pandas as pd
+
+    import wpnas.train.fast as fast
+    from wpnas.config import seed_everything
+    from wpnas.train.warmup import WarmupConfig, warmup_supernet
+
+    maker = CountingMaker()
+    monkeypatch.setattr(fast, "_cuda_graph_maker", lambda engine: maker)
+    space = get_space("nats_tss", C=4, N=1)
+    archs = space.sample_unique(np.random.default_rng(0), 4)
+    landmarks = pd.DataFrame({"arch": [space.to_string(a) for a in archs], "accuracy": [50.0, 60.0, 70.0, 80.0]})
+    seed_everything(0)
+    cfg = from_dict(WarmupConfig, {"epochs": 1, "batch_size": 32, "probe_archs": 0, "engine": {"graph_ops": "on"},
+                                   "landmark": {"enabled": True, "start": 0.0}})
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        warmup_supernet(space, tiny_splits, cfg, torch.device("cpu"), seed=0, landmarks=landmarks)
+    assert maker.captured == 0
+    assert "warm-up: per-op graphs off (the landmark term runs several paths per step" in caplog.text

@@ -172,6 +172,11 @@ class SearchMethod(ABC):
         return False
 
     @property
+    def graph_refusal(self) -> str | None:
+        """Why the weight steps must not use per-op graphs although they are plain (logged), or None."""
+        return None
+
+    @property
     @abstractmethod
     def supernet(self) -> SuperNet:
         """The shared weights the method searches with (saved in the search checkpoint)."""

@@ -58,6 +58,7 @@ from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch
 from wpnas.spaces.supernet import SuperNet
 from wpnas.train.engine import Meter, Trainer
+from wpnas.train.fast import LANDMARK_REFUSAL
 from wpnas.train.landmark import LandmarkRegularizer
 
 logger = logging.getLogger(__name__)
@@ -127,6 +128,10 @@ class WPNASMethod(SearchMethod):
     @property
     def plain_weight_steps(self) -> bool:
         return self.trainer is not None and self.wcfg.hypernet.mode == "off"
+
+    @property
+    def graph_refusal(self) -> str | None:
+        return None if self.landmarks is None else LANDMARK_REFUSAL
 
     @property
     def num_epochs(self) -> int:

@@ -36,6 +36,10 @@ from wpnas.config import rng_state, set_rng_state
 
 logger = logging.getLogger(__name__)
 
+#: why per-op graphs refuse steps with the landmark term
+LANDMARK_REFUSAL = ("the landmark term runs several paths per step, and a graph replayed twice before backward "
+                    "would overwrite the activations it saved")
+
 #: relative tolerance of the probe's loss comparison (fp32; bf16 autocast gets 2e-2)
 PROBE_RTOL = 1e-4
 PROBE_RTOL_BF16 = 2e-2
@@ -153,7 +157,7 @@ def _signature(x: torch.Tensor) -> tuple:
 
 def graph_candidate_ops(
     supernet: nn.Module, engine: Any, example: tuple[torch.Tensor, torch.Tensor], what: str,
-    graph_maker: Callable[..., nn.Module] | None = None, cover: int = 200,
+    graph_maker: Callable[..., nn.Module] | None = None, cover: int = 200, refuse: str | None = None,
 ) -> Callable[[], None]:
     """Capture each of ``supernet.candidate_ops()`` as a CUDA graph (forward and backward), for
     training steps whose path changes every step (WarmUp): a chosen op then costs one graph
@@ -167,7 +171,12 @@ def graph_candidate_ops(
     recalibration, offsets). The capture leaves weights, BN statistics and gradients as they
     were; a probe step compares the loss and gradients with the eager ones, and any failure or
     difference restores the eager forwards with one log line. ``graph_maker`` replaces
-    ``torch.cuda.make_graphed_callables`` (tests)."""
+    ``torch.cuda.make_graphed_callables`` (tests); ``refuse`` is the caller's reason not to
+    graph (logged if graphs were asked for).
+
+    A graphed op must run at most once between two backward passes (a replay overwrites the
+    activations the previous one saved): one path per step. Steps that run several paths
+    before backward (the landmark term) must refuse."""
     cfg = engine.cfg
     nothing = lambda: None  # noqa: E731
     if cfg.graph_ops == "off" or (cfg.graph_ops == "auto" and not engine.on_cuda):
@@ -176,8 +185,10 @@ def graph_candidate_ops(
     if maker is None:
         logger.info("%s: per-op graphs off (CUDA graphs need a CUDA device); eager training", what)
         return nothing
-    if distributed.current().active:
-        logger.info("%s: per-op graphs off (a distributed world: DDP wraps the eager SuperNet); eager training", what)
+    if refuse is None and distributed.current().active:
+        refuse = "a distributed world: DDP wraps the eager SuperNet"
+    if refuse is not None:
+        logger.info("%s: per-op graphs off (%s); eager training", what, refuse)
         return nothing
     ops = dict(supernet.candidate_ops())
     if not ops:

@@ -32,7 +32,7 @@ from wpnas.io.supernet_checkpoint import check_checkpoint, make_checkpoint
 from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
-from wpnas.train.fast import first_batch, graph_candidate_ops
+from wpnas.train.fast import LANDMARK_REFUSAL, first_batch, graph_candidate_ops
 from wpnas.train.evaluation import evaluate_architecture
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
@@ -243,8 +243,10 @@ def warmup_supernet(
             store.save(snapshot(done, history + new))
 
     # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
-    restore_ops = graph_candidate_ops(supernet, engine, first_batch(splits, cfg.batch_size, engine), "warm-up") \
-        if start_epoch < cfg.epochs else (lambda: None)
+    restore_ops = graph_candidate_ops(
+        supernet, engine, first_batch(splits, cfg.batch_size, engine), "warm-up",
+        refuse=None if regularizer is None else LANDMARK_REFUSAL,
+    ) if start_epoch < cfg.epochs else (lambda: None)
     try:
         history += train_epochs(
             trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
