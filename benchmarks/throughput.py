@@ -119,7 +119,7 @@ def main() -> None:
         torch.manual_seed(0)
         net = engine.prepare(space.build_supernet(3, 10)).train()
         warm_trainer = Trainer(net.parameters(), optim, 10_000, engine)
-        restore = graph_candidate_ops(net, engine, (x, y), "throughput") if name == "fast" else (lambda: None)
+        restore = graph_candidate_ops(net, engine, lambda: (x, y), "throughput") if name == "fast" else (lambda: None)
         graphed = graphed or any("forward" in m.__dict__ for m in net.modules())
         paths = np.random.default_rng(5)
         seen = []

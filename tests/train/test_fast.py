@@ -154,7 +154,7 @@ def test_supernet_ops_graphed_give_the_eager_step(tiny_splits, caplog):
     before = {k: v.clone() for k, v in graphed.state_dict().items()}
     maker = CountingMaker()
     with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
-        restore = graph_candidate_ops(graphed, engine, example, "warm-up", graph_maker=maker)
+        restore = graph_candidate_ops(graphed, engine, lambda: example, "warm-up", graph_maker=maker)
     ops = graphed.candidate_ops()
     assert maker.captured == len(ops) == 3 * 6 * 4  # every op of every edge of the 3 cells (N=1) was reached
     assert f"warm-up: {len(ops)} candidate ops captured as CUDA graphs" in caplog.text
@@ -192,17 +192,17 @@ def test_supernet_graphs_that_compute_otherwise_or_fail_are_dropped(tiny_splits,
         net = _supernet(tiny_splits)
         caplog.clear()
         with caplog.at_level(logging.WARNING, logger="wpnas.train.fast"):
-            graph_candidate_ops(net, engine, example, "warm-up", graph_maker=maker)
+            graph_candidate_ops(net, engine, lambda: example, "warm-up", graph_maker=maker)
         assert "warm-up: per-op graphs off (" in caplog.text and message in caplog.text
         assert not any("forward" in m.__dict__ for m in net.modules())
     sss = get_space("nats_sss", channels=[4, 8]).build_supernet(tiny_splits.in_channels, tiny_splits.num_classes)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
-        graph_candidate_ops(sss, engine, example, "warm-up", graph_maker=CountingMaker())
+        graph_candidate_ops(sss, engine, lambda: example, "warm-up", graph_maker=CountingMaker())
     assert "ops change shape with the path" in caplog.text
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
-        graph_candidate_ops(_supernet(tiny_splits), engine, example, "warm-up")  # the real maker, no CUDA here
+        graph_candidate_ops(_supernet(tiny_splits), engine, lambda: example, "warm-up")  # the real maker, no CUDA here
     assert "CUDA graphs need a CUDA device" in caplog.text
 
 

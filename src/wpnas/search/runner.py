@@ -133,7 +133,7 @@ class SearchRunner:
         started = time.monotonic()
         restore_ops = (
             graph_candidate_ops(self.method.supernet, self.ctx.engine,
-                                first_batch(self.ctx.splits, self.cfg.batch_size, self.ctx.engine), "search",
+                                lambda: first_batch(self.ctx.splits, self.cfg.batch_size, self.ctx.engine), "search",
                                 refuse=self.method.graph_refusal)
             if self.method.plain_weight_steps and self.epoch < stop else (lambda: None)
         )

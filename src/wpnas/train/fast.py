@@ -156,7 +156,7 @@ def _signature(x: torch.Tensor) -> tuple:
 
 
 def graph_candidate_ops(
-    supernet: nn.Module, engine: Any, example: tuple[torch.Tensor, torch.Tensor], what: str,
+    supernet: nn.Module, engine: Any, example: Callable[[], tuple[torch.Tensor, torch.Tensor]], what: str,
     graph_maker: Callable[..., nn.Module] | None = None, cover: int = 200, refuse: str | None = None,
 ) -> Callable[[], None]:
     """Capture each of ``supernet.candidate_ops()`` as a CUDA graph (forward and backward), for
@@ -166,7 +166,8 @@ def graph_candidate_ops(
 
     ``engine.graph_ops`` decides (``auto``: CUDA only). Each op's input shape, dtype, layout and
     non-tensor arguments are recorded on paths of ``example`` that together use every op
-    (``cover`` random paths at most after one per choice index); an op is replayed only when a
+    (``example()``: one training batch; ``cover`` random paths at most after one per choice
+    index); an op is replayed only when a
     call matches them, in training mode with gradients on, and runs eagerly otherwise (eval,
     recalibration, offsets). The capture leaves weights, BN statistics and gradients as they
     were; a probe step compares the loss and gradients with the eager ones, and any failure or
@@ -196,7 +197,7 @@ def graph_candidate_ops(
                     type(supernet).__name__)
         return nothing
     space = supernet.space
-    x, y = example
+    x, y = example()
     saved = copy.deepcopy(supernet.state_dict())
     rng = rng_state()
     was_training = supernet.training

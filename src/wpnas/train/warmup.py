@@ -244,7 +244,7 @@ def warmup_supernet(
 
     # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
     restore_ops = graph_candidate_ops(
-        supernet, engine, first_batch(splits, cfg.batch_size, engine), "warm-up",
+        supernet, engine, lambda: first_batch(splits, cfg.batch_size, engine), "warm-up",
         refuse=None if regularizer is None else LANDMARK_REFUSAL,
     ) if start_epoch < cfg.epochs else (lambda: None)
     try:
