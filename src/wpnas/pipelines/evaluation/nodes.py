@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from wpnas import distributed, tracking
-from wpnas.config import resolve_device, setup_run
+from wpnas import tracking
+from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.torchscript import TorchScriptExport
 from wpnas.pipelines.params import checkpoint_policy, evaluation_config, run_config, space_config
+from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.train.scratch import (
     EvaluationResult,
     evaluate_genotype,
@@ -30,13 +31,10 @@ def evaluation_node(
     _, search_space = space_config(space)
     run_cfg = run_config(run)
     inputs = (final_genotype, image_splits, run, space, evaluation)
-    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
-        # Data-parallel training on local workers (the elastic launcher); this process is no rank:
-        # it gets rank 0's checkpoint back, rebuilds and exports the network, saves and logs.
-        checkpoint, metrics, history = distributed.launch(
-            trained_model, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
-            fingerprint_of={"run": run, "space": space, "evaluation": evaluation}, what="evaluation",
-        )
+    if fans_out(run_cfg):  # data-parallel training (or the repeated runs sharded) on local workers;
+        # this process rebuilds and exports rank 0's network, saves and logs
+        checkpoint, metrics, history = on_workers(trained_model, inputs, run_cfg,
+                                                  {"run": run, "space": space, "evaluation": evaluation}, "evaluation")
         splits = evaluation_data(ImageSplits.coerce(image_splits), cfg)
         net = load_final_model(checkpoint)
         arch = search_space.from_string(checkpoint["arch"])

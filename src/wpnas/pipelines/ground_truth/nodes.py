@@ -7,11 +7,12 @@ from typing import Any
 import pandas as pd
 
 from wpnas import distributed, tracking
-from wpnas.config import resolve_device, setup_run
+from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.pairs import pairs_fingerprint
 from wpnas.io.supernet_checkpoint import check_made_from, describe_for, restore_supernet
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, space_config
+from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
 
@@ -26,16 +27,10 @@ def acquire_pairs(
     _, search_space = space_config(space)
     run_cfg = run_config(run)
     nproc = run_cfg.distributed.nproc_per_node
-    if cfg.source == "finetune" and nproc > 1 and not distributed.current().active:
-        # Fan the fine-tunes out over local workers (the elastic launcher); this process is no
-        # rank: it gets the gathered table back and is the only one that saves or logs.
+    if cfg.source == "finetune" and fans_out(run_cfg):  # the fine-tunes sharded over local workers
         distributed.check_work(cfg.num_archs, nproc, "architectures to fine-tune (ground_truth.num_archs)")
-        pairs = distributed.launch(
-            finetune_pairs, (warmed_supernet, image_splits, run, space, ground_truth), run_cfg.distributed,
-            device=resolve_device(run_cfg.device),
-            fingerprint_of={"run": run, "space": space, "ground_truth": ground_truth},
-            what="ground truth",
-        )
+        pairs = on_workers(finetune_pairs, (warmed_supernet, image_splits, run, space, ground_truth), run_cfg,
+                           {"run": run, "space": space, "ground_truth": ground_truth}, "ground truth")
         log_pair_metrics(pairs)
     else:
         pairs = finetune_pairs(warmed_supernet, image_splits, run, space, ground_truth)

@@ -7,13 +7,14 @@ from typing import Any
 
 import pandas as pd
 
-from wpnas import distributed, tracking
-from wpnas.config import resolve_device, setup_run
+from wpnas import tracking
+from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import DataError
 from wpnas.fingerprint import check_fingerprint
 from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, run_config, search_config, space_config
+from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, alpha_heatmap, run_search
 from wpnas.experiments.report import closing_line
@@ -45,14 +46,8 @@ def search_node(
         )
     run_cfg = run_config(run)
     inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
-    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
-        # The search on local workers (the elastic launcher): WPNAS data parallel, evolution's
-        # fitness map sharded. This process is no rank: it gets rank 0's result back and alone
-        # saves it and logs the epochs.
-        result = distributed.launch(
-            search_result, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
-            fingerprint_of={"run": run, "space": space, "search": search}, what="search",
-        )
+    if fans_out(run_cfg):  # WPNAS data parallel, evolution's fitness map sharded, on local workers
+        result = on_workers(search_result, inputs, run_cfg, {"run": run, "space": space, "search": search}, "search")
         tracking.log_history(result.history, prefix="search/")
     else:
         result = search_result(*inputs)

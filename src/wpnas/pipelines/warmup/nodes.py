@@ -5,11 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from wpnas import distributed, tracking
+from wpnas import tracking
 from wpnas.config import resolve_device, setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.checkpoints import load_checkpoint
 from wpnas.pipelines.params import checkpoint_policy, run_config, space_config, warmup_config
+from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.train.warmup import warmup_supernet
 
 logger = logging.getLogger(__name__)
@@ -25,13 +26,9 @@ def warmup(
     _, search_space = space_config(space)
     run_cfg = run_config(run)
     device = resolve_device(run_cfg.device)
-    if run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active:
-        # Data-parallel WarmUp on local workers (the elastic launcher); this process is no rank:
-        # it gets rank 0's checkpoint back and alone saves it and logs the epochs.
-        checkpoint = distributed.launch(
-            warm_checkpoint, (image_splits, run, space, warmup), run_cfg.distributed, device=device,
-            fingerprint_of={"run": run, "space": space, "warmup": warmup}, what="warmup",
-        )
+    if fans_out(run_cfg):  # data-parallel WarmUp on local workers
+        checkpoint = on_workers(warm_checkpoint, (image_splits, run, space, warmup), run_cfg,
+                                {"run": run, "space": space, "warmup": warmup}, "warmup")
         start = int(load_checkpoint(resume_from)["epoch"]) if resume_from else 0
         tracking.log_history([row for row in checkpoint["history"] if row["epoch"] > start], prefix="warmup/")
     else:
