@@ -54,12 +54,7 @@ def fast_fixed_network(
     without touching the training batches' generator; ``refuse`` is the caller's reason not to
     compile (e.g. drop-path), logged if a fast path was asked for."""
     cfg = engine.cfg
-    if cfg.compile == "off" or (cfg.compile == "auto" and not engine.on_cuda):
-        return net
-    if refuse is None and distributed.current().active:
-        refuse = "a distributed world: DDP wraps the eager network"
-    if refuse is not None:
-        logger.info("%s: fast path off (%s); eager training", what, refuse)
+    if _declined(cfg.compile, engine, refuse, what, "fast path"):
         return net
     try:
         import torch._dynamo
@@ -107,6 +102,19 @@ def _probe(net: nn.Module, compiled: nn.Module, engine: Any, example: tuple[torc
             p.grad = grads[name]
         set_rng_state(rng)
         net.train(was_training)
+
+
+def _declined(setting: str, engine: Any, refuse: str | None, what: str, path: str) -> bool:
+    """Is a fast path set to ``setting`` (auto / on / off) not taken? Logs why when it was asked
+    for: the caller's ``refuse`` reason, or a distributed world (DDP wraps the eager module)."""
+    if setting == "off" or (setting == "auto" and not engine.on_cuda):
+        return True
+    if refuse is None and distributed.current().active:
+        refuse = "a distributed world: DDP wraps the eager module"
+    if refuse is not None:
+        logger.info("%s: %s off (%s); eager training", what, path, refuse)
+        return True
+    return False
 
 
 def _disagreement(fast: tuple[float, float], eager: tuple[float, float], engine: Any, what: str) -> str | None:
@@ -178,18 +186,12 @@ def graph_candidate_ops(
     A graphed op must run at most once between two backward passes (a replay overwrites the
     activations the previous one saved): one path per step. Steps that run several paths
     before backward (the landmark term) must refuse."""
-    cfg = engine.cfg
     nothing = lambda: None  # noqa: E731
-    if cfg.graph_ops == "off" or (cfg.graph_ops == "auto" and not engine.on_cuda):
+    if _declined(engine.cfg.graph_ops, engine, refuse, what, "per-op graphs"):
         return nothing
     maker = graph_maker or _cuda_graph_maker(engine)
     if maker is None:
         logger.info("%s: per-op graphs off (CUDA graphs need a CUDA device); eager training", what)
-        return nothing
-    if refuse is None and distributed.current().active:
-        refuse = "a distributed world: DDP wraps the eager SuperNet"
-    if refuse is not None:
-        logger.info("%s: per-op graphs off (%s); eager training", what, refuse)
         return nothing
     ops = dict(supernet.candidate_ops())
     if not ops:
