@@ -206,7 +206,7 @@ def graph_candidate_ops(
     originals: dict[str, Callable[..., torch.Tensor]] = {}
 
     def restore() -> None:
-        for name, forward in originals.items():
+        for name in originals:
             ops[name].__dict__.pop("forward", None)
         originals.clear()
 
@@ -223,10 +223,7 @@ def graph_candidate_ops(
         for name, (sig, extra, kwargs) in seen.items():
             originals[name] = ops[name].forward
             ops[name].forward = _dispatch(graphed[name], ops[name], sig, extra, kwargs)
-        supernet.load_state_dict(saved)
-        supernet.zero_grad(set_to_none=True)
-        set_rng_state(rng)
-        problem = _probe_supernet(supernet, engine, x, y, space, restore, saved, rng)
+        problem = _probe_supernet(supernet, engine, x, y, space, saved, rng)  # starts each run from ``saved``
     except Exception as err:
         restore()
         lines = [line.strip() for line in str(err).splitlines() if line.strip()][:2]
@@ -289,7 +286,7 @@ def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, 
 
 
 def _probe_supernet(supernet: nn.Module, engine: Any, x: torch.Tensor, y: torch.Tensor, space: Any,
-                    restore: Callable[[], None], saved: dict, rng: dict) -> str | None:
+                    saved: dict, rng: dict) -> str | None:
     """One training forward + backward on a covering path with the graphs and without them."""
     arch = tuple(k - 1 for k in space.num_choices)
     results = []
