@@ -197,6 +197,20 @@ def share(num_items: int, world: World | None = None) -> range:
     return range(world.rank, num_items, world.size)
 
 
+def map_groups(fn: Callable[[list[T]], list[R]], items: Sequence[T], size: int) -> list[R]:
+    """``fn`` over consecutive groups of ``size`` items (one result per item), sharded over the
+    ranks as :func:`map_items` shards; every rank returns the flat list in item order."""
+    groups = [list(items[i:i + size]) for i in range(0, len(items), max(int(size), 1))]
+
+    def run(_: int, group: list[T]) -> list[R]:
+        results = list(fn(group))
+        if len(results) != len(group):
+            raise ValueError(f"map_groups: {len(results)} results for a group of {len(group)} items")
+        return results
+
+    return [value for part in map_items(run, groups) for value in part]
+
+
 def map_items(fn: Callable[[int, T], R], items: Sequence[T]) -> list[R]:
     """``[fn(i, item) for i, item in enumerate(items)]``, sharded over the ranks of the current world.
 

@@ -134,3 +134,41 @@ def test_wpnas_weight_steps_with_graphed_ops_equal_eager(kit, monkeypatch):
     for name, value in eager.checkpoint["state_dict"].items():
         torch.testing.assert_close(graphed.checkpoint["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
     assert not any("forward" in m.__dict__ for m in runner.method.supernet.modules())  # the graphs were taken out
+
+
+def test_paths_in_flight_give_the_one_at_a_time_search(kit, monkeypatch):
+    """WPNAS scores its samples and the greedy architecture together, SPOS evaluates a generation
+    in groups: the same searches as one path at a time, up to float noise."""
+    from wpnas.config import seed_everything
+    from wpnas.spaces.nats_tss_supernet import TSSSuperNet
+
+    groups = []
+    together = TSSSuperNet.forward_paths
+
+    def spy(self, x, archs, *args, **kwargs):
+        groups.append(len(archs))
+        return together(self, x, archs, *args, **kwargs)
+
+    monkeypatch.setattr(TSSSuperNet, "forward_paths", spy)
+    space, warmed = kit.warmed("nats_tss")
+    runs = {}
+    for width in (1, 3):
+        seed_everything(0)
+        cfg = kit.cfg(engine={"paths_in_flight": width}, samples_per_step=3,
+                      hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
+        runs[width] = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0).run()
+    torch.testing.assert_close(runs[3].checkpoint["alpha"]["alpha"], runs[1].checkpoint["alpha"]["alpha"],
+                               rtol=1e-4, atol=1e-5)
+    for one, three in zip(runs[1].history, runs[3].history):
+        assert three["ce_mean"] == pytest.approx(one["ce_mean"], rel=1e-5)
+    assert groups and max(groups) == 3  # up to 3 samples + the greedy one, scored 3 at a time
+    groups.clear()
+    evaluated = {}
+    for width in (1, 4):
+        cfg = kit.cfg(method="spos_evolution", evolution=EVOLUTION, engine={"paths_in_flight": width})
+        runner = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0)
+        runner.run()
+        evaluated[width] = runner.method.evolution.evaluated
+    assert max(groups) == 4  # a generation evaluated 4 at a time
+    assert list(evaluated[4]) == list(evaluated[1])  # the same architectures bred, in the same order
+    assert np.allclose(list(evaluated[4].values()), list(evaluated[1].values()), atol=100 / 100 + 1e-9)

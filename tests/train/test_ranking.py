@@ -293,3 +293,27 @@ def test_ranks_against_the_nb201_table(shared_data, tss_warmed, supernet, tiny_s
     for key in ("kendall_tau", "spearman", "mse", "params_kendall_tau", "flops_kendall_tau"):
         assert key in m
     assert report.table["reference_acc"].between(0, 100).all()
+
+
+def test_paths_in_flight_give_the_one_at_a_time_ranking(tss_warmed, supernet, tiny_splits, monkeypatch):
+    from wpnas.spaces.nats_tss_supernet import TSSSuperNet
+    from wpnas.train.engine import EngineConfig
+
+    groups = []
+    together = TSSSuperNet.forward_paths
+    monkeypatch.setattr(TSSSuperNet, "forward_paths",
+                        lambda self, x, archs, *a, **k: groups.append(len(archs)) or together(self, x, archs, *a, **k))
+    space = tss_warmed[0]
+    archs = space.sample_unique(np.random.default_rng(4), 7)
+    pairs = pd.DataFrame({"arch": [space.to_string(a) for a in archs], "accuracy": _accuracies(7)})
+    cfg = RankingConfig(**FAST)
+    one = rank_supernet(supernet, space, tiny_splits, cfg, CPU, reference=pairs,
+                        engine_cfg=EngineConfig(paths_in_flight=1))
+    before = {k: v.clone() for k, v in supernet.state_dict().items()}
+    grouped = rank_supernet(supernet, space, tiny_splits, cfg, CPU, reference=pairs,
+                            engine_cfg=EngineConfig(paths_in_flight=3))
+    assert set(groups) == {3, 1}  # 7 architectures as 3 + 3 + 1
+    assert grouped.table["arch"].tolist() == one.table["arch"].tolist()
+    # one image of the 100 valid images at most (a near-tie may flip between summation orders)
+    np.testing.assert_allclose(grouped.table["supernet_acc"], one.table["supernet_acc"], atol=1.0 + 1e-9)
+    assert all(torch.equal(v, before[k]) for k, v in supernet.state_dict().items())  # statistics restored

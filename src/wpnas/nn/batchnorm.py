@@ -3,9 +3,10 @@
 The running statistics stored in a SuperNet mix every path that was trained; an
 architecture evaluated with inherited weights needs the statistics of its own path.
 :func:`recalibrate_bn` resets the BN layers the path actually uses (found by a hook on
-their first call), averages batch statistics over a few training batches with
-``momentum=None`` (cumulative average, equal weight per batch), and leaves every other
-setting as it found it.
+their first call), averages batch statistics over a few training batches (cumulative
+average, equal weight per batch: what ``momentum=None`` does, but with momentum 1/k on the
+k-th batch set from the host, so no BN layer reads its batch counter back from the device,
+one host sync per layer and batch on a GPU), and leaves every other setting as it found it.
 """
 
 from __future__ import annotations
@@ -35,12 +36,13 @@ def recalibrate_bn(
     """
     run = forward_fn or model
     touched: dict[nn.modules.batchnorm._BatchNorm, float | None] = {}
+    count = 0
 
     def reset_on_first_call(module: nn.modules.batchnorm._BatchNorm, _inputs: Any) -> None:
         if module not in touched:
             touched[module] = module.momentum
             module.reset_running_stats()
-            module.momentum = None
+            module.momentum = 1.0 / (count + 1)
 
     handles = [
         m.register_forward_pre_hook(reset_on_first_call)
@@ -48,12 +50,13 @@ def recalibrate_bn(
         if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats
     ]
     flags = {m: m.training for m in model.modules()}
-    count = 0
     try:
         model.train()
         with torch.no_grad():
             for batch in batches:
                 x = batch[0] if isinstance(batch, (tuple, list)) else batch
+                for module in touched:  # the (count+1)-th batch: what momentum=None gives, without its host sync
+                    module.momentum = 1.0 / (count + 1)
                 run(x)
                 count += 1
     finally:

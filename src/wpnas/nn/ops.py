@@ -21,12 +21,21 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from wpnas.nn import paths
+
 #: Size K of the (K, K) offset kernels of weakly weight sharing: one per decision, the
 #: kernel of each convolution a decision governs is multiplied by its top-left crop.
 OFFSET_KERNEL = 5
 
 #: The operation names of the NAS-Bench-201 / NATS-Bench cell, official order.
 OP_NAMES: tuple[str, ...] = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+
+
+def _session(what: str) -> paths.PathGroups:
+    groups = paths.active()
+    if groups is None:
+        raise RuntimeError(f"{what} need several paths in flight (wpnas.nn.paths.in_flight)")
+    return groups
 
 
 class DynamicConv2d(nn.Conv2d):
@@ -44,6 +53,9 @@ class DynamicConv2d(nn.Conv2d):
                 f"{type(self).__name__}({self.in_channels}->{self.out_channels}) cannot run {c_in}->{c_out} channels"
             )
         weight = self.weight[:c_out, :c_in]
+        if offset is not None and offset.dim() == 3:  # one offset per path in flight
+            kh, kw = self.kernel_size
+            return _session("per-path offsets").conv2d(self, x, weight, offset, (slice(0, kh), slice(0, kw)))
         if offset is not None:
             kh, kw = self.kernel_size
             weight = weight * offset[:kh, :kw].to(weight.dtype)
@@ -105,6 +117,8 @@ class DynamicBatchNorm2d(nn.BatchNorm2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        if (groups := paths.active()) is not None:
+            return groups.batch_norm(self, x)
         c = x.shape[1]
         if c == self.num_features:
             return super().forward(x)

@@ -37,7 +37,7 @@ from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.spaces.supernet import SuperNet, describe_supernet
 from wpnas.train.engine import Engine, Meter
-from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.evaluation import evaluate_architecture, evaluate_many
 
 #: ``stage`` of every search checkpoint (whatever the method).
 STAGE = "search"
@@ -135,12 +135,19 @@ class SearchContext:
 
     def evaluate(self, supernet: SuperNet, arch: Arch, offsets: torch.Tensor | None = None) -> dict[str, float]:
         """Valid loss / accuracy (%) of ``arch`` with inherited weights after BN recalibration."""
-        calib = ()
-        if self.calib_source is not None and self.cfg.calib_batches:
-            # A fixed draw per architecture: the same whenever (and whether resumed or not) it is measured.
-            self.calib_source.generator.manual_seed(stream_seed(self.seed, "calibration") + self.space.index(arch) % (2**31))
-            calib = self.calib_source.take(self.cfg.calib_batches)
-        return evaluate_architecture(supernet, arch, self.eval_batches, self.engine, calib, offsets)
+        return evaluate_architecture(supernet, arch, self.eval_batches, self.engine, self._calibration(arch), offsets)
+
+    def evaluate_many(self, supernet: SuperNet, archs: list[Arch]) -> list[dict[str, float]]:
+        """:meth:`evaluate` of each architecture (plain sharing), ``engine.paths_in_flight`` at a time."""
+        return evaluate_many(supernet, archs, self.eval_batches, self.engine,
+                             calib_per_arch=[self._calibration(a) for a in archs])
+
+    def _calibration(self, arch: Arch) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        if self.calib_source is None or not self.cfg.calib_batches:
+            return []
+        # A fixed draw per architecture: the same whenever (and whether resumed or not) it is measured.
+        self.calib_source.generator.manual_seed(stream_seed(self.seed, "calibration") + self.space.index(arch) % (2**31))
+        return self.calib_source.take(self.cfg.calib_batches)
 
 
 @dataclass

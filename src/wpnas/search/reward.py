@@ -198,3 +198,4 @@ def batch_statistics(model: nn.Module) -> Iterator[None]:
 def path_cross_entropy(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Mean cross-entropy in nats (a device scalar; no host sync)."""
     return F.cross_entropy(logits.float(), y)
+

@@ -23,6 +23,7 @@ from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
 from wpnas.spaces.base import Arch
 from wpnas.spaces.supernet import SuperNet
+from wpnas.train.evaluation import paths_in_flight
 
 
 @register_method("spos_evolution")
@@ -43,8 +44,11 @@ class SPOSEvolution(SearchMethod):
 
     def _fitness(self, archs: list[Arch]) -> list[float]:
         # a map over the generation's new architectures (each with its own fixed calibration
-        # draw): sharded over the ranks of a torch.distributed world, gathered in order
-        return distributed.map_items(lambda i, arch: self.ctx.evaluate(self._supernet, arch)["acc"], archs)
+        # draw), in groups of paths in flight: sharded over the ranks of a torch.distributed
+        # world, gathered in order
+        width = paths_in_flight(self._supernet, self.ctx.engine)
+        return distributed.map_groups(
+            lambda group: [r["acc"] for r in self.ctx.evaluate_many(self._supernet, group)], archs, width)
 
     @property
     def supernet(self) -> SuperNet:

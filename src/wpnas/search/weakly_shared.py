@@ -54,6 +54,12 @@ class WeaklySharedSuperNet(nn.Module):
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         return self.supernet(x, arch, self.offsets(arch))
 
+    def forward_paths(self, x: torch.Tensor, archs: list[Arch]) -> torch.Tensor:
+        """Several paths in flight (:meth:`SuperNet.forward_paths`), each with its own offsets."""
+        offsets = [self.offsets(a) for a in archs]
+        stacked = None if offsets[0] is None else torch.stack(offsets)
+        return self.supernet.forward_paths(x, archs, stacked)
+
     def trainable_parameters(self) -> list[nn.Parameter]:
         """SuperNet weights plus, for a 'trained' HyperNet, its weights (one loss trains both)."""
         params = list(self.supernet.parameters())

@@ -46,6 +46,7 @@ from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
+from wpnas.nn.paths import block_cross_entropies
 from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
@@ -58,6 +59,7 @@ from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch
 from wpnas.spaces.supernet import SuperNet
 from wpnas.train.engine import Meter, Trainer
+from wpnas.train.evaluation import paths_in_flight
 from wpnas.train.fast import LANDMARK_REFUSAL
 from wpnas.train.landmark import LandmarkRegularizer
 
@@ -139,12 +141,23 @@ class WPNASMethod(SearchMethod):
 
     # -- one step --------------------------------------------------------------------
     def cross_entropies(self, archs: list[Arch], x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        """Validation CE (nats) of each architecture on one batch, BN on batch statistics; one host sync."""
+        """Validation CE (nats) of each architecture on one batch, BN on batch statistics; one host sync.
+
+        With paths in flight (``engine.paths_in_flight``), the samples and the greedy
+        architecture are scored together: one pass over the batch stacked once per path.
+        """
         values = []
+        width = paths_in_flight(self.supernet, self.ctx.engine) if len(archs) > 1 else 1
         with batch_statistics(self.net), self.ctx.engine.autocast():
-            for arch in archs:
-                values.append(path_cross_entropy(self.net(x, arch), y))
-        return torch.stack(values).double().cpu().numpy()
+            if width == 1:
+                for arch in archs:
+                    values.append(path_cross_entropy(self.net(x, arch), y).reshape(1))
+            else:
+                for start in range(0, len(archs), width):
+                    group = archs[start:start + width]
+                    logits = self.net.forward_paths(x.repeat(len(group), *([1] * (x.dim() - 1))), group)
+                    values.append(block_cross_entropies(logits, y, len(group)))
+        return torch.cat(values).double().cpu().numpy()
 
     def begin_epoch(self, epoch: int) -> Meter | None:
         self.net.train()

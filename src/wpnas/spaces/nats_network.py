@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from wpnas.errors import ConfigError, DataError
+from wpnas.nn.paths import PathGroups
 from wpnas.spaces.nats_skeleton import CELL_EDGES, Layer, num_reductions
 from wpnas.nn.ops import Head, ResidualBlock, SkipConnect, Stem, drop_path, make_op
 
@@ -89,6 +90,79 @@ def run_cell(
             acc = zeros_like_map(x, width)
         nodes.append(acc)
     return nodes[-1]
+
+
+def run_cell_paths(
+    x: torch.Tensor,
+    width: int,
+    op_of: Callable[[int, str], Callable[..., torch.Tensor]],
+    path_ops: Sequence[Sequence[str]],
+    offsets: torch.Tensor | None,
+    groups: PathGroups,
+) -> torch.Tensor:
+    """:func:`run_cell` for several paths in flight (:mod:`wpnas.nn.paths`).
+
+    ``x`` holds one block per path (path-major); ``path_ops[k]`` are path k's op names per
+    edge and ``op_of(edge, name)`` the module. On each edge the blocks are put in order of
+    choice (one gather), every distinct op runs once on the contiguous blocks of the paths
+    that chose it (with their offsets ``offsets[rows, edge]`` when ``offsets`` (P, L, K, K)
+    is given), and one gather puts the outputs back in path order ('none' contributes
+    zeros); each path's node sums its edges in edge order, as :func:`run_cell` does.
+    """
+    count = len(path_ops)
+    nodes = [x]
+    e = 0
+    for j in range(1, 4):
+        acc: torch.Tensor | None = None
+        for i in range(j):
+            chosen: dict[str, list[int]] = {}
+            for k, ops in enumerate(path_ops):
+                chosen.setdefault(ops[e], []).append(k)
+            idle = chosen.pop("none", [])
+            if chosen:
+                y = _edge_paths(nodes[i], width, e, op_of, chosen, idle, offsets, groups, count)
+                acc = y if acc is None else acc + y
+            e += 1
+        if acc is None:
+            acc = zeros_like_map(x, width)
+        nodes.append(acc)
+    return nodes[-1]
+
+
+def _edge_paths(
+    source: torch.Tensor,
+    width: int,
+    edge: int,
+    op_of: Callable[[int, str], Callable[..., torch.Tensor]],
+    chosen: dict[str, list[int]],
+    idle: list[int],
+    offsets: torch.Tensor | None,
+    groups: PathGroups,
+    count: int,
+) -> torch.Tensor:
+    """One edge's output for every path (zeros for the ``idle`` paths, whose choice is 'none')."""
+    if len(chosen) == 1 and not idle:  # every path runs the same op: no reordering
+        (name, rows), = chosen.items()
+        with groups.serving(rows):
+            return op_of(edge, name)(source, width, None if offsets is None else offsets[:, edge])
+    order = [r for rows in chosen.values() for r in rows]
+    blocks = source.unflatten(0, (count, -1))
+    size = blocks.shape[1]
+    ordered = blocks.index_select(0, groups.index(order, source.device)).flatten(0, 1)
+    outputs, start = [], 0
+    for name, rows in chosen.items():
+        part = ordered.narrow(0, start * size, len(rows) * size)
+        with groups.serving(rows):
+            outputs.append(op_of(edge, name)(part, width, None if offsets is None else offsets[rows, edge]))
+        start += len(rows)
+    if idle:
+        outputs.append(outputs[0].new_zeros((len(idle) * size, *outputs[0].shape[1:])))
+        order += idle
+    back = [0] * count
+    for position, r in enumerate(order):
+        back[r] = position
+    merged = torch.cat(outputs).unflatten(0, (count, -1))
+    return merged.index_select(0, groups.index(back, source.device)).flatten(0, 1)
 
 
 def zeros_like_map(x: torch.Tensor, channels: int) -> torch.Tensor:

@@ -19,7 +19,8 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from wpnas.spaces.nats_network import check_input, extract_state, run_cell
+from wpnas.nn.paths import PathGroups, in_flight
+from wpnas.spaces.nats_network import check_input, extract_state, run_cell, run_cell_paths
 from wpnas.spaces.nats_skeleton import CELL_EDGES, num_reductions, tss_plan
 from wpnas.nn.ops import OP_NAMES, Head, ResidualBlock, Stem, make_op
 from wpnas.spaces.base import SearchSpace
@@ -44,6 +45,11 @@ class SharedCell(nn.Module):
         chosen = [None if name == "none" else edge[name] for edge, name in zip(self.edges, ops)]
         return run_cell(x, self.channels, chosen, offsets)
 
+    def forward_paths(
+        self, x: torch.Tensor, path_ops: Sequence[Sequence[str]], offsets: torch.Tensor | None, groups: PathGroups
+    ) -> torch.Tensor:
+        return run_cell_paths(x, self.channels, lambda e, name: self.edges[e][name], path_ops, offsets, groups)
+
 
 class TSSSuperNet(SuperNet):
     """SuperNet of :class:`~wpnas.spaces.nats_tss.NatsTSS` (C, N from the space options)."""
@@ -51,6 +57,7 @@ class TSSSuperNet(SuperNet):
     space: SearchSpace  # a NatsTSS
     #: Every path has the same conv shapes, so ``cudnn.benchmark`` tunes them once.
     dynamic_shapes: ClassVar[bool] = False
+    paths_in_flight: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, in_channels: int = 3, num_classes: int = 10) -> None:
         super().__init__(space, in_channels, num_classes)
@@ -75,6 +82,24 @@ class TSSSuperNet(SuperNet):
         for cell in self.cells:
             h = cell(h, ops, per_edge) if isinstance(cell, SharedCell) else cell(h)
         return self.head(h)
+
+    def forward_paths(
+        self,
+        x: torch.Tensor,
+        archs: Sequence[Iterable[int] | str],
+        offsets: torch.Tensor | None = None,
+        groups: PathGroups | None = None,
+    ) -> torch.Tensor:
+        """Logits of several paths at once (see :meth:`SuperNet.forward_paths`)."""
+        archs = [self.space.parse(a) for a in archs]
+        check_input(x, self.in_channels, self.reductions, "nats_tss supernet")
+        groups = self.check_paths(x, archs, offsets, groups)
+        path_ops = [[OP_NAMES[a] for a in arch] for arch in archs]
+        with in_flight(groups):
+            h = self.stem(x)
+            for cell in self.cells:
+                h = cell.forward_paths(h, path_ops, offsets, groups) if isinstance(cell, SharedCell) else cell(h)
+            return self.head(h)
 
     def candidate_ops(self) -> list[tuple[str, nn.Module]]:
         """Every op of every edge of every cell (each always sees its cell's input shape)."""

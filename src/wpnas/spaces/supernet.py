@@ -12,14 +12,15 @@ sharing and equals offsets of all ones.
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn as nn
 
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.nn.ops import OFFSET_KERNEL
+from wpnas.nn.paths import PathGroups
 from wpnas.spaces.base import SearchSpace
 
 __all__ = ["OFFSET_KERNEL", "SuperNet", "check_description", "check_offsets", "describe_supernet"]
@@ -76,6 +77,44 @@ class SuperNet(nn.Module):
         ``load_state_dict(strict=True)`` of the stand-alone network accepts it, and the
         stand-alone network then computes the same function as ``forward(x, arch)``.
         """
+
+    #: Does :meth:`forward_paths` run several paths in one pass (else it refuses)?
+    paths_in_flight: ClassVar[bool] = False
+
+    def forward_paths(
+        self,
+        x: torch.Tensor,
+        archs: Sequence[Iterable[int]],
+        offsets: torch.Tensor | None = None,
+        groups: PathGroups | None = None,
+    ) -> torch.Tensor:
+        """Logits of P paths at once, without gradients (:mod:`wpnas.nn.paths`).
+
+        ``x`` holds P blocks of B images, path-major (block k feeds ``archs[k]``; stack one
+        batch P times to score every path on it); ``offsets`` is None or (P, L, K, K), one
+        set per path. Returns (P*B, classes) logits, block k equal (up to floating-point
+        noise) to ``forward(block_k, archs[k], offsets[k])`` run alone in the same mode.
+        ``groups`` is the session holding per-path BN recalibration (one is made when
+        omitted). Spaces whose ``paths_in_flight`` is False raise ``NotImplementedError``.
+        """
+        raise NotImplementedError(f"{self.space.name}: no forward of several paths in flight")
+
+    def check_paths(self, x: torch.Tensor, archs: Sequence[Any], offsets: torch.Tensor | None,
+                    groups: PathGroups | None) -> PathGroups:
+        """Validate a :meth:`forward_paths` call; the session it runs in."""
+        count = len(archs)
+        if count < 1 or x.shape[0] % count:
+            raise ConfigError(f"{self.space.name}: a batch of {x.shape[0]} is not {count} equal path blocks")
+        if offsets is not None:
+            expected = (count, self.space.num_decisions, self.space.offset_kernel, self.space.offset_kernel)
+            if tuple(offsets.shape) != expected:
+                raise ConfigError(f"{self.space.name}: per-path offsets must have shape {expected}, "
+                                  f"got {tuple(offsets.shape)}")
+        if groups is None:
+            return PathGroups(count)
+        if groups.num_paths != count:
+            raise ConfigError(f"{self.space.name}: a session of {groups.num_paths} paths got {count} architectures")
+        return groups
 
     def candidate_ops(self) -> list[tuple[str, nn.Module]]:
         """(name, module) of every candidate-op module whose input shape is the same on every

@@ -28,6 +28,8 @@ from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
 logger = logging.getLogger(__name__)
 
 Forward = Callable[[torch.Tensor], torch.Tensor | tuple[torch.Tensor, torch.Tensor]]
+#: ``engine.paths_in_flight: auto`` on CUDA (unmeasured on a GPU so far: see benchmarks/README.md).
+PATHS_IN_FLIGHT_CUDA = 16
 #: A zero-argument callable returning a scalar term added to a step's loss.
 ExtraLoss = Callable[[], torch.Tensor]
 
@@ -48,11 +50,20 @@ class EngineConfig:
     compile_backend: str = "inductor"
     # SuperNet candidate ops as CUDA graphs (wpnas.train.fast.graph_candidate_ops): auto = on CUDA.
     graph_ops: Literal["auto", "on", "off"] = "auto"
+    # Architectures evaluated together with inherited weights (wpnas.nn.paths): ranking,
+    # evolution's fitness, WarmUp probes, the search's reward pass. 1: one at a time;
+    # auto: PATHS_IN_FLIGHT_CUDA on CUDA, 1 on the CPU (where it measured slower).
+    paths_in_flight: int | Literal["auto"] = "auto"
 
     def __post_init__(self) -> None:
         for key in ("compile", "graph_ops"):
             if getattr(self, key) not in ("auto", "on", "off"):
                 raise ConfigError(f"engine.{key}: {getattr(self, key)!r} is not one of ['auto', 'on', 'off']")
+        width = self.paths_in_flight
+        if width != "auto" and (isinstance(width, bool) or not isinstance(width, int) or width < 1):
+            raise ConfigError(
+                f"engine.paths_in_flight: {width!r}; expected an integer >= 1 (1: one at a time) or 'auto'"
+            )
 
 
 class Engine:
@@ -65,6 +76,14 @@ class Engine:
     @property
     def on_cuda(self) -> bool:
         return self.device.type == "cuda"
+
+    @property
+    def paths_in_flight(self) -> int:
+        """How many architectures inherited-weight evaluations run together (``engine.paths_in_flight``)."""
+        width = self.cfg.paths_in_flight
+        if width == "auto":
+            return PATHS_IN_FLIGHT_CUDA if self.on_cuda else 1
+        return int(width)
 
     @property
     def channels_last(self) -> bool:

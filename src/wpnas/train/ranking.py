@@ -39,7 +39,7 @@ from wpnas.progress import Progress
 from wpnas.seeds import stream_seed
 from wpnas.spaces.base import ENUMERATION_LIMIT, Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig
-from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.evaluation import evaluate_many, paths_in_flight
 
 __all__ = [
     "RankingConfig",
@@ -321,20 +321,24 @@ def rank_supernet(
     flags = {m: m.training for m in supernet.modules()}
     started = time.monotonic()
     try:
-        # a map over architectures (each recalibrates its own path): sharded over the ranks
-        # of a torch.distributed world, gathered in sample order on every rank
+        # a map over groups of architectures (each recalibrates its own path; a group runs as
+        # paths in flight): sharded over the ranks of a torch.distributed world, gathered in
+        # sample order on every rank
+        width = paths_in_flight(supernet, engine)
         world = distributed.current()
-        with Progress(len(distributed.share(len(archs), world)), "ranking", unit="arch", log_every=30.0) as progress:
+        mine = sum(min(width, len(archs) - i * width) for i in distributed.share(-(-len(archs) // width), world))
+        with Progress(mine, "ranking", unit="arch", log_every=30.0) as progress:
 
-            def score(i: int, arch: Arch) -> float:
+            def score(group: list[Arch]) -> list[float]:
                 with torch.no_grad():
-                    offsets = offsets_for(arch) if offsets_for is not None else None
-                acc = evaluate_architecture(supernet, arch, valid, engine, calib, offsets)["acc"]
-                progress.update_metrics(acc=acc)
-                progress.advance()
-                return acc
+                    offsets = [offsets_for(a) for a in group] if offsets_for is not None else None
+                results = evaluate_many(supernet, group, valid, engine, calib, offsets)
+                for result in results:
+                    progress.update_metrics(acc=result["acc"])
+                    progress.advance()
+                return [result["acc"] for result in results]
 
-            accs = distributed.map_items(score, archs)
+            accs = distributed.map_groups(score, archs, width)
     finally:
         buffers = dict(supernet.named_buffers())
         with torch.no_grad():

@@ -33,7 +33,7 @@ from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, train_epochs
 from wpnas.train.fast import LANDMARK_REFUSAL, first_batch, graph_candidate_ops
-from wpnas.train.evaluation import evaluate_architecture
+from wpnas.train.evaluation import evaluate_many
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
 from wpnas.seeds import stream_seed
@@ -202,7 +202,7 @@ def warmup_supernet(
             return {}
         calib_source.generator.manual_seed(stream_seed(seed, "calibration") + epoch)  # same draw whether resumed or not
         calib = calib_source.take(cfg.calib_batches)
-        accs = [evaluate_architecture(supernet, a, valid, engine, calib)["acc"] for a in probes]
+        accs = [r["acc"] for r in evaluate_many(supernet, probes, valid, engine, calib)]
         return {
             "probe_valid_acc_mean": float(np.mean(accs)),
             "probe_valid_acc_max": float(np.max(accs)),
