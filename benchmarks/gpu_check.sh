@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One prepared GPU run (about 8 minutes on one H200; no package index or ../shared needed):
-#   1. per-stage step throughput, eager vs the fast path, with the fast-vs-eager loss comparison
+#   1. per-stage step throughput, eager vs the fast path (ranking: 16 architectures in flight, with
+#      device ops and host syncs per architecture), with the fast-vs-eager loss comparison
 #      and the projected `paper` wall time per stage (benchmarks/throughput.py);
 #   2. SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
 #   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
@@ -11,7 +12,7 @@ OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
 export PYTHONPATH="${PYTHONPATH:-src}" KEDRO_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
-timeout 150 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
+timeout 180 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
     > "$OUT/throughput.log" 2>&1
 timeout 120 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
     --json "$OUT/spaces_speed.json" > "$OUT/spaces_speed.log" 2>&1

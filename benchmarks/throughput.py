@@ -10,11 +10,15 @@ Stages (NATS-TSS, random 32x32 images, the `paper` environment's sizes by defaul
   their losses are compared step by step;
 * ``search``: a proxy of one WPNAS step: a weight step on a sampled path (fast: the per-op
   graphs, as in a search with the HyperNet off) plus the reward pass (the sample and the
-  greedy architecture scored on a validation batch, eager);
-* ``ranking``: one architecture's inherited-weight evaluation (BN recalibration on 4
-  batches, then 10 validation batches).
+  greedy architecture scored on a validation batch; fast: both paths in one pass,
+  `wpnas.nn.paths`);
+* ``ranking``: inherited-weight evaluation of 2 x ``--paths`` architectures, each after BN
+  recalibration (4 batches of 128, then 2,000 valid images in batches of 512: the ranking
+  defaults); fast: ``--paths`` architectures in flight. Also counted on one group: device
+  ops (kernel launches on a GPU; views and allocations left out) and host syncs per
+  architecture, which the launch-bound GPU step time follows.
 
-The ranking stage has no fast path yet and reports eager only. The projection
+The projection
 multiplies the measured step times by the `paper` environment's step counts (25,000
 training images, batch 64: 391 steps per epoch; WarmUp 200 epochs, ground truth
 200 x 30 epochs, search 300 epochs).
@@ -33,15 +37,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_device  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
-from wpnas.nn.batchnorm import recalibrate_bn  # noqa: E402
+from wpnas.nn.paths import block_cross_entropies  # noqa: E402
+from wpnas.search.reward import batch_statistics, path_cross_entropy  # noqa: E402
 from wpnas.spaces import get_space  # noqa: E402
 from wpnas.train.engine import Engine, EngineConfig, Trainer  # noqa: E402
+from wpnas.train.evaluation import evaluate_many  # noqa: E402
 from wpnas.train.fast import fast_fixed_network, graph_candidate_ops  # noqa: E402
 from wpnas.train.optim import OptimConfig  # noqa: E402
 
@@ -77,6 +83,8 @@ def main() -> None:
     parser.add_argument("--warm", type=int, default=3)
     parser.add_argument("--compile", default="on",
                         help="engine.compile and engine.graph_ops of the fast run (on / auto / off)")
+    parser.add_argument("--paths", type=int, default=16, help="architectures in flight in the fast ranking")
+    parser.add_argument("--rank-valid", type=int, default=2000, help="valid images per ranked architecture")
     parser.add_argument("--json")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -166,7 +174,7 @@ def main() -> None:
     record("fixed", times["eager"], times["fast"], note)
 
     # search proxy: a weight step on a sampled path + the sample and greedy scored on a batch
-    # (the weight step takes the per-op graphs when the HyperNet is off; the scoring is eager)
+    # (fast: the weight step's ops as CUDA graphs, the two paths scored together in flight)
     greedy = space.sample(np.random.default_rng(2))
     search_times = {}
     for name in ("eager", "fast"):
@@ -175,31 +183,78 @@ def main() -> None:
         def search_step():
             sample = space.sample(rng)
             search_trainer.step(lambda inputs: net(inputs, sample), x, y)
-            with torch.no_grad(), eager_engine.autocast():
-                for a in (sample, greedy):
-                    F.cross_entropy(net(x, a).float(), y)
+            with batch_statistics(net), eager_engine.autocast():
+                if name == "eager":
+                    torch.stack([path_cross_entropy(net(x, a), y) for a in (sample, greedy)])
+                else:
+                    block_cross_entropies(net.forward_paths(x.repeat(2, 1, 1, 1), [sample, greedy]), y, 2)
 
         search_times[name] = _timed(search_step, args.steps, args.warm, device)
     for _, _, restore in nets.values():
         restore()
     supernet = nets["eager"][0]
     record("search", search_times["eager"], search_times["fast"],
-           "proxy (weight step + 2 scored paths); fast: the weight step's ops as CUDA graphs")
+           "proxy (weight step + 2 scored paths); fast: the weight step's ops as CUDA graphs, "
+           "the sample and the greedy path scored together")
 
-    # ranking: one architecture's recalibration + evaluation
-    batches = [(x, y)] * 4
+    # ranking: inherited-weight evaluation with BN recalibration (the ranking defaults: 4
+    # calibration batches of 128, 2,000 valid images in batches of 512), one architecture at
+    # a time against --paths architectures in flight
+    calib = [(torch.randn(128, 3, 32, 32, device=device), None) for _ in range(4)]
+    valid = []
+    for start in range(0, args.rank_valid, 512):
+        n = min(512, args.rank_valid - start)
+        valid.append((torch.randn(n, 3, 32, 32, device=device), torch.randint(0, 10, (n,), device=device)))
+    if eager_engine.channels_last:
+        calib = [(c.contiguous(memory_format=torch.channels_last), None) for c, _ in calib]
+        valid = [(v.contiguous(memory_format=torch.channels_last), t) for v, t in valid]
+    archs = space.sample_unique(np.random.default_rng(3), 2 * args.paths)
+    one = Engine(device, from_dict(EngineConfig, {"paths_in_flight": 1}))
+    many = Engine(device, from_dict(EngineConfig, {"paths_in_flight": args.paths}))
+    rank_results = {}
 
-    def rank_one():
-        a = space.sample(rng)
-        with eager_engine.autocast():
-            recalibrate_bn(supernet, lambda inputs: supernet(inputs, a), batches)
-            with torch.no_grad():
-                for _ in range(10):
-                    supernet(x, a).argmax(1)
+    def ranked(engine, name):
+        def run():
+            rank_results[name] = evaluate_many(supernet, archs, valid, engine, calib)
+        return run
 
-    record("ranking", _timed(rank_one, max(args.steps // 4, 3), 1, device), None,
-           "per architecture (4 calibration + 10 evaluation batches); no fast path yet", unit="archs")
+    eager_s = _timed(ranked(one, "eager"), 1, 1, device) / len(archs)
+    fast_s = _timed(ranked(many, "fast"), 1, 1, device) / len(archs)
+    gaps = [abs(a["loss"] - b["loss"]) / max(abs(b["loss"]), 1e-6)
+            for a, b in zip(rank_results["fast"], rank_results["eager"])]
+    flips = max(abs(a["acc"] - b["acc"]) for a, b in zip(rank_results["fast"], rank_results["eager"]))
+    counts = {}
+    for name, engine in (("eager", one), ("fast", many)):
+        with _Dispatches() as seen:
+            evaluate_many(supernet, archs[:args.paths], valid, engine, calib)
+        counts[name] = (seen.kernels / args.paths, seen.syncs / args.paths)
+    result["ranking_per_arch"] = {name: {"device_ops": ops, "host_syncs": syncs} for name, (ops, syncs) in counts.items()}
+    result["ranking_loss_max_rel_diff"] = max(gaps)
+    record("ranking", eager_s, fast_s,
+           f"per architecture; {args.paths} paths in flight; device ops per architecture "
+           f"{counts['eager'][0]:.0f} -> {counts['fast'][0]:.0f}, host syncs {counts['eager'][1]:.0f} -> "
+           f"{counts['fast'][1]:.1f}; loss max relative difference {max(gaps):.2e}, accuracy {flips:.3f} points",
+           unit="archs")
 
+
+class _Dispatches(TorchDispatchMode):
+    """Counts the ops that reach a device kernel (views and allocations left out) and host syncs."""
+
+    FREE = {"empty", "empty_strided", "_unsafe_view", "alias", "detach"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = 0
+        self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        returns = func._schema.returns
+        view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        elif not view and func._schema.name.split("::")[-1] not in self.FREE:
+            self.kernels += 1
+        return func(*args, **(kwargs or {}))
 
 if __name__ == "__main__":
     main()
