@@ -8,10 +8,10 @@ Stages (NATS-TSS, random 32x32 images, the `paper` environment's sizes by defaul
   evaluation from scratch) - the stage with a fast path (`wpnas.train.fast`: the training
   forward compiled, CUDA graphs on a GPU); eager and fast start from the same weights and
   their losses are compared step by step;
-* ``search``: a proxy of one WPNAS step: a weight step on a sampled path (fast: the per-op
-  graphs, as in a search with the HyperNet off) plus the reward pass (the sample and the
-  greedy architecture scored on a validation batch; fast: both paths in one pass,
-  `wpnas.nn.paths`);
+* ``search``: a proxy of one WPNAS step in the `paper` setting (a trained HyperNet): a
+  weight step on a sampled path with its offsets (fast: the per-op graphs, each offset a
+  graph input) plus the reward pass (the sample and the greedy architecture scored on a
+  validation batch; fast: both paths in one pass, `wpnas.nn.paths`); losses compared;
 * ``ranking``: inherited-weight evaluation of 2 x ``--paths`` architectures, each after BN
   recalibration (4 batches of 128, then 2,000 valid images in batches of 512: the ranking
   defaults); fast: ``--paths`` architectures in flight. Also counted on one group: device
@@ -44,7 +44,9 @@ from _common import describe_device  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
 from wpnas.nn.paths import block_cross_entropies  # noqa: E402
+from wpnas.search.hypernet import HyperNetConfig  # noqa: E402
 from wpnas.search.reward import batch_statistics, path_cross_entropy  # noqa: E402
+from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet  # noqa: E402
 from wpnas.spaces import get_space  # noqa: E402
 from wpnas.train.engine import Engine, EngineConfig, Trainer  # noqa: E402
 from wpnas.train.evaluation import evaluate_many  # noqa: E402
@@ -173,29 +175,47 @@ def main() -> None:
         note += "; the fast path did not apply (see the log line above): both runs eager"
     record("fixed", times["eager"], times["fast"], note)
 
-    # search proxy: a weight step on a sampled path + the sample and greedy scored on a batch
-    # (fast: the weight step's ops as CUDA graphs, the two paths scored together in flight)
-    greedy = space.sample(np.random.default_rng(2))
-    search_times = {}
-    for name in ("eager", "fast"):
-        net, search_trainer, _ = nets[name]
-
-        def search_step():
-            sample = space.sample(rng)
-            search_trainer.step(lambda inputs: net(inputs, sample), x, y)
-            with batch_statistics(net), eager_engine.autocast():
-                if name == "eager":
-                    torch.stack([path_cross_entropy(net(x, a), y) for a in (sample, greedy)])
-                else:
-                    block_cross_entropies(net.forward_paths(x.repeat(2, 1, 1, 1), [sample, greedy]), y, 2)
-
-        search_times[name] = _timed(search_step, args.steps, args.warm, device)
+    # search proxy, the `paper` setting (a trained HyperNet): a weight step on a sampled path
+    # with its offsets, then the sample and the greedy architecture scored on a batch (fast:
+    # the weight step's ops as CUDA graphs with the offsets as graph inputs, the two paths
+    # scored together in flight)
     for _, _, restore in nets.values():
         restore()
+    greedy = space.sample(np.random.default_rng(2))
+    search_times, search_losses, offsets_graphed = {}, {}, False
+    for name, engine in (("eager", eager_engine), ("fast", fast_engine)):
+        torch.manual_seed(2)
+        net = engine.prepare(space.build_supernet(3, 10)).train()
+        hypernet = build_hypernet(space, HyperNetConfig(mode="trained"), seed=0).to(device)
+        shared = WeaklySharedSuperNet(net, hypernet)
+        search_trainer = Trainer(shared.trainable_parameters(), optim, 10_000, engine)
+        restore = (graph_candidate_ops(net, engine, lambda: (x, y), "throughput", offsets_for=shared.offsets)
+                   if name == "fast" else (lambda: None))
+        offsets_graphed = offsets_graphed or any("forward" in m.__dict__ for m in net.modules())
+        paths = np.random.default_rng(6)
+        seen = []
+
+        def search_step():
+            sample = space.sample(paths)
+            seen.append(float(search_trainer.step(lambda inputs: shared(inputs, sample), x, y).detach()))
+            with batch_statistics(shared), eager_engine.autocast():
+                if name == "eager":
+                    torch.stack([path_cross_entropy(shared(x, a), y) for a in (sample, greedy)])
+                else:
+                    block_cross_entropies(shared.forward_paths(x.repeat(2, 1, 1, 1), [sample, greedy]), y, 2)
+
+        search_times[name] = _timed(search_step, args.steps, args.warm, device)
+        search_losses[name] = seen
+        restore()
+    diff = max(abs(a - b) / max(abs(b), 1e-6) for a, b in zip(search_losses["fast"], search_losses["eager"]))
+    result["search_loss_max_rel_diff"] = diff
+    note = (f"proxy (HyperNet-offset weight step + 2 scored paths); fast: the weight step's ops as CUDA graphs "
+            f"(offsets as graph inputs), the 2 paths scored together; losses over {len(search_losses['eager'])} "
+            f"steps: max relative difference {diff:.2e}")
+    if not offsets_graphed:
+        note += "; the graphs did not apply (see the log line above): the weight steps ran eager"
+    record("search", search_times["eager"], search_times["fast"], note)
     supernet = nets["eager"][0]
-    record("search", search_times["eager"], search_times["fast"],
-           "proxy (weight step + 2 scored paths); fast: the weight step's ops as CUDA graphs, "
-           "the sample and the greedy path scored together")
 
     # ranking: inherited-weight evaluation with BN recalibration (the ranking defaults: 4
     # calibration batches of 128, 2,000 valid images in batches of 512), one architecture at

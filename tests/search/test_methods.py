@@ -172,3 +172,40 @@ def test_paths_in_flight_give_the_one_at_a_time_search(kit, monkeypatch):
     assert max(groups) == 4  # a generation evaluated 4 at a time
     assert list(evaluated[4]) == list(evaluated[1])  # the same architectures bred, in the same order
     assert np.allclose(list(evaluated[4].values()), list(evaluated[1].values()), atol=100 / 100 + 1e-9)
+
+
+@pytest.mark.parametrize("mode", ["trained", "fixed"])
+def test_wpnas_weight_steps_with_offsets_take_graphs_equal_eager(kit, monkeypatch, mode):
+    """With weakly weight sharing on, every op's offset is a second graph input (a trained
+    HyperNet learns through the graphed backward): the search equals the eager one."""
+    import wpnas.train.fast as fast
+    from tests.train.test_fast import CountingMaker
+
+    from wpnas.config import seed_everything
+
+    space, warmed = kit.warmed("nats_tss")
+    hypernet = {"mode": mode, "embed_dim": 8, "hidden": 8}
+    seed_everything(0)
+    eager = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "off"}, hypernet=hypernet),
+                         DEVICE, seed=0).run()
+    maker = CountingMaker()
+    monkeypatch.setattr(fast, "_cuda_graph_maker", lambda engine: maker)
+    seed_everything(0)
+    runner = SearchRunner(space, kit.digits, warmed, kit.cfg(engine={"graph_ops": "on"}, hypernet=hypernet),
+                          DEVICE, seed=0)
+    graphed = runner.run()
+    assert maker.captured > 0 and maker.replays > 0
+    # every captured op takes (input, offset); the offset requires a gradient only when the HyperNet trains
+    assert {len(args) for args in maker.sample_args} == {2}
+    assert {args[1].requires_grad for args in maker.sample_args} == {mode == "trained"}
+    torch.testing.assert_close(graphed.checkpoint["alpha"]["alpha"], eager.checkpoint["alpha"]["alpha"],
+                               rtol=1e-4, atol=1e-5)
+    for name, value in eager.checkpoint["state_dict"].items():
+        torch.testing.assert_close(graphed.checkpoint["state_dict"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+    for name, value in eager.checkpoint["hypernet"]["state_dict"].items():
+        torch.testing.assert_close(graphed.checkpoint["hypernet"]["state_dict"][name], value, rtol=1e-4, atol=1e-5,
+                                   msg=name)
+    if mode == "trained":  # the HyperNet did learn (so the graphed backward reached it)
+        warm_state = SearchRunner(space, kit.digits, warmed, kit.cfg(hypernet=hypernet), DEVICE, seed=0)
+        initial = warm_state.method.net.hypernet.state_dict()
+        assert any(not torch.equal(initial[k], v) for k, v in graphed.checkpoint["hypernet"]["state_dict"].items())

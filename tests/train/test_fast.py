@@ -121,11 +121,13 @@ class CountingMaker:
 
     def __init__(self, scale: float = 1.0, fail: bool = False):
         self.captured, self.replays, self.scale, self.fail = 0, 0, scale, fail
+        self.sample_args: list[tuple] = []
 
     def __call__(self, module, sample_args):
         if self.fail:
             raise RuntimeError("CUDA error: operation not permitted when stream is capturing")
         self.captured += 1
+        self.sample_args.append(tuple(sample_args))
         maker = self
 
         class Replay(torch.nn.Module):
@@ -133,9 +135,9 @@ class CountingMaker:
                 super().__init__()
                 self.inner = module
 
-            def forward(self, x):
+            def forward(self, *args):
                 maker.replays += 1
-                return self.inner(x) * maker.scale
+                return self.inner(*args) * maker.scale
 
         return Replay()
 

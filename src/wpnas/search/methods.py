@@ -173,10 +173,14 @@ class SearchMethod(ABC):
         return False
 
     @property
-    def plain_weight_steps(self) -> bool:
-        """Do its weight steps run SuperNet paths without offsets (so the candidate ops may be
+    def graph_weight_steps(self) -> bool:
+        """Do its weight steps run one SuperNet path per step (so the candidate ops may be
         replayed as CUDA graphs, :func:`wpnas.train.fast.graph_candidate_ops`)?"""
         return False
+
+    def weight_offsets(self, arch: Arch) -> torch.Tensor | None:
+        """The offsets its weight steps give ``arch``'s path (weakly weight sharing), or None."""
+        return None
 
     @property
     def graph_refusal(self) -> str | None:

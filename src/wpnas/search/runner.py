@@ -134,8 +134,8 @@ class SearchRunner:
         restore_ops = (
             graph_candidate_ops(self.method.supernet, self.ctx.engine,
                                 lambda: first_batch(self.ctx.splits, self.cfg.batch_size, self.ctx.engine), "search",
-                                refuse=self.method.graph_refusal)
-            if self.method.plain_weight_steps and self.epoch < stop else (lambda: None)
+                                refuse=self.method.graph_refusal, offsets_for=self.method.weight_offsets)
+            if self.method.graph_weight_steps and self.epoch < stop else (lambda: None)
         )
         try:
             self._run_epochs(stop, total, started)

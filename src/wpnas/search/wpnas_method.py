@@ -128,8 +128,11 @@ class WPNASMethod(SearchMethod):
         return self.trainer is not None
 
     @property
-    def plain_weight_steps(self) -> bool:
-        return self.trainer is not None and self.wcfg.hypernet.mode == "off"
+    def graph_weight_steps(self) -> bool:
+        return self.trainer is not None
+
+    def weight_offsets(self, arch: Arch) -> torch.Tensor | None:
+        return self.net.offsets(arch)
 
     @property
     def graph_refusal(self) -> str | None:

@@ -139,24 +139,43 @@ def first_batch(splits: Any, batch_size: int, engine: Any) -> tuple[torch.Tensor
 
 # -- per-op CUDA graphs of a SuperNet (WarmUp's random paths) ------------------------------------------
 class _TensorOnly(nn.Module):
-    """``op``'s original forward with its recorded non-tensor arguments, as a callable of the
-    input tensor alone (what ``make_graphed_callables`` captures); ``op`` is a submodule so
-    that its parameters get their gradients from the graphed backward."""
+    """``op``'s original forward with its recorded non-tensor arguments, as a callable of its
+    tensor arguments alone (what ``make_graphed_callables`` captures: the input and, with
+    weakly weight sharing, the offset); ``op`` is a submodule so that its parameters get their
+    gradients from the graphed backward."""
 
-    def __init__(self, op: nn.Module, forward: Callable[..., torch.Tensor], extra: tuple, kwargs: dict) -> None:
+    def __init__(self, op: nn.Module, forward: Callable[..., torch.Tensor], pattern: tuple, kwargs: dict) -> None:
         super().__init__()
         self.op = op
-        self._forward, self._extra, self._kwargs = forward, extra, kwargs
+        self._forward, self._pattern, self._kwargs = forward, pattern, kwargs
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._forward(x, *self._extra, **self._kwargs)
+    def forward(self, x: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
+        given = iter(tensors)
+        args = [next(given) if kind == "tensor" else value for kind, value in self._pattern]
+        return self._forward(x, *args, **self._kwargs)
 
 
-def _same_arguments(a: tuple, b: tuple) -> bool:
-    """Equal non-tensor arguments (any tensor argument, such as an offset, means no graph)."""
-    if len(a) != len(b):
-        return False
-    return all(not isinstance(x, torch.Tensor) and not isinstance(y, torch.Tensor) and x == y for x, y in zip(a, b))
+def _pattern(args: tuple) -> tuple:
+    """Recorded positional arguments after the input: ("value", v) or ("tensor", (shape, dtype))."""
+    return tuple(("tensor", (tuple(a.shape), a.dtype)) if isinstance(a, torch.Tensor) else ("value", a)
+                 for a in args)
+
+
+def _matching(args: tuple, pattern: tuple, grad: bool) -> list[torch.Tensor] | None:
+    """The tensor arguments of a call that matches ``pattern`` (values equal; tensors of the
+    recorded shape and dtype, requiring a gradient exactly when ``grad``), else None."""
+    if len(args) != len(pattern):
+        return None
+    tensors = []
+    for arg, (kind, value) in zip(args, pattern):
+        if kind == "value":
+            if isinstance(arg, torch.Tensor) or arg != value:
+                return None
+        elif not isinstance(arg, torch.Tensor) or (tuple(arg.shape), arg.dtype) != value or arg.requires_grad != grad:
+            return None
+        else:
+            tensors.append(arg)
+    return tensors
 
 
 def _signature(x: torch.Tensor) -> tuple:
@@ -166,20 +185,25 @@ def _signature(x: torch.Tensor) -> tuple:
 def graph_candidate_ops(
     supernet: nn.Module, engine: Any, example: Callable[[], tuple[torch.Tensor, torch.Tensor]], what: str,
     graph_maker: Callable[..., nn.Module] | None = None, cover: int = 200, refuse: str | None = None,
+    offsets_for: Callable[[Any], torch.Tensor | None] | None = None,
 ) -> Callable[[], None]:
     """Capture each of ``supernet.candidate_ops()`` as a CUDA graph (forward and backward), for
-    training steps whose path changes every step (WarmUp): a chosen op then costs one graph
-    replay instead of its several kernel launches. Returns ``restore()``, which puts the eager
-    forwards back (call it before saving or pickling the SuperNet).
+    training steps whose path changes every step (WarmUp, the search's weight steps): a chosen
+    op then costs one graph replay instead of its several kernel launches. Returns
+    ``restore()``, which puts the eager forwards back (call it before saving or pickling the
+    SuperNet).
 
     ``engine.graph_ops`` decides (``auto``: CUDA only). Each op's input shape, dtype, layout and
-    non-tensor arguments are recorded on paths of ``example`` that together use every op
+    other arguments are recorded on paths of ``example`` that together use every op
     (``example()``: one training batch; ``cover`` random paths at most after one per choice
-    index); an op is replayed only when a
-    call matches them, in training mode with gradients on, and runs eagerly otherwise (eval,
-    recalibration, offsets). The capture leaves weights, BN statistics and gradients as they
-    were; a probe step compares the loss and gradients with the eager ones, and any failure or
-    difference restores the eager forwards with one log line. ``graph_maker`` replaces
+    index). ``offsets_for(arch)`` (weakly weight sharing: the HyperNet's offsets of a path)
+    makes the offset each op receives a second graph input, of the recorded shape, requiring a
+    gradient as the HyperNet's output does (a trained HyperNet gets its gradient through the
+    graphed backward). An op is replayed only when a call matches what was recorded, in
+    training mode with gradients on, and runs eagerly otherwise (eval, recalibration, paths in
+    flight). The capture leaves weights, BN statistics and gradients as they were; a probe
+    step per choice index compares the loss and gradients with the eager ones, and any failure
+    or difference restores the eager forwards with one log line. ``graph_maker`` replaces
     ``torch.cuda.make_graphed_callables`` (tests); ``refuse`` is the caller's reason not to
     graph (logged if graphs were asked for).
 
@@ -211,19 +235,26 @@ def graph_candidate_ops(
         originals.clear()
 
     try:
-        seen = _record_inputs(supernet, ops, engine, x, space, cover)
+        example_offsets = offsets_for(_covering_paths(space)[0]) if offsets_for is not None else None
+        if example_offsets is None:  # e.g. a search whose HyperNet is off
+            offsets_for = None
+        offsets_grad = example_offsets is not None and example_offsets.requires_grad
+        seen = _record_inputs(supernet, ops, engine, x, space, cover, offsets_for)
         missing = len(ops) - len(seen)
         graphed = {}
         with torch.autocast(device_type=engine.device.type, dtype=torch.bfloat16, cache_enabled=False,
                             enabled=engine.on_cuda and engine.cfg.amp):
-            for name, (sig, extra, kwargs) in seen.items():
+            for name, (sig, pattern, kwargs) in seen.items():
                 op = ops[name]
                 sample = torch.empty_strided(sig[0], sig[3], dtype=sig[1], device=sig[2]).normal_()
-                graphed[name] = maker(_TensorOnly(op, op.forward, extra, kwargs), (sample.requires_grad_(True),))
-        for name, (sig, extra, kwargs) in seen.items():
+                extra = tuple(torch.ones(shape, dtype=dtype, device=sig[2]).requires_grad_(offsets_grad)
+                              for kind, (shape, dtype) in ((k, v) for k, v in pattern if k == "tensor"))
+                graphed[name] = maker(_TensorOnly(op, op.forward, pattern, kwargs),
+                                      (sample.requires_grad_(True), *extra))
+        for name, (sig, pattern, kwargs) in seen.items():
             originals[name] = ops[name].forward
-            ops[name].forward = _dispatch(graphed[name], ops[name], sig, extra, kwargs)
-        problem = _probe_supernet(supernet, engine, x, y, space, saved, rng)  # starts each run from ``saved``
+            ops[name].forward = _dispatch(graphed[name], ops[name], sig, pattern, kwargs, offsets_grad)
+        problem = _probe_supernet(supernet, engine, x, y, space, saved, rng, offsets_for)  # each run from ``saved``
     except Exception as err:
         restore()
         lines = [line.strip() for line in str(err).splitlines() if line.strip()][:2]
@@ -237,30 +268,48 @@ def graph_candidate_ops(
         restore()
         logger.warning("%s: per-op graphs off (%s); eager training", what, problem)
         return nothing
-    logger.info("%s: %d candidate ops captured as CUDA graphs%s", what, len(originals),
+    logger.info("%s: %d candidate ops captured as CUDA graphs%s%s", what, len(originals),
+                " (offsets as graph inputs)" if offsets_for is not None else "",
                 f" ({missing} never reached on the covering paths stay eager)" if missing else "")
     return restore
 
 
+def _covering_paths(space: Any) -> list[tuple[int, ...]]:
+    """One path per choice index (decisions with fewer choices take their last): together they
+    run every choice of every decision."""
+    return [tuple(min(k, n - 1) for n in space.num_choices) for k in range(space.max_choices)]
+
+
 def _cuda_graph_maker(engine: Any) -> Callable[..., nn.Module] | None:
-    return torch.cuda.make_graphed_callables if engine.on_cuda else None
+    if not engine.on_cuda:
+        return None
+
+    def make(module: nn.Module, sample_args: tuple) -> nn.Module:
+        # an op that ignores its offset (skip, pooling) leaves that graph input unused
+        return torch.cuda.make_graphed_callables(module, sample_args, allow_unused_input=True)
+
+    return make
 
 
-def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, extra: tuple, kwargs: dict) -> Callable[..., torch.Tensor]:
+def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, pattern: tuple, kwargs: dict,
+              offsets_grad: bool) -> Callable[..., torch.Tensor]:
     eager = op.forward  # the class's forward, bound (before the instance attribute is set)
+    keywords = _pattern(tuple(kwargs.values()))
 
     def forward(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        if (op.training and torch.is_grad_enabled() and _signature(x) == sig and _same_arguments(args, extra)
-                and kw.keys() == kwargs.keys() and _same_arguments(tuple(kw.values()), tuple(kwargs.values()))):
-            return graphed(x)
+        if (op.training and torch.is_grad_enabled() and _signature(x) == sig and kw.keys() == kwargs.keys()
+                and _matching(tuple(kw.values()), keywords, offsets_grad) == []):
+            tensors = _matching(args, pattern, offsets_grad)
+            if tensors is not None:
+                return graphed(x, *tensors)
         return eager(x, *args, **kw)
 
     return forward
 
 
 def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, x: torch.Tensor, space: Any,
-                   cover: int) -> dict[str, tuple]:
-    """Input signature and non-tensor arguments of every op reached by covering paths."""
+                   cover: int, offsets_for: Callable[[Any], torch.Tensor | None] | None = None) -> dict[str, tuple]:
+    """Input signature, argument pattern and keyword arguments of every op reached by covering paths."""
     import numpy as np
 
     seen: dict[str, tuple] = {}
@@ -268,17 +317,18 @@ def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, 
     for name, op in ops.items():
         def hook(module, args, kwargs, name=name):
             if name not in seen and args and isinstance(args[0], torch.Tensor):
-                seen[name] = (_signature(args[0]), tuple(args[1:]), dict(kwargs))
+                seen[name] = (_signature(args[0]), _pattern(tuple(args[1:])), dict(kwargs))
         handles.append(op.register_forward_pre_hook(hook, with_kwargs=True))
     rng = np.random.default_rng(0)
-    paths = [tuple(min(k, n - 1) for n in space.num_choices) for k in range(space.max_choices)]
+    paths = _covering_paths(space)
     try:
         supernet.train()
         with torch.no_grad(), engine.autocast():
             for i in range(len(paths) + cover):
                 if len(seen) == len(ops):
                     break
-                supernet(x, paths[i] if i < len(paths) else space.sample(rng))
+                path = paths[i] if i < len(paths) else space.sample(rng)
+                supernet(x, path, offsets_for(path) if offsets_for is not None else None)
     finally:
         for h in handles:
             h.remove()
@@ -286,26 +336,39 @@ def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, 
 
 
 def _probe_supernet(supernet: nn.Module, engine: Any, x: torch.Tensor, y: torch.Tensor, space: Any,
-                    saved: dict, rng: dict) -> str | None:
-    """One training forward + backward on a covering path with the graphs and without them."""
-    arch = tuple(k - 1 for k in space.num_choices)
-    results = []
-    for graphs_on in (True, False):
-        if not graphs_on:
-            forwards = {}
-            for module in supernet.modules():
-                if "forward" in module.__dict__:
-                    forwards[module] = module.__dict__.pop("forward")
-        supernet.load_state_dict(saved)
-        supernet.zero_grad(set_to_none=True)
-        set_rng_state(rng)
-        supernet.train()
-        with engine.autocast():
-            loss = F.cross_entropy(supernet(x, arch).float(), y)
-        loss.backward()
-        grad = sum(float(p.grad.float().abs().sum()) for p in supernet.parameters() if p.grad is not None)
-        results.append((float(loss.detach()), grad))
-        if not graphs_on:
-            for module, forward in forwards.items():
-                module.forward = forward
-    return _disagreement(results[0], results[1], engine, "the graphed step differs from the eager one")
+                    saved: dict, rng: dict, offsets_for: Callable[[Any], torch.Tensor | None] | None = None
+                    ) -> str | None:
+    """A training forward + backward on each covering path with the graphs and without them:
+    loss and gradient (of the weights and of the offsets) must agree."""
+    for arch in _covering_paths(space):
+        offsets = offsets_for(arch) if offsets_for is not None else None
+        if offsets is not None:  # a leaf of its own: the probe's gradient stops here, not in the HyperNet
+            offsets = offsets.detach().clone().requires_grad_(offsets.requires_grad)
+        results = []
+        for graphs_on in (True, False):
+            if not graphs_on:
+                forwards = {}
+                for module in supernet.modules():
+                    if "forward" in module.__dict__:
+                        forwards[module] = module.__dict__.pop("forward")
+            supernet.load_state_dict(saved)
+            supernet.zero_grad(set_to_none=True)
+            if offsets is not None:
+                offsets.grad = None
+            set_rng_state(rng)
+            supernet.train()
+            with engine.autocast():
+                loss = F.cross_entropy(supernet(x, arch, offsets).float(), y)
+            loss.backward()
+            grad = sum(float(p.grad.float().abs().sum()) for p in supernet.parameters() if p.grad is not None)
+            if offsets is not None and offsets.grad is not None:
+                grad += float(offsets.grad.float().abs().sum())
+            results.append((float(loss.detach()), grad))
+            if not graphs_on:
+                for module, forward in forwards.items():
+                    module.forward = forward
+        problem = _disagreement(results[0], results[1], engine,
+                                f"the graphed step differs from the eager one on path {tuple(arch)}")
+        if problem is not None:
+            return problem
+    return None
