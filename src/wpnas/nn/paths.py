@@ -37,6 +37,9 @@ import torch.nn.functional as F
 __all__ = ["PathGroups", "active", "block_cross_entropies", "in_flight", "stack_blocks", "unstack_blocks"]
 
 _ACTIVE: list[PathGroups] = []
+#: index tensors of path subsets, per device (a few hundred at most in practice)
+_INDICES: dict[tuple, torch.Tensor] = {}
+_INDEX_CACHE_SIZE = 4096
 
 
 def active() -> PathGroups | None:
@@ -66,8 +69,9 @@ class PathGroups:
     ``calibrating`` (BN recalibration): BN layers in train mode normalise each path's block
     with its batch statistics and fold them into per-path running averages kept here
     (equal weight per batch, as ``momentum=None``); in eval mode they normalise with those
-    averages. The session assumes the weights do not change while it lives. A BN layer that was never recalibrated in this session uses its own running
-    statistics (the same for every path). In train mode with ``track_running_stats`` off
+    averages. A BN layer that was never recalibrated in this session uses its own running
+    statistics (the same for every path). The session assumes the weights do not change
+    while it lives. In train mode with ``track_running_stats`` off
     (the search's reward pass) each block is normalised with its own batch statistics.
     """
 
@@ -77,7 +81,6 @@ class PathGroups:
         self.num_paths = int(num_paths)
         self.calibrating = False
         self._rows: list[int] = list(range(self.num_paths))
-        self._indices: dict[tuple, torch.Tensor] = {}
         # keyed by (BN layer, paths served): everything below is made once per session
         self._params: dict[tuple, tuple[torch.Tensor | None, torch.Tensor | None]] = {}  # affine, repeated
         self._running: dict[tuple, list] = {}  # [running mean (G*C), running variance (G*C), batches]
@@ -101,11 +104,14 @@ class PathGroups:
             self._rows = saved
 
     def index(self, rows: Sequence[int], device: torch.device) -> torch.Tensor:
-        """``rows`` as an index tensor on ``device`` (made once per subset: no copy per op call)."""
+        """``rows`` as an index tensor on ``device`` (made once per process and subset: no
+        host-to-device copy per op call or per search step)."""
         key = (tuple(rows), device)
-        if key not in self._indices:
-            self._indices[key] = torch.tensor(list(rows), dtype=torch.long).to(device)
-        return self._indices[key]
+        if key not in _INDICES:
+            if len(_INDICES) >= _INDEX_CACHE_SIZE:
+                _INDICES.clear()
+            _INDICES[key] = torch.tensor(list(rows), dtype=torch.long).to(device, non_blocking=True)
+        return _INDICES[key]
 
     # -- BN ---------------------------------------------------------------------------
     def batch_norm(self, bn: nn.modules.batchnorm._BatchNorm, x: torch.Tensor) -> torch.Tensor:

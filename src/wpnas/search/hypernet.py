@@ -115,10 +115,11 @@ class HyperNet(nn.Module):
         device = self.start.device
         if not isinstance(archs, torch.Tensor):
             items = list(archs)
-            if items and not isinstance(items[0], (int,)) and hasattr(items[0], "__iter__"):
-                rows = [self.space.validate(a) for a in items]
-                return torch.tensor(rows, dtype=torch.long, device=device), False
-            return torch.tensor([self.space.validate(items)], dtype=torch.long, device=device), True
+            single = not (items and not isinstance(items[0], (int,)) and hasattr(items[0], "__iter__"))
+            rows = [self.space.validate(items)] if single else [self.space.validate(a) for a in items]
+            # non_blocking: a blocking host-to-device copy waits for the whole GPU queue (a host sync
+            # per search step); from pageable memory the data is staged at once, so this is safe
+            return torch.tensor(rows, dtype=torch.long).to(device, non_blocking=True), single
         if archs.is_floating_point() or archs.is_complex() or archs.dim() not in (1, 2):
             raise ArchitectureError(
                 f"hypernet: expected a (B, L) or (L,) integer tensor of choices, got {archs.dtype} {tuple(archs.shape)}"

@@ -153,7 +153,8 @@ def _edge_paths(
     for name, rows in chosen.items():
         part = ordered.narrow(0, start * size, len(rows) * size)
         with groups.serving(rows):
-            outputs.append(op_of(edge, name)(part, width, None if offsets is None else offsets[rows, edge]))
+            offset = None if offsets is None else offsets[:, edge].index_select(0, groups.index(rows, offsets.device))
+            outputs.append(op_of(edge, name)(part, width, offset))
         start += len(rows)
     if idle:
         outputs.append(outputs[0].new_zeros((len(idle) * size, *outputs[0].shape[1:])))
