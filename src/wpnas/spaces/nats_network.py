@@ -76,20 +76,12 @@ def run_cell(
     offsets: Sequence[torch.Tensor | None] | None,
 ) -> torch.Tensor:
     """Evaluate the cell DAG given one callable (or None for 'none') per edge."""
-    nodes = [x]
-    e = 0
-    for j in range(1, 4):
-        acc: torch.Tensor | None = None
-        for i in range(j):
-            op = edge_ops[e]
-            if op is not None:
-                y = op(nodes[i], width, None if offsets is None else offsets[e])
-                acc = y if acc is None else acc + y
-            e += 1
-        if acc is None:
-            acc = zeros_like_map(x, width)
-        nodes.append(acc)
-    return nodes[-1]
+
+    def edge(e: int, source: torch.Tensor) -> torch.Tensor | None:
+        op = edge_ops[e]
+        return None if op is None else op(source, width, None if offsets is None else offsets[e])
+
+    return _walk_cell(x, width, edge)
 
 
 def run_cell_paths(
@@ -110,17 +102,28 @@ def run_cell_paths(
     zeros); each path's node sums its edges in edge order, as :func:`run_cell` does.
     """
     count = len(path_ops)
+
+    def edge(e: int, source: torch.Tensor) -> torch.Tensor | None:
+        chosen: dict[str, list[int]] = {}
+        for k, ops in enumerate(path_ops):
+            chosen.setdefault(ops[e], []).append(k)
+        idle = chosen.pop("none", [])
+        return _edge_paths(source, width, e, op_of, chosen, idle, offsets, groups, count) if chosen else None
+
+    return _walk_cell(x, width, edge)
+
+
+def _walk_cell(x: torch.Tensor, width: int,
+               edge: Callable[[int, torch.Tensor], torch.Tensor | None]) -> torch.Tensor:
+    """The cell DAG: node j = sum over i < j of ``edge(e, node i)`` (None adds nothing), edges in
+    the order of :data:`CELL_EDGES`; a node with nothing to add is zeros."""
     nodes = [x]
     e = 0
     for j in range(1, 4):
         acc: torch.Tensor | None = None
         for i in range(j):
-            chosen: dict[str, list[int]] = {}
-            for k, ops in enumerate(path_ops):
-                chosen.setdefault(ops[e], []).append(k)
-            idle = chosen.pop("none", [])
-            if chosen:
-                y = _edge_paths(nodes[i], width, e, op_of, chosen, idle, offsets, groups, count)
+            y = edge(e, nodes[i])
+            if y is not None:
                 acc = y if acc is None else acc + y
             e += 1
         if acc is None:
