@@ -89,3 +89,91 @@ def test_table_aggregates_over_seeds_with_the_paper_beside():
     assert "s0: a0 (rank 1)" in spos["archs"] and "s2: a2 (rank 3)" in spos["archs"]
     assert spos["paper_best_rank"] == PAPER_TABLE1[("nats_sss", "cifar10")]["spos"][2] == 6529
     assert "| SPOS | " in markdown and "6529" in markdown and "mean ± standard deviation" in markdown
+
+
+# -- a killed ablation started again redoes only what was not finished ---------------------------
+def _tiny_stage_inputs():
+    import torch
+
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.train.ground_truth import GroundTruthConfig
+    from wpnas.train.warmup import WarmupConfig
+
+    splits = build_image_splits(DataConfig(source="digits", image_size=8, train_limit=300))
+    warmup = from_dict(WarmupConfig, {"epochs": 1, "batch_size": 64, "probe_archs": 0,
+                                      "augment": {"crop_padding": 1, "flip": False}})
+    truth = GroundTruthConfig(num_archs=3, epochs=0, calib_batches=1, batch_size=64)
+    search = from_dict(SearchConfig, {"method": "spos_evolution", "epochs": 1, "batch_size": 32,
+                                      "eval_valid_limit": 60, "eval_batch_size": 60, "calib_batches": 1,
+                                      "evolution": {"population": 3, "generations": 2, "top_k": 2,
+                                                    "num_crossover": 1, "num_mutation": 1}})
+    cfg = from_dict(AblationConfig, {"seeds": [0, 1], "rows": ["spos"], "references": False,
+                                     "ranking": {"calib_batches": 1, "calib_batch_size": 32, "valid_limit": 60}})
+    return get_space("nats_tss", C=4, N=1), splits, warmup, truth, search, cfg, torch.device("cpu")
+
+
+class _Killed(RuntimeError):
+    pass
+
+
+def _spy(monkeypatch, module, name, fail_at=None):
+    """Log the seeds ``module.name`` is called with; the ``fail_at``-th call fails (a run killed there)."""
+    real = getattr(module, name)
+    calls = []
+
+    def wrapped(*args, **kwargs):
+        calls.append(kwargs.get("seed"))
+        if len(calls) == fail_at:
+            raise _Killed("killed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, wrapped)
+    return calls
+
+
+def test_a_killed_ablation_redoes_only_the_unfinished_units(tmp_path, monkeypatch):
+    import torch
+
+    import wpnas.experiments.ablation as ablation
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space, splits, warmup, truth, search, cfg, cpu = _tiny_stage_inputs()
+    policy = CheckpointPolicy(every=1, resume=True, folder=str(tmp_path / "ckpt"))
+    # the reference: an uninterrupted run, without checkpoints
+    warmed = ablation.warm_up(space, splits, warmup, cpu, cfg.seeds)
+    pairs = ablation.ground_truth(space, splits, truth, cpu, warmed, cfg.seeds)
+    straight = ablation.run_rows(space, splits, search, cfg, cpu, warmed, None, pairs, None)
+
+    with monkeypatch.context() as patch:
+        _spy(patch, ablation, "warmup_supernet", fail_at=2)
+        with pytest.raises(_Killed):
+            ablation.warm_up(space, splits, warmup, cpu, cfg.seeds, checkpoint=policy)
+    assert any(p.name.startswith("ablation_warmup-") for p in (tmp_path / "ckpt").iterdir())
+    with monkeypatch.context() as patch:
+        calls = _spy(patch, ablation, "warmup_supernet")
+        resumed = ablation.warm_up(space, splits, warmup, cpu, cfg.seeds, checkpoint=policy)
+    assert calls == [1]  # seed 0 was finished before the kill: not redone
+    for key in warmed:
+        assert all(torch.equal(resumed[key]["state_dict"][k], v) for k, v in warmed[key]["state_dict"].items())
+
+    with monkeypatch.context() as patch:
+        _spy(patch, ablation, "acquire_ground_truth", fail_at=2)
+        with pytest.raises(_Killed):
+            ablation.ground_truth(space, splits, truth, cpu, resumed, cfg.seeds, checkpoint=policy)
+    with monkeypatch.context() as patch:
+        calls = _spy(patch, ablation, "acquire_ground_truth")
+        resumed_pairs = ablation.ground_truth(space, splits, truth, cpu, resumed, cfg.seeds, checkpoint=policy)
+    assert len(calls) == 1  # seed 1 only
+    pd.testing.assert_frame_equal(resumed_pairs.drop(columns="seconds"), pairs.drop(columns="seconds"))
+
+    with monkeypatch.context() as patch:
+        _spy(patch, ablation, "run_search", fail_at=2)
+        with pytest.raises(_Killed):
+            ablation.run_rows(space, splits, search, cfg, cpu, resumed, None, pairs, None, checkpoint=policy)
+    with monkeypatch.context() as patch:
+        calls = _spy(patch, ablation, "run_search")
+        again = ablation.run_rows(space, splits, search, cfg, cpu, resumed, None, pairs, None, checkpoint=policy)
+    assert calls == [1]
+    same = [c for c in RESULT_COLUMNS if c != "hours"]  # hours are wall time
+    pd.testing.assert_frame_equal(again[same], straight[same])
+    assert not any(p.name.startswith("ablation_") for p in (tmp_path / "ckpt").iterdir())  # removed when done

@@ -51,12 +51,15 @@ from wpnas import tracking
 from wpnas.config import describe_device, seed_everything, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
+from wpnas.fingerprint import content_fingerprint
+from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.nasbench import kendall_tau, load_benchmark
 from wpnas.predictors import load_predictor
 from wpnas.predictors.stage import PredictorStageConfig, fit_predictor
 from wpnas.search import SearchConfig, restore_search, run_search
 from wpnas.spaces.base import ENUMERATION_LIMIT, SearchSpace
+from wpnas.train.ground_truth import COLUMNS as GROUND_TRUTH_COLUMNS
 from wpnas.train.ground_truth import GroundTruthConfig, acquire_ground_truth
 from wpnas.train.landmark import LandmarkConfig
 from wpnas.train.ranking import RankingConfig, benchmark_position, check_ranking, rank_supernet, ranking_sample
@@ -205,6 +208,43 @@ def _key(seed: int) -> str:
     return f"seed_{seed}"
 
 
+class _Finished:
+    """The finished units (a seed's WarmUp, a row on a seed) of one ablation stage, kept in
+    ``run.checkpoint_dir`` while the stage runs, so that a killed run started again redoes only
+    what was not finished (the unit in progress resumes from its own stage checkpoint). Keyed
+    by the fingerprint of the stage's inputs and settings; removed when the stage completes."""
+
+    def __init__(self, checkpoint: CheckpointPolicy | None, stage: str, inputs: dict[str, Any]) -> None:
+        self.store = None if checkpoint is None else checkpoint.store(stage, content_fingerprint(inputs))
+        state = self.store.load() if self.store is not None else None
+        self.done: dict[str, Any] = dict(state["done"]) if state else {}
+        if self.done:
+            logger.info("%s: resuming from %s: %s already finished, not redone", stage, self.store.path,
+                        ", ".join(self.done))
+
+    def add(self, key: str, value: Any) -> None:
+        self.done[key] = value
+        if self.store is not None:
+            self.store.save({"done": self.done})
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.remove()
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers (what an in-progress checkpoint may hold)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _frame_content(frame: pd.DataFrame | None) -> Any:
+    return None if frame is None else {str(k): frame[k].tolist() for k in frame.columns}
+
+
 # -- shared stages ---------------------------------------------------------------------------
 def warm_up(
     space: SearchSpace,
@@ -214,14 +254,27 @@ def warm_up(
     seeds: Sequence[int],
     landmarks: pd.DataFrame | None = None,
     landmark: LandmarkConfig | None = None,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """One WarmUp per seed (``landmark`` given: with landmark regularisation on each seed's pairs)."""
+    """One WarmUp per seed (``landmark`` given: with landmark regularisation on each seed's pairs).
+
+    ``checkpoint``: every WarmUp writes its in-progress checkpoint, and the finished seeds are
+    kept until all are done, so a killed run started again redoes only the unfinished ones."""
     cfg = dataclasses.replace(cfg, landmark=landmark or dataclasses.replace(cfg.landmark, enabled=False))
+    stage = "ablation_warmup" + ("_landmark" if cfg.landmark.enabled else "")
+    finished = _Finished(checkpoint, stage, {
+        "space": [space.name, space.options()], "config": to_dict(cfg), "seeds": list(seeds),
+        "splits": splits.fingerprint()["fingerprint"], "landmarks": _frame_content(landmarks)})
     out = {}
     for seed in seeds:
+        if _key(seed) in finished.done:
+            out[_key(seed)] = finished.done[_key(seed)]
+            continue
         seed_everything(seed)
         pairs = None if landmarks is None else landmarks[landmarks["seed"] == seed].reset_index(drop=True)
-        out[_key(seed)] = warmup_supernet(space, splits, cfg, device, seed=seed, landmarks=pairs)
+        out[_key(seed)] = warmup_supernet(space, splits, cfg, device, seed=seed, landmarks=pairs, checkpoint=checkpoint)
+        finished.add(_key(seed), out[_key(seed)])
+    finished.close()
     return out
 
 
@@ -232,14 +285,25 @@ def ground_truth(
     device: torch.device,
     warmed: dict[str, dict[str, Any]],
     seeds: Sequence[int],
+    checkpoint: CheckpointPolicy | None = None,
 ) -> pd.DataFrame:
-    """Each seed's ground-truth pairs (from that seed's uniform SuperNet), with a ``seed`` column."""
+    """Each seed's ground-truth pairs (from that seed's uniform SuperNet), with a ``seed`` column.
+
+    ``checkpoint``: as :func:`warm_up` (the seed in progress resumes architecture by architecture)."""
+    finished = _Finished(checkpoint, "ablation_ground_truth", {
+        "space": [space.name, space.options()], "config": to_dict(cfg), "seeds": list(seeds),
+        "splits": splits.fingerprint()["fingerprint"],
+        "warmed": {_key(s): warmed[_key(s)]["state_dict"] for s in seeds} if cfg.source == "finetune" else None})
     tables = []
     for seed in seeds:
-        seed_everything(seed)
-        supernet = restore_supernet(warmed[_key(seed)], device) if cfg.source == "finetune" else None
-        pairs = acquire_ground_truth(space, cfg, seed, supernet=supernet, splits=splits, device=device)
-        tables.append(pairs.assign(seed=seed))
+        if _key(seed) not in finished.done:
+            seed_everything(seed)
+            supernet = restore_supernet(warmed[_key(seed)], device) if cfg.source == "finetune" else None
+            pairs = acquire_ground_truth(space, cfg, seed, supernet=supernet, splits=splits, device=device,
+                                         checkpoint=checkpoint)
+            finished.add(_key(seed), _frame_content(pairs))
+        tables.append(pd.DataFrame(finished.done[_key(seed)], columns=GROUND_TRUTH_COLUMNS).assign(seed=seed))
+    finished.close()
     return pd.concat(tables, ignore_index=True)
 
 
@@ -289,12 +353,24 @@ def run_rows(
     warmed_landmark: dict[str, dict[str, Any]] | None,
     pairs: pd.DataFrame,
     predictors: dict[str, dict[str, Any]] | None,
+    checkpoint: CheckpointPolicy | None = None,
 ) -> pd.DataFrame:
-    """Every row for every seed, each row in its own MLflow run nested under the active one."""
+    """Every row for every seed, each row in its own MLflow run nested under the active one.
+
+    ``checkpoint``: each search writes its in-progress checkpoint, and the finished (row,
+    seed) results are kept until all are done, so a killed run started again redoes only the
+    unfinished ones (their metrics are logged again in the new run)."""
     scorer = _Scorer(space, splits, cfg.ranking, device)
     if len(cfg.seeds) < 3:
         logger.warning("ablation over %d seed(s): one or two seeds mislead; use at least 3 for a claim",
                        len(cfg.seeds))
+    finished = _Finished(checkpoint, "ablation_rows", {
+        "space": [space.name, space.options()], "search": to_dict(search), "ablation": to_dict(cfg),
+        "splits": splits.fingerprint()["fingerprint"],
+        "warmed": {k: v["state_dict"] for k, v in warmed.items()},
+        "warmed_landmark": None if warmed_landmark is None else {k: v["state_dict"] for k, v in warmed_landmark.items()},
+        "pairs": _frame_content(pairs),
+        "predictors": None if predictors is None else {k: v["predictor"] for k, v in predictors.items()}})
     records = []
     for name in cfg.rows:
         row = ROWS[name]
@@ -303,15 +379,19 @@ def run_rows(
                                                **tracking.flatten(to_dict(row_cfg), prefix="search")},
                                  tags={"ablation_row": name}):
             for seed in cfg.seeds:
-                logger.info("ablation row %r, seed %d", name, seed)
-                record = _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_landmark,
-                                  pairs, predictors)
+                unit = f"{name}/{_key(seed)}"
+                if unit not in finished.done:
+                    logger.info("ablation row %r, seed %d", name, seed)
+                    finished.add(unit, _plain(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
+                                                       warmed_landmark, pairs, predictors, checkpoint)))
+                record = finished.done[unit]
                 records.append(record)
                 tracking.log_metrics({k: v for k, v in record.items() if k not in ("row", "seed")}, step=seed,
                                      prefix="ablation/")
             mine = pd.DataFrame([r for r in records if r["row"] == name])
             tracking.log_metrics({f"{k}_mean": mine[k].mean() for k in _SUMMARY if mine[k].notna().any()},
                                  prefix="ablation/")
+    finished.close()
     return pd.DataFrame(records, columns=RESULT_COLUMNS)
 
 
@@ -320,7 +400,8 @@ RESULT_COLUMNS = ["row", "label", "seed", "arch", "flops_m", "params_m", "supern
 _SUMMARY = ("kendall_tau", "mse", "params_kendall_tau", "best_rank", "best_acc", "hours")
 
 
-def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_landmark, pairs, predictors):
+def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_landmark, pairs, predictors,
+             checkpoint=None):
     row = ROWS[name]
     seed_everything(seed)
     own_pairs = pairs[pairs["seed"] == seed].drop(columns="seed").reset_index(drop=True)
@@ -334,7 +415,8 @@ def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_
         predictor = load_predictor(entry["predictor"], space, device=str(device))
         seconds += float(entry["seconds"])
     landmarks = own_pairs if row.method == "wpnas" else None
-    result = run_search(space, splits, start, row_cfg, device, seed=seed, predictor=predictor, landmarks=landmarks)
+    result = run_search(space, splits, start, row_cfg, device, seed=seed, predictor=predictor, landmarks=landmarks,
+                        checkpoint=checkpoint)
     seconds += float(result.checkpoint["seconds"])
     if row.method == "wpnas":
         net, _ = restore_search(result.checkpoint, device)

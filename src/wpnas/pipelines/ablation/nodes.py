@@ -12,6 +12,7 @@ from wpnas.data.splits import ImageSplits
 from wpnas.experiments import ablation as lib
 from wpnas.pipelines.params import (
     ablation_config,
+    checkpoint_policy,
     ground_truth_config,
     predictor_config,
     search_config,
@@ -24,7 +25,8 @@ def warmup_uniform(image_splits: Any, run: dict, space: dict, warmup: dict, abla
     cfg, _ = warmup_config(warmup)
     _, search_space = space_config(space)
     _, device = setup_run(run)
-    return lib.warm_up(search_space, ImageSplits.coerce(image_splits), cfg, device, ablation_config(ablation).seeds)
+    return lib.warm_up(search_space, ImageSplits.coerce(image_splits), cfg, device, ablation_config(ablation).seeds,
+                       checkpoint=checkpoint_policy(warmup, run, "warmup"))
 
 
 def ground_truth(warmed: dict, image_splits: Any, run: dict, space: dict, ground_truth: dict,
@@ -32,7 +34,8 @@ def ground_truth(warmed: dict, image_splits: Any, run: dict, space: dict, ground
     _, search_space = space_config(space)
     _, device = setup_run(run)
     return lib.ground_truth(search_space, ImageSplits.coerce(image_splits), ground_truth_config(ground_truth), device,
-                            warmed, ablation_config(ablation).seeds)
+                            warmed, ablation_config(ablation).seeds,
+                            checkpoint=checkpoint_policy(ground_truth, run, "ground_truth"))
 
 
 def predictors(pairs: pd.DataFrame, run: dict, space: dict, predictor: dict, ablation: dict) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def warmup_landmark(pairs: pd.DataFrame, image_splits: Any, run: dict, space: di
     _, search_space = space_config(space)
     _, device = setup_run(run)
     return lib.warm_up(search_space, ImageSplits.coerce(image_splits), cfg, device, abl.seeds, landmarks=pairs,
-                       landmark=abl.landmark)
+                       landmark=abl.landmark, checkpoint=checkpoint_policy(warmup, run, "warmup"))
 
 
 def rows(warmed: dict, warmed_landmark: dict, pairs: pd.DataFrame, trained: dict, image_splits: Any, run: dict,
@@ -57,7 +60,8 @@ def rows(warmed: dict, warmed_landmark: dict, pairs: pd.DataFrame, trained: dict
     _, search_space = space_config(space)
     _, device = setup_run(run)
     return lib.run_rows(search_space, ImageSplits.coerce(image_splits), search_config(search),
-                        ablation_config(ablation), device, warmed, warmed_landmark, pairs, trained)
+                        ablation_config(ablation), device, warmed, warmed_landmark, pairs, trained,
+                        checkpoint=checkpoint_policy(search, run, "search"))
 
 
 def references(pairs: pd.DataFrame, trained: dict, run: dict, space: dict, ablation: dict) -> pd.DataFrame:
