@@ -81,12 +81,16 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
 
 #: node -> the stage whose in-progress checkpoints it writes (``run.checkpoint_dir``)
 CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
-                      "evaluate_final_model": "evaluation"}
+                      "evaluate_final_model": "evaluation", "ablation_warmup_uniform": "warmup",
+                      "ablation_ground_truth": "ground_truth", "ablation_warmup_landmark": "warmup",
+                      "ablation_rows": "search"}
 
 
 def in_progress_outputs(nodes: set[str], params: dict[str, Any], cache: dict[str, int]) -> list[tuple[Path, int, str]]:
     """The checkpoint folder of the stages in ``nodes`` that checkpoint while they run: one
-    SuperNet checkpoint each (the ground-truth rows are far smaller; counted as one too)."""
+    SuperNet checkpoint each (the ground-truth rows are far smaller; counted as one too).
+    An ablation node counts once per stage, though its finished seeds are kept beside it
+    until it completes (a warmed SuperNet per finished seed: an underestimate)."""
     from wpnas.pipelines.params import checkpoint_policy
 
     outputs = []
