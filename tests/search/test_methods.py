@@ -136,10 +136,10 @@ def test_wpnas_weight_steps_with_graphed_ops_equal_eager(kit, monkeypatch):
     assert not any("forward" in m.__dict__ for m in runner.method.supernet.modules())  # the graphs were taken out
 
 
-def test_paths_in_flight_give_the_one_at_a_time_search(kit, monkeypatch):
-    """WPNAS scores its samples and the greedy architecture together, SPOS evaluates a generation
-    in groups: the same searches as one path at a time, up to float noise."""
-    from wpnas.config import seed_everything
+def test_paths_in_flight_score_like_one_at_a_time(kit, monkeypatch):
+    """WPNAS scores its samples and the greedy architecture together and SPOS evaluates a
+    generation in groups: the same values as one path at a time, up to float noise. (Whole
+    searches are not compared: alpha's argmax breaks exact ties, and float noise decides them.)"""
     from wpnas.spaces.nats_tss_supernet import TSSSuperNet
 
     groups = []
@@ -151,27 +151,23 @@ def test_paths_in_flight_give_the_one_at_a_time_search(kit, monkeypatch):
 
     monkeypatch.setattr(TSSSuperNet, "forward_paths", spy)
     space, warmed = kit.warmed("nats_tss")
-    runs = {}
+    archs = space.sample_unique(np.random.default_rng(7), 5)
+    ces = {}
     for width in (1, 3):
-        seed_everything(0)
-        cfg = kit.cfg(engine={"paths_in_flight": width}, samples_per_step=3,
-                      hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
-        runs[width] = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0).run()
-    torch.testing.assert_close(runs[3].checkpoint["alpha"]["alpha"], runs[1].checkpoint["alpha"]["alpha"],
-                               rtol=1e-4, atol=1e-5)
-    for one, three in zip(runs[1].history, runs[3].history):
-        assert three["ce_mean"] == pytest.approx(one["ce_mean"], rel=1e-5)
-    assert groups and max(groups) == 3  # up to 3 samples + the greedy one, scored 3 at a time
+        cfg = kit.cfg(engine={"paths_in_flight": width}, hypernet={"mode": "trained", "embed_dim": 8, "hidden": 8})
+        method = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0).method
+        x, y = method.ctx.valid_batches.take(1)[0]
+        ces[width] = method.cross_entropies(archs, x, y)
+    np.testing.assert_allclose(ces[3], ces[1], rtol=1e-5)
+    assert groups == [3, 2]  # 5 architectures, 3 at a time
     groups.clear()
-    evaluated = {}
+    fitness = {}
     for width in (1, 4):
         cfg = kit.cfg(method="spos_evolution", evolution=EVOLUTION, engine={"paths_in_flight": width})
-        runner = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0)
-        runner.run()
-        evaluated[width] = runner.method.evolution.evaluated
-    assert max(groups) == 4  # a generation evaluated 4 at a time
-    assert list(evaluated[4]) == list(evaluated[1])  # the same architectures bred, in the same order
-    assert np.allclose(list(evaluated[4].values()), list(evaluated[1].values()), atol=100 / 100 + 1e-9)
+        method = SearchRunner(space, kit.digits, warmed, cfg, DEVICE, seed=0).method
+        fitness[width] = method._fitness(archs)
+    assert set(groups) == {4, 1}  # 5 architectures, 4 at a time (a pass per calibration and valid batch)
+    np.testing.assert_allclose(fitness[4], fitness[1], atol=100 / 100 + 1e-9)  # one valid image at most
 
 
 @pytest.mark.parametrize("mode", ["trained", "fixed"])
