@@ -208,6 +208,55 @@ def test_supernet_graphs_that_compute_otherwise_or_fail_are_dropped(tiny_splits,
     assert "CUDA graphs need a CUDA device" in caplog.text
 
 
+class OffsetBlindMaker(CountingMaker):
+    """A 'graph' that replays the op with offsets of one: wrong whenever an offset matters."""
+
+    def __call__(self, module, sample_args):
+        replay = super().__call__(module, sample_args)
+        inner = replay.inner
+
+        class Blind(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.inner = inner
+
+            def forward(self, x, *offsets):
+                return self.inner(x, *(torch.ones_like(o) for o in offsets))
+
+        return Blind()
+
+
+def test_offsets_are_graph_inputs_and_the_probe_checks_them(tiny_splits, caplog):
+    from wpnas.search.hypernet import HyperNetConfig
+    from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet
+    from wpnas.train.fast import graph_candidate_ops
+
+    engine = _engine(graph_ops="on")
+    example = first_batch(tiny_splits, 16, engine)
+    net = _supernet(tiny_splits)
+    shared = WeaklySharedSuperNet(net, build_hypernet(net.space, HyperNetConfig(mode="fixed", embed_dim=8, hidden=8),
+                                                      seed=0))
+    maker = CountingMaker()
+    with caplog.at_level(logging.INFO, logger="wpnas.train.fast"):
+        restore = graph_candidate_ops(net, engine, lambda: example, "search", graph_maker=maker,
+                                      offsets_for=shared.offsets)
+    assert "candidate ops captured as CUDA graphs (offsets as graph inputs)" in caplog.text
+    assert {len(args) for args in maker.sample_args} == {2}
+    replays = maker.replays
+    x, y = example
+    arch = net.space.sample(np.random.default_rng(5))
+    torch.nn.functional.cross_entropy(shared(x, arch), y).backward()
+    assert maker.replays > replays  # a step with offsets takes the graphs
+    restore()
+    caplog.clear()
+    blind = _supernet(tiny_splits)
+    with caplog.at_level(logging.WARNING, logger="wpnas.train.fast"):
+        graph_candidate_ops(blind, engine, lambda: example, "search", graph_maker=OffsetBlindMaker(),
+                            offsets_for=WeaklySharedSuperNet(blind, shared.hypernet).offsets)
+    assert "per-op graphs off (" in caplog.text and "the graphed step differs from the eager one" in caplog.text
+    assert not any("forward" in m.__dict__ for m in blind.modules())
+
+
 def test_warmup_with_graphed_ops_equals_eager_warmup(tiny_splits, monkeypatch):
     """WarmUp wires the per-op graphs in and takes them out again: same checkpoint as eager."""
     import wpnas.train.fast as fast
