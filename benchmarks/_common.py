@@ -6,6 +6,9 @@ import tarfile
 import tempfile
 from pathlib import Path
 
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
 from wpnas.config import describe_device  # noqa: F401  (re-exported for the scripts)
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,3 +39,23 @@ def unpack(tarball: Path) -> Path:
     if (target / "train").is_dir():
         return target
     return next(p for p in target.iterdir() if (p / "train").is_dir())
+
+
+class Dispatches(TorchDispatchMode):
+    """Counts the ops that reach a device kernel (views and allocations left out) and host syncs."""
+
+    FREE = {"empty", "empty_strided", "_unsafe_view", "alias", "detach"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.kernels = 0
+        self.syncs = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        returns = func._schema.returns
+        view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.syncs += 1
+        elif not view and func._schema.name.split("::")[-1] not in self.FREE:
+            self.kernels += 1
+        return func(*args, **(kwargs or {}))

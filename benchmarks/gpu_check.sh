@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# One prepared GPU run (about 8 minutes on one H200; no package index or ../shared needed):
+# One prepared GPU run (about 9 minutes on one H200; no package index or ../shared needed):
 #   1. per-stage step throughput, eager vs the fast path (ranking: 16 architectures in flight, with
 #      device ops and host syncs per architecture), with the fast-vs-eager loss comparison
 #      and the projected `paper` wall time per stage (benchmarks/throughput.py);
-#   2. SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
+#   2. ranking with 1 / 8 / 16 / 32 architectures in flight (benchmarks/paths_in_flight.py), and the
+#      SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
 #   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
 # Results go to $OUT (or ./gpu-results) as they arrive, so a run cut short still reports.
 #   PYTHONPATH=src bash benchmarks/gpu_check.sh
@@ -14,6 +15,8 @@ export PYTHONPATH="${PYTHONPATH:-src}" KEDRO_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
 timeout 180 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
     > "$OUT/throughput.log" 2>&1
+timeout 60 python3 benchmarks/paths_in_flight.py --device cuda --archs 32 --widths 1,8,16,32 \
+    --json "$OUT/paths_in_flight.json" > "$OUT/paths_in_flight.log" 2>&1
 timeout 120 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
     --json "$OUT/spaces_speed.json" > "$OUT/spaces_speed.log" 2>&1
 # digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper

@@ -37,10 +37,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_device  # noqa: E402
+from _common import Dispatches, describe_device  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
 from wpnas.nn.paths import block_cross_entropies  # noqa: E402
@@ -245,7 +244,7 @@ def main() -> None:
     flips = max(abs(a["acc"] - b["acc"]) for a, b in zip(rank_results["fast"], rank_results["eager"]))
     counts = {}
     for name, engine in (("eager", one), ("fast", many)):
-        with _Dispatches() as seen:
+        with Dispatches() as seen:
             evaluate_many(supernet, archs[:args.paths], valid, engine, calib)
         counts[name] = (seen.kernels / args.paths, seen.syncs / args.paths)
     result["ranking_per_arch"] = {name: {"device_ops": ops, "host_syncs": syncs} for name, (ops, syncs) in counts.items()}
@@ -256,25 +255,6 @@ def main() -> None:
            f"{counts['fast'][1]:.1f}; loss max relative difference {max(gaps):.2e}, accuracy {flips:.3f} points",
            unit="archs")
 
-
-class _Dispatches(TorchDispatchMode):
-    """Counts the ops that reach a device kernel (views and allocations left out) and host syncs."""
-
-    FREE = {"empty", "empty_strided", "_unsafe_view", "alias", "detach"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.kernels = 0
-        self.syncs = 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        returns = func._schema.returns
-        view = bool(returns) and returns[0].alias_info is not None and not returns[0].alias_info.is_write
-        if func is torch.ops.aten._local_scalar_dense.default:
-            self.syncs += 1
-        elif not view and func._schema.name.split("::")[-1] not in self.FREE:
-            self.kernels += 1
-        return func(*args, **(kwargs or {}))
 
 if __name__ == "__main__":
     main()
