@@ -212,3 +212,29 @@ def test_bad_settings_and_calls_are_named(tss):
                                                    torch.ones(2, 5, 5))
     with in_flight(PathGroups(1)):
         pass
+
+
+@pytest.mark.parametrize("with_offsets", [False, True])
+def test_darts_paths_equal_one_at_a_time(with_offsets):
+    """DARTS: a node's (input, op) pairs are shared across paths whichever slot chose them."""
+    space = get_space("darts", C=4, layers=3)
+    archs = space.sample_unique(np.random.default_rng(9), 5)
+    archs.append(archs[1])
+    offsets = (1.0 + 0.2 * torch.randn(len(archs), space.num_decisions, space.offset_kernel, space.offset_kernel,
+                                       generator=torch.Generator().manual_seed(3))) if with_offsets else None
+    x = _images(8, 11)
+    net = _randomised(space, seed=9)
+    with batch_statistics(net):
+        together = net.forward_paths(x.repeat(len(archs), 1, 1, 1), archs, offsets).unflatten(0, (len(archs), -1))
+        alone = torch.stack([net(x, a, None if offsets is None else offsets[k]) for k, a in enumerate(archs)])
+    torch.testing.assert_close(together, alone, rtol=1e-4, atol=1e-5)
+    engine = Engine(CPU, EngineConfig())
+    valid = _batches(1, 60, seed=90)
+    calib = [(x, None) for x, _ in _batches(2, 16, seed=91)]
+    per_arch = None if offsets is None else list(offsets)
+    grouped = evaluate_paths(net, archs, valid, engine, calib, per_arch)
+    single = [evaluate_architecture(_randomised(space, seed=9), a, valid, engine, calib,
+                                    None if offsets is None else offsets[k]) for k, a in enumerate(archs)]
+    for mine, theirs in zip(grouped, single):
+        assert mine["loss"] == pytest.approx(theirs["loss"], rel=1e-5, abs=1e-6)
+        assert abs(mine["acc"] - theirs["acc"]) <= 100.0 / 60 + 1e-9  # one image at most

@@ -16,7 +16,7 @@ preprocessing and classifier are shared by every architecture and never scaled.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import ClassVar
 
 import torch
@@ -24,9 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wpnas.nn.ops import DynamicLinear, Stem
+from wpnas.nn.paths import PathGroups, in_flight
 from wpnas.spaces.base import SearchSpace
 from wpnas.spaces.darts_network import (
     DARTS_OPS,
+    CONCAT,
     INNER_NODES,
     REDUCTIONS,
     darts_plan,
@@ -73,6 +75,46 @@ class SharedCell(nn.Module):
         nodes = [(a, b, self.op(i, a, op_a), self.op(i, b, op_b)) for i, (a, b, op_a, op_b) in zip(INNER_NODES, genes)]
         return run_cell(s0, s1, nodes, offsets)
 
+    def forward_paths(self, s0: torch.Tensor, s1: torch.Tensor, path_genes: Sequence[Sequence[tuple]],
+                      decisions: Callable[[int, int], int], offsets: torch.Tensor | None,
+                      groups: PathGroups) -> torch.Tensor:
+        """:meth:`forward` for several paths in flight (path-major blocks; see
+        :mod:`wpnas.nn.paths`). Per inner node, every (input, op) some path chose runs once on
+        the blocks of the paths that chose it, whichever slot chose it; one gather per slot
+        then gives each path op_a(state a) + op_b(state b), as :func:`run_cell` adds them.
+        ``decisions(node position, slot)`` is the op decision whose offsets a slot takes."""
+        s0, s1 = self.preprocess0(s0), self.preprocess1(s1)
+        count = len(path_genes)
+        everyone = list(range(count))
+        flat = None if offsets is None else offsets.flatten(0, 1)  # (P * L, K, K)
+        states = [s0, s1]
+        for n, i in enumerate(INNER_NODES):
+            chosen: dict[tuple[int, str], list[tuple[int, int]]] = {}
+            for k, genes in enumerate(path_genes):
+                a, b, op_a, op_b = genes[n]
+                chosen.setdefault((a, op_a), []).append((k, 0))
+                chosen.setdefault((b, op_b), []).append((k, 1))
+            outputs, position = [], {}
+            for (src, name), members in chosen.items():
+                rows = [k for k, _ in members]
+                source = states[src]
+                if rows != everyone:
+                    index = groups.index(rows, source.device)
+                    source = source.unflatten(0, (count, -1)).index_select(0, index).flatten(0, 1)
+                offset = None
+                if flat is not None:
+                    picks = [k * offsets.shape[1] + decisions(n, slot) for k, slot in members]
+                    offset = flat.index_select(0, groups.index(picks, flat.device))
+                with groups.serving(rows):
+                    outputs.append(self.op(i, src, name)(source, offset))
+                for member in members:
+                    position[member] = len(position)
+            merged = torch.cat(outputs).unflatten(0, (2 * count, -1))
+            slot_a = merged.index_select(0, groups.index([position[(k, 0)] for k in everyone], merged.device))
+            slot_b = merged.index_select(0, groups.index([position[(k, 1)] for k in everyone], merged.device))
+            states.append((slot_a + slot_b).flatten(0, 1))
+        return torch.cat([states[i] for i in CONCAT], dim=1)
+
 
 class DartsSuperNet(SuperNet):
     """SuperNet of :class:`~wpnas.spaces.darts.Darts` (C, layers, stem_multiplier from the space options)."""
@@ -80,6 +122,7 @@ class DartsSuperNet(SuperNet):
     space: SearchSpace  # a Darts space
     #: Paths differ in conv shapes (op kinds per edge).
     dynamic_shapes: ClassVar[bool] = True
+    paths_in_flight: ClassVar[bool] = True
 
     def __init__(self, space: SearchSpace, in_channels: int = 3, num_classes: int = 10) -> None:
         super().__init__(space, in_channels, num_classes)
@@ -107,6 +150,27 @@ class DartsSuperNet(SuperNet):
             t = int(cell.spec.reduction)
             s0, s1 = s1, cell(s0, s1, genes[t], None if per_type is None else per_type[t])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+
+    def forward_paths(
+        self,
+        x: torch.Tensor,
+        archs: Sequence[Iterable[int] | str],
+        offsets: torch.Tensor | None = None,
+        groups: PathGroups | None = None,
+    ) -> torch.Tensor:
+        """Logits of several paths at once (see :meth:`SuperNet.forward_paths`)."""
+        archs = [self.space.parse(a) for a in archs]
+        check_input(x, self.in_channels, REDUCTIONS, "darts supernet")
+        groups = self.check_paths(x, archs, offsets, groups)
+        genes = [self.space.genes(a) for a in archs]
+        with in_flight(groups):
+            s0 = s1 = self.stem(x)
+            for cell in self.cells:
+                t = int(cell.spec.reduction)
+                s0, s1 = s1, cell.forward_paths(s0, s1, [g[t] for g in genes],
+                                                lambda n, slot, t=t: self.space.op_decision(t, n, slot),
+                                                offsets, groups)
+            return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
     def candidate_ops(self) -> list[tuple[str, nn.Module]]:
         """Every op of every edge of every cell (an edge's input is its cell's preprocessed state)."""
