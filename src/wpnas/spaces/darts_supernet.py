@@ -24,7 +24,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wpnas.nn.ops import DynamicLinear, Stem
-from wpnas.nn.paths import PathGroups, in_flight
+from wpnas.nn.paths import PathGroups
 from wpnas.spaces.base import SearchSpace
 from wpnas.spaces.darts_network import (
     DARTS_OPS,
@@ -136,7 +136,7 @@ class DartsSuperNet(SuperNet):
         self, x: torch.Tensor, arch: Iterable[int] | str, offsets: torch.Tensor | None = None
     ) -> torch.Tensor:
         arch = self.space.parse(arch)
-        check_input(x, self.in_channels, REDUCTIONS, "darts supernet")
+        self.check_batch(x)
         check_offsets(offsets, self.space, "darts supernet")
         genes = self.space.genes(arch)
         per_type = None
@@ -151,26 +151,18 @@ class DartsSuperNet(SuperNet):
             s0, s1 = s1, cell(s0, s1, genes[t], None if per_type is None else per_type[t])
         return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
-    def forward_paths(
-        self,
-        x: torch.Tensor,
-        archs: Sequence[Iterable[int] | str],
-        offsets: torch.Tensor | None = None,
-        groups: PathGroups | None = None,
-    ) -> torch.Tensor:
-        """Logits of several paths at once (see :meth:`SuperNet.forward_paths`)."""
-        archs = [self.space.parse(a) for a in archs]
+    def check_batch(self, x: torch.Tensor) -> None:
         check_input(x, self.in_channels, REDUCTIONS, "darts supernet")
-        groups = self.check_paths(x, archs, offsets, groups)
+
+    def run_paths(self, x: torch.Tensor, archs: list[tuple[int, ...]], offsets: torch.Tensor | None,
+                  groups: PathGroups) -> torch.Tensor:
         genes = [self.space.genes(a) for a in archs]
-        with in_flight(groups):
-            s0 = s1 = self.stem(x)
-            for cell in self.cells:
-                t = int(cell.spec.reduction)
-                s0, s1 = s1, cell.forward_paths(s0, s1, [g[t] for g in genes],
-                                                lambda n, slot, t=t: self.space.op_decision(t, n, slot),
-                                                offsets, groups)
-            return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
+        s0 = s1 = self.stem(x)
+        for cell in self.cells:
+            t = int(cell.spec.reduction)
+            s0, s1 = s1, cell.forward_paths(s0, s1, [g[t] for g in genes],
+                                            lambda n, slot, t=t: self.space.op_decision(t, n, slot), offsets, groups)
+        return self.classifier(F.adaptive_avg_pool2d(s1, 1).flatten(1))
 
     def candidate_ops(self) -> list[tuple[str, nn.Module]]:
         """Every op of every edge of every cell (an edge's input is its cell's preprocessed state)."""

@@ -19,7 +19,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
-from wpnas.nn.paths import PathGroups, in_flight
+from wpnas.nn.paths import PathGroups
 from wpnas.spaces.nats_network import check_input, extract_state, run_cell, run_cell_paths
 from wpnas.spaces.nats_skeleton import CELL_EDGES, num_reductions, tss_plan
 from wpnas.nn.ops import OP_NAMES, Head, ResidualBlock, Stem, make_op
@@ -74,7 +74,7 @@ class TSSSuperNet(SuperNet):
         self, x: torch.Tensor, arch: Iterable[int] | str, offsets: torch.Tensor | None = None
     ) -> torch.Tensor:
         arch = self.space.parse(arch)
-        check_input(x, self.in_channels, self.reductions, "nats_tss supernet")
+        self.check_batch(x)
         check_offsets(offsets, self.space, "nats_tss supernet")
         ops = [OP_NAMES[a] for a in arch]
         per_edge = None if offsets is None else offsets.unbind(0)
@@ -83,23 +83,16 @@ class TSSSuperNet(SuperNet):
             h = cell(h, ops, per_edge) if isinstance(cell, SharedCell) else cell(h)
         return self.head(h)
 
-    def forward_paths(
-        self,
-        x: torch.Tensor,
-        archs: Sequence[Iterable[int] | str],
-        offsets: torch.Tensor | None = None,
-        groups: PathGroups | None = None,
-    ) -> torch.Tensor:
-        """Logits of several paths at once (see :meth:`SuperNet.forward_paths`)."""
-        archs = [self.space.parse(a) for a in archs]
+    def check_batch(self, x: torch.Tensor) -> None:
         check_input(x, self.in_channels, self.reductions, "nats_tss supernet")
-        groups = self.check_paths(x, archs, offsets, groups)
+
+    def run_paths(self, x: torch.Tensor, archs: list[tuple[int, ...]], offsets: torch.Tensor | None,
+                  groups: PathGroups) -> torch.Tensor:
         path_ops = [[OP_NAMES[a] for a in arch] for arch in archs]
-        with in_flight(groups):
-            h = self.stem(x)
-            for cell in self.cells:
-                h = cell.forward_paths(h, path_ops, offsets, groups) if isinstance(cell, SharedCell) else cell(h)
-            return self.head(h)
+        h = self.stem(x)
+        for cell in self.cells:
+            h = cell.forward_paths(h, path_ops, offsets, groups) if isinstance(cell, SharedCell) else cell(h)
+        return self.head(h)
 
     def candidate_ops(self) -> list[tuple[str, nn.Module]]:
         """Every op of every edge of every cell (each always sees its cell's input shape)."""

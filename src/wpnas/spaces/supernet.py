@@ -20,7 +20,7 @@ import torch.nn as nn
 
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.nn.ops import OFFSET_KERNEL
-from wpnas.nn.paths import PathGroups
+from wpnas.nn.paths import PathGroups, in_flight
 from wpnas.spaces.base import SearchSpace
 
 __all__ = ["OFFSET_KERNEL", "SuperNet", "check_description", "check_offsets", "describe_supernet"]
@@ -97,6 +97,21 @@ class SuperNet(nn.Module):
         ``groups`` is the session holding per-path BN recalibration (one is made when
         omitted). Spaces whose ``paths_in_flight`` is False raise ``NotImplementedError``.
         """
+        if not self.paths_in_flight:
+            raise NotImplementedError(f"{self.space.name}: no forward of several paths in flight")
+        archs = [self.space.parse(a) for a in archs]
+        self.check_batch(x)
+        groups = self.check_paths(x, archs, offsets, groups)
+        with in_flight(groups):
+            return self.run_paths(x, archs, offsets, groups)
+
+    def check_batch(self, x: torch.Tensor) -> None:
+        """Reject an input batch this SuperNet cannot run, naming the bad shape (default: accept)."""
+
+    def run_paths(self, x: torch.Tensor, archs: list[tuple[int, ...]], offsets: torch.Tensor | None,
+                  groups: PathGroups) -> torch.Tensor:
+        """The body of :meth:`forward_paths` (checked arguments, session active); spaces with
+        ``paths_in_flight`` implement it."""
         raise NotImplementedError(f"{self.space.name}: no forward of several paths in flight")
 
     def check_paths(self, x: torch.Tensor, archs: Sequence[Any], offsets: torch.Tensor | None,
