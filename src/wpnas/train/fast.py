@@ -60,7 +60,10 @@ def fast_fixed_network(
         import torch._dynamo
 
         torch._dynamo.reset()  # one fixed network at a time: no cache limit reached across architectures
-        compiled = torch.compile(net, mode=cfg.compile_mode, backend=cfg.compile_backend)
+        # a mode is Inductor's setting; other backends (e.g. cudagraphs: CUDA graphs without Inductor's
+        # code generation, far less compile time per architecture) take none
+        mode = cfg.compile_mode if cfg.compile_backend == "inductor" else None
+        compiled = torch.compile(net, mode=mode, backend=cfg.compile_backend)
         problem = _probe(net, compiled, engine, example())
     except Exception as err:  # a compiler missing or failing: eager, said once
         lines = [line.strip() for line in str(err).splitlines() if line.strip()][:2]
@@ -68,7 +71,7 @@ def fast_fixed_network(
     if problem is not None:
         logger.warning("%s: fast path off (%s); eager training", what, problem)
         return net
-    logger.debug("%s: training forward compiled (%s, %s)", what, cfg.compile_backend, cfg.compile_mode)
+    logger.debug("%s: training forward compiled (%s, %s)", what, cfg.compile_backend, mode or "no mode")
     return compiled
 
 
