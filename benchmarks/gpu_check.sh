@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# One prepared GPU run (about 9 minutes on one H200; no package index or ../shared needed):
+# One prepared GPU run (about 10 minutes on one H200; no package index or ../shared needed):
 #   1. per-stage step throughput, eager vs the fast path (ranking: 16 architectures in flight, with
 #      device ops and host syncs per architecture), with the fast-vs-eager loss comparison
-#      and the projected `paper` wall time per stage (benchmarks/throughput.py);
+#      and the projected `paper` wall time per stage (benchmarks/throughput.py), and the
+#      fixed-architecture step once more with the cudagraphs compile backend;
 #   2. ranking with 1 / 8 / 16 / 32 architectures in flight (benchmarks/paths_in_flight.py), and the
 #      SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
 #   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
@@ -15,6 +16,11 @@ export PYTHONPATH="${PYTHONPATH:-src}" KEDRO_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
 timeout 180 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
     > "$OUT/throughput.log" 2>&1
+# the fixed-architecture step again with the cudagraphs backend (no Inductor code generation):
+# its compile seconds (fixed_fast_setup_s) against Inductor's above decide what a ground-truth
+# architecture should pay
+timeout 90 python3 benchmarks/throughput.py --device cuda --steps 50 --stages fixed --compile-backend cudagraphs \
+    --json "$OUT/throughput_fixed_cudagraphs.json" > "$OUT/throughput_fixed_cudagraphs.log" 2>&1
 timeout 60 python3 benchmarks/paths_in_flight.py --device cuda --archs 32 --widths 1,8,16,32 \
     --json "$OUT/paths_in_flight.json" > "$OUT/paths_in_flight.log" 2>&1
 timeout 120 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
