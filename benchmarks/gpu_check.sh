@@ -14,19 +14,19 @@ OUT="${OUT:-gpu-results}"
 mkdir -p "$OUT"
 export PYTHONPATH="${PYTHONPATH:-src}" KEDRO_DISABLE_TELEMETRY=true
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
-timeout 180 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
+timeout 160 python3 benchmarks/throughput.py --device cuda --steps 50 --json "$OUT/throughput.json" \
     > "$OUT/throughput.log" 2>&1
 # the fixed-architecture step again with the cudagraphs backend (no Inductor code generation):
 # its compile seconds (fixed_fast_setup_s) against Inductor's above decide what a ground-truth
 # architecture should pay
-timeout 90 python3 benchmarks/throughput.py --device cuda --steps 50 --stages fixed --compile-backend cudagraphs \
+timeout 70 python3 benchmarks/throughput.py --device cuda --steps 50 --stages fixed --compile-backend cudagraphs \
     --json "$OUT/throughput_fixed_cudagraphs.json" > "$OUT/throughput_fixed_cudagraphs.log" 2>&1
-timeout 60 python3 benchmarks/paths_in_flight.py --device cuda --archs 32 --widths 1,8,16,32 \
+timeout 50 python3 benchmarks/paths_in_flight.py --device cuda --archs 32 --widths 1,8,16,32 \
     --json "$OUT/paths_in_flight.json" > "$OUT/paths_in_flight.log" 2>&1
-timeout 120 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
+timeout 100 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
     --json "$OUT/spaces_speed.json" > "$OUT/spaces_speed.log" 2>&1
 # digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper
-timeout 200 python3 benchmarks/ground_truth_workers.py --device cuda --workers 1,4,8 --image-size 32 \
+timeout 180 python3 benchmarks/ground_truth_workers.py --device cuda --workers 1,4,8 --image-size 32 \
     --C 16 --N 5 --archs 32 --epochs 2 --batch-size 64 --out "$OUT/ground_truth_workers.json" \
     > "$OUT/ground_truth_workers.log" 2>&1
 tail -n 20 "$OUT"/*.log
