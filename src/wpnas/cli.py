@@ -58,3 +58,48 @@ def cli() -> None:
 
 
 cli.add_command(run)
+
+
+@cli.command()
+@click.option("--keep", type=int, default=3, show_default=True, help="Newest versions kept per artifact.")
+@click.option("--env", "-e", default=None, help="Kedro environment whose catalog is read (default: base + local).")
+@click.option("--apply", "apply_", is_flag=True, help="Delete them; without it the versions are only listed.")
+def prune(keep: int, env: str | None, apply_: bool) -> None:
+    """List (or with --apply delete) the versions of the catalog's artifacts beyond the newest --keep."""
+    from pathlib import Path
+
+    from wpnas.errors import RunConflictError
+    from wpnas.io.versions import remove_versions, stale_versions
+    from wpnas.pipelines.run_guard import LOCK_FILE
+
+    try:
+        stale = stale_versions(catalog_files(env), keep)
+        if apply_ and Path(LOCK_FILE).exists():
+            raise RunConflictError(f"a run holds this project folder ({LOCK_FILE} exists); prune when it has ended")
+    except WpnasError as error:
+        click.echo(f"{type(error).__name__}: {error}", err=True)
+        sys.exit(1)
+    total = sum(item.size_bytes for item in stale)
+    for item in stale:
+        click.echo(f"{item.path}  {item.size_bytes / 2**20:.1f} MiB")
+    verb = "removed" if apply_ else "would be removed (run again with --apply to delete)"
+    if apply_:
+        remove_versions(stale)
+    click.echo(f"{len(stale)} old version(s), {total / 2**20:.1f} MiB, {verb}; the newest {keep} of each artifact kept")
+
+
+def catalog_files(env: str | None = None) -> list[Any]:
+    """The local file paths of the project's catalog entries (in the current folder's project)."""
+    from pathlib import Path
+
+    from kedro.framework.session import KedroSession
+    from kedro.framework.startup import bootstrap_project
+
+    from wpnas.pipelines.preflight import dataset_filepath
+
+    project = Path.cwd()
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, env=env) as session:
+        catalog = session.load_context().catalog
+        paths = [dataset_filepath(catalog.get(name)) for name in catalog.keys()]
+    return [project / p if not p.is_absolute() else p for p in paths if p is not None]

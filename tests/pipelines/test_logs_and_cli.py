@@ -69,3 +69,32 @@ def test_parameter_typo_prints_one_line_and_fails(kedro_project):
     assert "ConfigError: search: unknown setting(s) ['epochz']" in done.stderr
     assert "Traceback" not in output and len(output.splitlines()) < 30, output
     assert "Add type hints" not in output and "register_new_resolver" not in output
+
+
+@pytest.mark.slow
+def test_prune_lists_then_removes_old_versions_and_waits_for_a_run(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    env = dict(os.environ, KEDRO_DISABLE_TELEMETRY="true", COLUMNS="200")
+    artifact = kedro_project / "data" / "06_models" / "warmed_supernet.pt"
+    old, new = "2026-11-28T10.00.00.000Z", "2026-11-28T11.00.00.000Z"
+    for version in (old, new):
+        (artifact / version).mkdir(parents=True)
+        (artifact / version / "warmed_supernet.pt").write_bytes(b"x" * 2048)
+
+    def prune(*args):
+        return subprocess.run([str(kedro), "prune", "--keep", "1", *args], cwd=kedro_project, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    listed = prune()
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    assert f"warmed_supernet.pt/{old}" in listed.stdout and "would be removed" in listed.stdout
+    assert (artifact / old).is_dir()  # only listed
+    (kedro_project / "data" / ".wpnas-run.lock").write_text("{}")
+    busy = prune("--apply")
+    assert busy.returncode == 1 and "RunConflictError: a run holds this project folder" in busy.stderr
+    assert (artifact / old).is_dir()
+    (kedro_project / "data" / ".wpnas-run.lock").unlink()
+    done = prune("--apply")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "1 old version(s)" in done.stdout and "removed" in done.stdout
+    assert sorted(p.name for p in artifact.iterdir()) == [new]
