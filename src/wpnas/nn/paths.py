@@ -88,11 +88,6 @@ class PathGroups:
         self._recalibrated: set[nn.Module] = set()
 
     # -- which paths the running op serves ------------------------------------------------
-    @property
-    def rows(self) -> list[int]:
-        """The paths whose blocks the op now running receives, in block order."""
-        return self._rows
-
     @contextlib.contextmanager
     def serving(self, rows: Sequence[int]) -> Iterator[None]:
         """While an op runs on the blocks of ``rows`` only (the paths that chose it)."""

@@ -147,15 +147,15 @@ class _TensorOnly(nn.Module):
     weakly weight sharing, the offset); ``op`` is a submodule so that its parameters get their
     gradients from the graphed backward."""
 
-    def __init__(self, op: nn.Module, forward: Callable[..., torch.Tensor], pattern: tuple, kwargs: dict) -> None:
+    def __init__(self, op: nn.Module, forward: Callable[..., torch.Tensor], pattern: tuple) -> None:
         super().__init__()
         self.op = op
-        self._forward, self._pattern, self._kwargs = forward, pattern, kwargs
+        self._forward, self._pattern = forward, pattern
 
     def forward(self, x: torch.Tensor, *tensors: torch.Tensor) -> torch.Tensor:
         given = iter(tensors)
         args = [next(given) if kind == "tensor" else value for kind, value in self._pattern]
-        return self._forward(x, *args, **self._kwargs)
+        return self._forward(x, *args)
 
 
 def _pattern(args: tuple) -> tuple:
@@ -247,16 +247,16 @@ def graph_candidate_ops(
         graphed = {}
         with torch.autocast(device_type=engine.device.type, dtype=torch.bfloat16, cache_enabled=False,
                             enabled=engine.on_cuda and engine.cfg.amp):
-            for name, (sig, pattern, kwargs) in seen.items():
+            for name, (sig, pattern) in seen.items():
                 op = ops[name]
                 sample = torch.empty_strided(sig[0], sig[3], dtype=sig[1], device=sig[2]).normal_()
                 extra = tuple(torch.ones(shape, dtype=dtype, device=sig[2]).requires_grad_(offsets_grad)
                               for kind, (shape, dtype) in ((k, v) for k, v in pattern if k == "tensor"))
-                graphed[name] = maker(_TensorOnly(op, op.forward, pattern, kwargs),
+                graphed[name] = maker(_TensorOnly(op, op.forward, pattern),
                                       (sample.requires_grad_(True), *extra))
-        for name, (sig, pattern, kwargs) in seen.items():
+        for name, (sig, pattern) in seen.items():
             originals[name] = ops[name].forward
-            ops[name].forward = _dispatch(graphed[name], ops[name], sig, pattern, kwargs, offsets_grad)
+            ops[name].forward = _dispatch(graphed[name], ops[name], sig, pattern, offsets_grad)
         problem = _probe_supernet(supernet, engine, x, y, space, saved, rng, offsets_for)  # each run from ``saved``
     except Exception as err:
         restore()
@@ -294,14 +294,14 @@ def _cuda_graph_maker(engine: Any) -> Callable[..., nn.Module] | None:
     return make
 
 
-def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, pattern: tuple, kwargs: dict,
+def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, pattern: tuple,
               offsets_grad: bool) -> Callable[..., torch.Tensor]:
+    """The op's forward while graphed: the graph for a positional call that matches what was
+    recorded (training mode, gradients on), the eager forward for anything else."""
     eager = op.forward  # the class's forward, bound (before the instance attribute is set)
-    keywords = _pattern(tuple(kwargs.values()))
 
     def forward(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
-        if (op.training and torch.is_grad_enabled() and _signature(x) == sig and kw.keys() == kwargs.keys()
-                and _matching(tuple(kw.values()), keywords, offsets_grad) == []):
+        if not kw and op.training and torch.is_grad_enabled() and _signature(x) == sig:
             tensors = _matching(args, pattern, offsets_grad)
             if tensors is not None:
                 return graphed(x, *tensors)
@@ -312,15 +312,15 @@ def _dispatch(graphed: nn.Module, op: nn.Module, sig: tuple, pattern: tuple, kwa
 
 def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, x: torch.Tensor, space: Any,
                    cover: int, offsets_for: Callable[[Any], torch.Tensor | None] | None = None) -> dict[str, tuple]:
-    """Input signature, argument pattern and keyword arguments of every op reached by covering paths."""
+    """Input signature and argument pattern of every op reached by covering paths."""
     import numpy as np
 
     seen: dict[str, tuple] = {}
     handles = []
     for name, op in ops.items():
-        def hook(module, args, kwargs, name=name):
-            if name not in seen and args and isinstance(args[0], torch.Tensor):
-                seen[name] = (_signature(args[0]), _pattern(tuple(args[1:])), dict(kwargs))
+        def hook(module, args, kwargs, name=name):  # ops are called positionally; a keyword call is not graphed
+            if name not in seen and args and isinstance(args[0], torch.Tensor) and not kwargs:
+                seen[name] = (_signature(args[0]), _pattern(tuple(args[1:])))
         handles.append(op.register_forward_pre_hook(hook, with_kwargs=True))
     rng = np.random.default_rng(0)
     paths = _covering_paths(space)
