@@ -197,10 +197,15 @@ def share(num_items: int, world: World | None = None) -> range:
     return range(world.rank, num_items, world.size)
 
 
+def groups_of(items: Sequence[T], size: int) -> list[list[T]]:
+    """``items`` cut into consecutive groups of ``size`` (the last may be shorter)."""
+    return [list(items[i:i + size]) for i in range(0, len(items), max(int(size), 1))]
+
+
 def map_groups(fn: Callable[[list[T]], list[R]], items: Sequence[T], size: int) -> list[R]:
-    """``fn`` over consecutive groups of ``size`` items (one result per item), sharded over the
-    ranks as :func:`map_items` shards; every rank returns the flat list in item order."""
-    groups = [list(items[i:i + size]) for i in range(0, len(items), max(int(size), 1))]
+    """``fn`` over :func:`groups_of` ``items`` (one result per item), sharded over the ranks
+    as :func:`map_items` shards; every rank returns the flat list in item order."""
+    groups = groups_of(items, size)
 
     def run(_: int, group: list[T]) -> list[R]:
         results = list(fn(group))

@@ -326,7 +326,8 @@ def rank_supernet(
         # sample order on every rank
         width = paths_in_flight(supernet, engine)
         world = distributed.current()
-        mine = sum(min(width, len(archs) - i * width) for i in distributed.share(-(-len(archs) // width), world))
+        groups = distributed.groups_of(archs, width)
+        mine = sum(len(groups[i]) for i in distributed.share(len(groups), world))
         with Progress(mine, "ranking", unit="arch", log_every=30.0) as progress:
 
             def score(group: list[Arch]) -> list[float]:
