@@ -17,7 +17,6 @@ from wpnas.errors import ConfigError
 from wpnas.nn.batchnorm import recalibrate_bn
 from wpnas.nn.paths import PathGroups, block_cross_entropies
 from wpnas.spaces.supernet import SuperNet
-from wpnas.progress import Progress
 from wpnas.spaces.base import Arch
 from wpnas.train.engine import Engine, evaluate
 
@@ -48,24 +47,6 @@ def evaluate_architecture(
             recalibrate_bn(supernet, forward, calib)
     supernet.eval()
     return evaluate(forward, batches, engine)
-
-
-def evaluate_architectures(
-    supernet: SuperNet,
-    archs: Sequence[Arch],
-    batches: DeviceBatches,
-    engine: Engine,
-    calib: Sequence[tuple[torch.Tensor, torch.Tensor]] = (),
-    desc: str = "evaluate",
-) -> list[dict[str, float]]:
-    """A map over architectures (each independent: the unit to fan out over workers)."""
-    results = []
-    with Progress(len(archs), desc, unit="arch") as progress:
-        for arch in archs:
-            results.append(evaluate_architecture(supernet, arch, batches, engine, calib))
-            progress.update_metrics(acc=results[-1]["acc"])
-            progress.advance()
-    return results
 
 
 def evaluate_many(
