@@ -2,8 +2,9 @@
 
 The stage is the paper's step 2: N architectures, each inheriting the warmed SuperNet's
 weights and fine-tuned for E epochs. Workers are started by the same elastic launcher the
-Kedro node uses (``run.distributed.nproc_per_node``); on one GPU they share it (Gloo, the
-devices round-robin), which is how several architectures are in flight on one card. The
+Kedro node uses (``run.distributed.map_workers_per_device`` per device, times
+``nproc_per_node``); on one GPU they share it (Gloo, the devices round-robin), which is how
+several architectures are in flight on one card. The
 1-worker run is the baseline of the same invocation; every run must return the same table.
 
     python benchmarks/ground_truth_workers.py --workers 1,2                       # CPU, here
@@ -54,6 +55,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--warmup-epochs", type=int, default=1)
+    parser.add_argument("--compile", default="auto", choices=["auto", "on", "off"],
+                        help="ground_truth.engine.compile of the fine-tunes (auto: compiled on CUDA)")
     parser.add_argument("--out", help="write the results as JSON here (after every worker count)")
     args = parser.parse_args()
     device = torch.device(args.device)
@@ -64,10 +67,12 @@ def main() -> None:
     space = get_space("nats_tss", C=args.C, N=args.N)
     warm = from_dict(WarmupConfig, {"epochs": args.warmup_epochs, "batch_size": args.batch_size, "probe_archs": 0})
     checkpoint = warmup_supernet(space, splits, warm, device, seed=0)
-    cfg = from_dict(GroundTruthConfig, {"num_archs": args.archs, "epochs": args.epochs, "batch_size": args.batch_size})
+    cfg = from_dict(GroundTruthConfig, {"num_archs": args.archs, "epochs": args.epochs, "batch_size": args.batch_size,
+                                        "engine": {"compile": args.compile}})
     result = {"device": describe_device(device), "torch": torch.__version__, "cpus": os.cpu_count(),
               "space": {"name": space.name, **space.options()}, "archs": args.archs, "epochs": args.epochs,
-              "batch_size": args.batch_size, "train_images": int(splits.train_x.shape[0]), "runs": []}
+              "batch_size": args.batch_size, "compile": args.compile, "train_images": int(splits.train_x.shape[0]),
+              "runs": []}
     print(f"{result['device']}; {args.archs} archs x {args.epochs} epochs, batch {args.batch_size}, "
           f"{result['train_images']} training images", flush=True)
     reference = None

@@ -24,6 +24,25 @@ def test_run_distributed_settings_are_parsed_and_checked():
         from_dict(RunConfig, {"distributed": {"nprocs": 2}}, where="run")
 
 
+def test_map_workers_per_device_sizes_the_map_stages_only():
+    from wpnas.config import MAP_WORKERS_PER_CUDA
+    from wpnas.pipelines.workers import fans_out, stage_workers
+
+    cfg = DistributedConfig(map_workers_per_device=3)
+    assert cfg.map_world("cpu", 200) == 3 and cfg.map_world("cpu", 2) == 2  # never more workers than runs
+    assert DistributedConfig(nproc_per_node=2, map_workers_per_device=3).map_world("cpu", 200) == 6
+    assert DistributedConfig(nproc_per_node=4, map_workers_per_device=3).map_world("cpu", 2) == 4  # check_work refuses
+    auto = DistributedConfig(map_workers_per_device="auto")
+    assert auto.map_world("cpu", 200) == 1 and auto.map_world(torch.device("cuda", 0), 200) == MAP_WORKERS_PER_CUDA
+    assert from_dict(RunConfig, {}, where="run").distributed.map_workers_per_device == 1
+    run = from_dict(RunConfig, {"device": "cpu", "distributed": {"map_workers_per_device": 2}}, where="run")
+    assert not fans_out(run) and stage_workers(run) == 1  # data-parallel stages: nproc_per_node
+    assert fans_out(run, 5) and stage_workers(run, 5) == 2 and not fans_out(run, 1)
+    for bad in (0, -1, 1.5, True, "many"):
+        with pytest.raises(ConfigError, match=rf"run\.distributed\.map_workers_per_device: '?{bad}"):
+            from_dict(RunConfig, {"distributed": {"map_workers_per_device": bad}}, where="run")
+
+
 def test_backend_resolution_refuses_nccl_without_gpus():
     assert distributed.resolve_backend("auto", "cpu", 2) == "gloo"
     assert distributed.resolve_backend("gloo", "cpu", 8) == "gloo"

@@ -79,6 +79,19 @@ def test_world_description_for_the_run_params(monkeypatch):
     assert describe_world(_params(nproc=2)) == {"world_size": 2, "backend": "gloo", "launcher": "elastic_launch"}
 
 
+def test_map_workers_are_checked_and_described(monkeypatch):
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    params = {"run": {"device": "cpu", "distributed": {"map_workers_per_device": 3}}, "ground_truth": {"num_archs": 2},
+              "warmup": {"batch_size": 31}}
+    validate_parameters(params, GT_NODES + ["warmup_supernet"])  # 2 fine-tune workers; WarmUp: one process
+    assert describe_world(params) == {"world_size": 1, "backend": "none", "launcher": "none", "map_world_size": 3}
+    if not torch.cuda.is_available():
+        params["run"]["distributed"]["backend"] = "nccl"
+        with pytest.raises(ConfigError, match=r"'nccl' needs CUDA.*map stage starts 2 workers.*map_workers_per_device"):
+            validate_parameters(params, GT_NODES)
+
+
 TINY = {
     "run": {"device": "cpu", "distributed": {"nproc_per_node": 2, "backend": "gloo"}},
     "data": {"image_size": 8, "train_limit": 300},
@@ -226,3 +239,56 @@ def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, m
     assert logged["search/train_loss"] == pytest.approx(checkpoint["history"][0]["train_loss"])
     assert logged["evaluation/train_loss"] == pytest.approx(model["history"][0]["train_loss"])
     assert logged["evaluation/test_accuracy"] == pytest.approx(metrics["test_accuracy"])
+
+
+@pytest.mark.slow
+def test_map_workers_share_the_fine_tunes_and_repeated_evaluations(monkeypatch):
+    """map_workers_per_device = 2, nproc_per_node = 1: the ground-truth and repeated-evaluation maps
+    start 2 workers and give what one process gives; one evaluation run stays in this process."""
+    from tests.search.conftest import warmed
+    from tests.train.test_scratch import genotype_of
+    from wpnas import distributed
+    from wpnas.spaces import get_space
+    from wpnas.data.sources import DataConfig, build_image_splits
+    from wpnas.pipelines.evaluation.nodes import evaluation_node
+    from wpnas.pipelines.ground_truth.nodes import acquire_pairs
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    launched = []
+    launch = distributed.launch
+
+    def counted(fn, args, cfg, **kwargs):
+        launched.append(cfg.nproc_per_node)
+        return launch(fn, args, cfg, **kwargs)
+
+    monkeypatch.setattr(distributed, "launch", counted)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # this process on 2 threads, each of 2 workers on 1: same kernels on digits this small
+    try:
+        splits = build_image_splits(DataConfig(source="digits", image_size=8))
+        _, warmed_checkpoint = warmed("nats_tss", splits)
+        space = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
+        ground_truth = {"num_archs": 3, "epochs": 1, "batch_size": 32, "calib_batches": 1}
+        evaluation = {"epochs": 1, "batch_size": 32, "valid_every": 0, "benchmark": None, "test_limit": 64,
+                      "augment": {"crop_padding": 1, "flip": False, "cutout": 0}, "repeats": 2, "export": "none"}
+        alone = {"device": "cpu", "seed": 1}
+        shared = {**alone, "distributed": {"map_workers_per_device": 2}}
+        cell = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|skip_connect~0|none~1|avg_pool_3x3~2|"
+        genotype = genotype_of(get_space("nats_tss", C=4, N=1), cell)
+        one, _ = acquire_pairs(warmed_checkpoint, splits, alone, space, ground_truth)
+        _, _, one_eval = evaluation_node(genotype, splits, alone, space, evaluation)
+        assert launched == []
+        two, _ = acquire_pairs(warmed_checkpoint, splits, shared, space, ground_truth)
+        _, _, two_eval = evaluation_node(genotype, splits, shared, space, evaluation)
+        assert launched == [2, 2]
+        evaluation_node(genotype, splits, shared, space, {**evaluation, "repeats": 1})  # one run: data parallel
+        assert launched == [2, 2]
+    finally:
+        torch.set_num_threads(threads)
+    same = ["arch", "accuracy", "flops_m", "params_m", "source"]
+    pd.testing.assert_frame_equal(two[same], one[same], check_exact=False, rtol=1e-5)
+    assert [r["seed"] for r in two_eval["runs"]] == [1, 2]
+    for a, b in zip(two_eval["runs"], one_eval["runs"]):
+        assert a["test_accuracy"] == pytest.approx(b["test_accuracy"], abs=100 / 64 + 1e-9)  # one image of 64
+        assert a["test_loss"] == pytest.approx(b["test_loss"], rel=1e-4)

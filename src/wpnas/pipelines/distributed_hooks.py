@@ -3,8 +3,9 @@
 Two launches are supported (see README, "Several processes"):
 
 - ``kedro run`` in one process with ``run.distributed.nproc_per_node: N``: the nodes that
-  fan out (warmup, ground truth, search, evaluation) start N workers through the elastic launcher; this process is
-  the only one Kedro runs in, so it alone saves artifacts and logs to MLflow.
+  fan out (warmup, ground truth, search, evaluation) start N workers through the elastic launcher
+  (a map stage N x ``map_workers_per_device``); this process is the only one Kedro runs in,
+  so it alone saves artifacts and logs to MLflow.
 - ``torchrun ... -m wpnas run ...`` (or ``kedro run`` as the torchrun program): every rank runs
   the whole Kedro session. These hooks make ranks other than 0 silent: their MLflow
   tracking is switched off (and pointed at a private throw-away store, so no two ranks
@@ -13,7 +14,8 @@ Two launches are supported (see README, "Several processes"):
   and compare a hash of the parameters, so ranks started with different settings fail
   before any training.
 
-Rank 0 logs ``distributed.world_size`` and ``distributed.backend`` as run parameters.
+Rank 0 logs ``distributed.world_size`` and ``distributed.backend`` as run parameters (and
+``distributed.map_world_size`` where the map stages start another number of workers).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -174,8 +177,15 @@ def describe_world(params: dict[str, Any]) -> dict[str, Any]:
             run.distributed.backend, resolve_device(run.device), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         return {"world_size": size, "backend": backend, "launcher": "torchrun"}
     nproc = run.distributed.nproc_per_node
-    if nproc == 1:
-        return {"world_size": 1, "backend": "none", "launcher": "none"}
-    return {"world_size": nproc, "backend": distributed.resolve_backend(run.distributed.backend,
-                                                                        resolve_device(run.device), nproc),
-            "launcher": "elastic_launch"}
+    device = resolve_device(run.device)
+    # the most workers a map stage (fine-tunes, repeated evaluations) starts; fewer when its work is smaller
+    map_size = run.distributed.map_world(device, work=sys.maxsize)
+    described = (
+        {"world_size": 1, "backend": "none", "launcher": "none"}
+        if nproc == 1
+        else {"world_size": nproc, "backend": distributed.resolve_backend(run.distributed.backend, device, nproc),
+              "launcher": "elastic_launch"}
+    )
+    if map_size != nproc:
+        described["map_world_size"] = map_size
+    return described

@@ -239,22 +239,38 @@ def _evaluation_inputs(params: dict[str, Any], nodes: set[str]) -> None:
 
 def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     """The world against the device (NCCL needs GPUs), the work (ranks <= architectures) and the batches
-    (a data-parallel batch splits evenly over the ranks)."""
+    (a data-parallel batch splits evenly over the ranks). A map over independent runs (fine-tunes,
+    repeated evaluations) may start more workers than data-parallel training (``map_workers_per_device``)."""
     from wpnas import distributed
 
     run = run_config(params.get("run"))
     launched = distributed.launched_by_torchrun()
+    device = resolve_device(run.device)
     size = distributed.env_world_size() if launched else run.distributed.nproc_per_node
-    if size == 1:
-        return
-    local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else size
-    distributed.resolve_backend(run.distributed.backend, resolve_device(run.device), local)
+
+    def check_world(workers: int) -> None:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", "1")) if launched else workers
+        if workers > 1:
+            distributed.resolve_backend(run.distributed.backend, device, local)
+
+    def map_world(work: int) -> int:
+        workers = size if launched else run.distributed.map_world(device, work)
+        try:
+            check_world(workers)
+        except ConfigError as err:
+            raise ConfigError(f"{err} (a map stage starts {workers} workers: nproc_per_node "
+                              f"{run.distributed.nproc_per_node} x run.distributed.map_workers_per_device "
+                              f"{run.distributed.map_workers_per_device!r})") from None
+        return workers
+
+    check_world(size)
     if "warmup_supernet" in nodes and "warmup" in params:  # WarmUp and the WPNAS search go data parallel
         distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
     if "evaluate_final_model" in nodes and "evaluation" in params:  # so does training from scratch, or
         evaluation = evaluation_config(params["evaluation"])       # its repeated runs are a map over the ranks
         if evaluation.repeats > 1:
-            distributed.check_work(evaluation.repeats, size, "evaluation runs (evaluation.repeats)")
+            distributed.check_work(evaluation.repeats, map_world(evaluation.repeats),
+                                   "evaluation runs (evaluation.repeats)")
         else:
             distributed.check_divisible(evaluation.batch_size, size, "evaluation.batch_size")
     if "wpnas_search" in nodes and "search" in params:
@@ -264,7 +280,8 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     if "acquire_ground_truth" in nodes and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":
-            distributed.check_work(gt.num_archs, size, "architectures to fine-tune (ground_truth.num_archs)")
+            distributed.check_work(gt.num_archs, map_world(gt.num_archs),
+                                   "architectures to fine-tune (ground_truth.num_archs)")
 
 
 CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [

@@ -1,13 +1,16 @@
 """The one rule for a node that fans its stage out over local workers.
 
-With ``run.distributed.nproc_per_node > 1`` and no world around it (a plain ``kedro run``),
-a node starts the workers through the elastic launcher and gets rank 0's result back; the
-node's own process is no rank, and it alone saves the artifacts and logs to MLflow. Under
-``torchrun`` (a world already) or with one process, the node runs the stage itself.
+With more than one worker for its stage (``run.distributed.nproc_per_node > 1``, or for a
+map over independent runs ``run.distributed.map_workers_per_device``) and no world around
+it (a plain ``kedro run``), a node starts the workers through the elastic launcher and gets
+rank 0's result back; the node's own process is no rank, and it alone saves the artifacts
+and logs to MLflow. Under ``torchrun`` (a world already) or with one worker, the node runs
+the stage itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -17,15 +20,25 @@ from wpnas.config import RunConfig, resolve_device
 R = TypeVar("R")
 
 
-def fans_out(run_cfg: RunConfig) -> bool:
-    """Should this node start local workers for its stage?"""
-    return run_cfg.distributed.nproc_per_node > 1 and not distributed.current().active
+def stage_workers(run_cfg: RunConfig, work: int | None = None) -> int:
+    """Workers a node's stage runs on: ``nproc_per_node``, or for a map over ``work`` independent
+    runs (``work`` given) ``DistributedConfig.map_world``."""
+    if work is None:
+        return run_cfg.distributed.nproc_per_node
+    return run_cfg.distributed.map_world(resolve_device(run_cfg.device), work)
 
 
-def on_workers(fn: Callable[..., R], inputs: tuple, run_cfg: RunConfig, sections: dict[str, Any], what: str) -> R:
-    """``fn(*inputs)`` on ``run.distributed.nproc_per_node`` local workers; rank 0's result.
+def fans_out(run_cfg: RunConfig, work: int | None = None) -> bool:
+    """Should this node start local workers for its stage (a map over ``work`` runs, if given)?"""
+    return stage_workers(run_cfg, work) > 1 and not distributed.current().active
+
+
+def on_workers(fn: Callable[..., R], inputs: tuple, run_cfg: RunConfig, sections: dict[str, Any], what: str,
+               work: int | None = None) -> R:
+    """``fn(*inputs)`` on :func:`stage_workers` local workers; rank 0's result.
 
     ``sections`` (the raw parameter sections the stage reads) are hashed on every rank and
     compared, so that workers that disagree fail before training."""
-    return distributed.launch(fn, inputs, run_cfg.distributed, device=resolve_device(run_cfg.device),
+    cfg = dataclasses.replace(run_cfg.distributed, nproc_per_node=stage_workers(run_cfg, work))
+    return distributed.launch(fn, inputs, cfg, device=resolve_device(run_cfg.device),
                               fingerprint_of=sections, what=what)

@@ -31,10 +31,11 @@ def evaluation_node(
     _, search_space = space_config(space)
     run_cfg = run_config(run)
     inputs = (final_genotype, image_splits, run, space, evaluation)
-    if fans_out(run_cfg):  # data-parallel training (or the repeated runs sharded) on local workers;
-        # this process rebuilds and exports rank 0's network, saves and logs
+    work = cfg.repeats if cfg.repeats > 1 else None  # repeated runs are a map; one run trains data parallel
+    if fans_out(run_cfg, work):  # on local workers; this process rebuilds and exports rank 0's network, saves, logs
         checkpoint, metrics, history = on_workers(trained_model, inputs, run_cfg,
-                                                  {"run": run, "space": space, "evaluation": evaluation}, "evaluation")
+                                                  {"run": run, "space": space, "evaluation": evaluation}, "evaluation",
+                                                  work=work)
         splits = evaluation_data(ImageSplits.coerce(image_splits), cfg)
         net = load_final_model(checkpoint)
         arch = search_space.from_string(checkpoint["arch"])

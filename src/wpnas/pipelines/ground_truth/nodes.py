@@ -12,7 +12,7 @@ from wpnas.data.splits import ImageSplits
 from wpnas.io.pairs import pairs_fingerprint
 from wpnas.io.supernet_checkpoint import check_made_from, describe_for, restore_supernet
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, space_config
-from wpnas.pipelines.workers import fans_out, on_workers
+from wpnas.pipelines.workers import fans_out, on_workers, stage_workers
 from wpnas.train.ground_truth import SUMMARY_METRICS, acquire_ground_truth, log_pair_metrics, summarize
 
 
@@ -26,11 +26,12 @@ def acquire_pairs(
     cfg = ground_truth_config(ground_truth)
     _, search_space = space_config(space)
     run_cfg = run_config(run)
-    nproc = run_cfg.distributed.nproc_per_node
-    if cfg.source == "finetune" and fans_out(run_cfg):  # the fine-tunes sharded over local workers
-        distributed.check_work(cfg.num_archs, nproc, "architectures to fine-tune (ground_truth.num_archs)")
+    if cfg.source == "finetune" and fans_out(run_cfg, cfg.num_archs):  # the fine-tunes sharded over local workers
+        distributed.check_work(cfg.num_archs, stage_workers(run_cfg, cfg.num_archs),
+                               "architectures to fine-tune (ground_truth.num_archs)")
         pairs = on_workers(finetune_pairs, (warmed_supernet, image_splits, run, space, ground_truth), run_cfg,
-                           {"run": run, "space": space, "ground_truth": ground_truth}, "ground truth")
+                           {"run": run, "space": space, "ground_truth": ground_truth}, "ground truth",
+                           work=cfg.num_archs)
         log_pair_metrics(pairs)
     else:
         pairs = finetune_pairs(warmed_supernet, image_splits, run, space, ground_truth)
