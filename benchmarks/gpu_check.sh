@@ -6,7 +6,8 @@
 #      fixed-architecture step once more with the cudagraphs compile backend;
 #   2. ranking with 1 / 8 / 16 / 32 architectures in flight (benchmarks/paths_in_flight.py), and the
 #      SuperNet training speed of the four spaces on CUDA (benchmarks/spaces.py, speed part);
-#   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map).
+#   3. the ground-truth stage with 1, 4 and 8 workers sharing the GPU (the distributed map);
+#   4. the projected hours of `kedro run --env paper --pipelines=search` (benchmarks/paper_projection.py).
 # Results go to $OUT (or ./gpu-results) as they arrive, so a run cut short still reports.
 #   PYTHONPATH=src bash benchmarks/gpu_check.sh
 set -u
@@ -25,8 +26,12 @@ timeout 50 python3 benchmarks/paths_in_flight.py --device cuda --archs 32 --widt
     --json "$OUT/paths_in_flight.json" > "$OUT/paths_in_flight.log" 2>&1
 timeout 100 python3 benchmarks/spaces.py --parts speed --device cuda --batch-size 256 --steps 20 --warm 5 \
     --json "$OUT/spaces_speed.json" > "$OUT/spaces_speed.log" 2>&1
-# digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper
+# digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper; eager fine-tunes, so
+# that what is timed is sharing the card, not compiling 32 networks (each compile's seconds are
+# in throughput.json above)
 timeout 180 python3 benchmarks/ground_truth_workers.py --device cuda --workers 1,4,8 --image-size 32 \
-    --C 16 --N 5 --archs 32 --epochs 2 --batch-size 64 --out "$OUT/ground_truth_workers.json" \
+    --C 16 --N 5 --archs 32 --epochs 4 --batch-size 64 --compile off --out "$OUT/ground_truth_workers.json" \
     > "$OUT/ground_truth_workers.log" 2>&1
+# the `paper` search pipeline's projected hours per stage, from the files above
+python3 benchmarks/paper_projection.py "$OUT" --json "$OUT/projection.json" > "$OUT/projection.log" 2>&1
 tail -n 20 "$OUT"/*.log
