@@ -177,7 +177,7 @@ class DistributedConfig:
     ``backend``: ``auto`` is NCCL when every local rank has its own CUDA device, else Gloo.
 
     ``map_workers_per_device``: the stages whose work is a map over independent runs (the
-    ground-truth fine-tunes, evaluation's repeated runs) start ``nproc_per_node`` times this
+    ground-truth fine-tunes, the ablation's, evaluation's repeated runs) start ``nproc_per_node`` times this
     many workers, so that several share each device; data-parallel training (WarmUp, the
     WPNAS search, one evaluation run) keeps ``nproc_per_node``, since more ranks would cut
     its batches finer and change its BN statistics. ``auto``: :data:`MAP_WORKERS_PER_CUDA`

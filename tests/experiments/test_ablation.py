@@ -177,3 +177,42 @@ def test_a_killed_ablation_redoes_only_the_unfinished_units(tmp_path, monkeypatc
     same = [c for c in RESULT_COLUMNS if c != "hours"]  # hours are wall time
     pd.testing.assert_frame_equal(again[same], straight[same])
     assert not any(p.name.startswith("ablation_") for p in (tmp_path / "ckpt").iterdir())  # removed when done
+
+
+@pytest.mark.slow
+def test_ablation_ground_truth_shares_each_seeds_fine_tunes_over_map_workers(tmp_path, monkeypatch):
+    """run.distributed.map_workers_per_device = 2: the node's fine-tunes run on 2 workers and give
+    the pairs of one process, and the finished seeds' file is gone once the node is done."""
+    import torch
+
+    from wpnas import distributed
+    from wpnas.experiments import ablation as lib
+    from wpnas.pipelines.ablation import nodes
+
+    for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    space, splits, warmup, _, _, _, device = _tiny_stage_inputs()
+    warmed = lib.warm_up(space, splits, warmup, device, [0, 1])
+    launched = []
+    launch = distributed.launch
+    monkeypatch.setattr(distributed, "launch", lambda fn, args, cfg, **kw: launched.append(cfg.nproc_per_node)
+                        or launch(fn, args, cfg, **kw))
+    space_params = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
+    truth = {"num_archs": 3, "epochs": 1, "calib_batches": 1, "batch_size": 64}
+    ablation = {"seeds": [0, 1], "rows": ["spos"], "references": False}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        alone = nodes.ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "one")},
+                                   space_params, truth, ablation)
+        assert launched == []
+        shared = nodes.ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "two"),
+                                                     "distributed": {"map_workers_per_device": 2}},
+                                    space_params, truth, ablation)
+        assert launched == [2]
+    finally:
+        torch.set_num_threads(threads)
+    same = ["seed", "arch", "accuracy", "flops_m", "params_m", "source"]
+    assert list(shared["seed"]) == [0, 0, 0, 1, 1, 1]
+    pd.testing.assert_frame_equal(shared[same], alone[same], check_exact=False, rtol=1e-5)
+    assert not list((tmp_path / "two").glob("ablation_ground_truth*"))  # finished: removed

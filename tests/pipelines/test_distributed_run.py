@@ -31,6 +31,8 @@ def test_bad_distributed_input_fails_before_any_node(monkeypatch):
     with pytest.raises(ConfigError, match=r"run\.distributed\.nproc_per_node: a world of 5 .*ground_truth\.num_archs"):
         validate_parameters(_params(nproc=5, num_archs=4), GT_NODES)
     validate_parameters(_params(nproc=5, num_archs=4), ["train_predictor"])  # no fan-out in this run
+    with pytest.raises(ConfigError, match=r"a world of 5 .*ground_truth\.num_archs"):
+        validate_parameters(_params(nproc=5, num_archs=4), ["ablation_ground_truth"])  # the ablation's map too
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match=r"run\.distributed\.backend: 'nccl' needs CUDA"):
             validate_parameters(_params(backend="nccl"), GT_NODES)

@@ -47,7 +47,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from wpnas import tracking
+from wpnas import distributed, tracking
 from wpnas.config import describe_device, seed_everything, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
@@ -218,17 +218,20 @@ class _Finished:
         self.store = None if checkpoint is None else checkpoint.store(stage, content_fingerprint(inputs))
         state = self.store.load() if self.store is not None else None
         self.done: dict[str, Any] = dict(state["done"]) if state else {}
+        # in a world every rank finishes the same units (a unit's map gathers on every rank): rank 0 writes
+        world = distributed.current()
+        self.writes = not world.active or world.is_main
         if self.done:
             logger.info("%s: resuming from %s: %s already finished, not redone", stage, self.store.path,
                         ", ".join(self.done))
 
     def add(self, key: str, value: Any) -> None:
         self.done[key] = value
-        if self.store is not None:
+        if self.store is not None and self.writes:
             self.store.save({"done": self.done})
 
     def close(self) -> None:
-        if self.store is not None:
+        if self.store is not None and self.writes:
             self.store.remove()
 
 

@@ -277,7 +277,7 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         search = search_config(params["search"])
         if search.method == "wpnas":
             check_data_parallel(search, size)
-    if "acquire_ground_truth" in nodes and "ground_truth" in params:
+    if nodes & {"acquire_ground_truth", "ablation_ground_truth"} and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":
             distributed.check_work(gt.num_archs, map_world(gt.num_archs),

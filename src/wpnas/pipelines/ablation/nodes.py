@@ -10,11 +10,14 @@ from wpnas import tracking
 from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.experiments import ablation as lib
+from wpnas.pipelines.workers import fans_out, on_workers
+from wpnas.train.ground_truth import log_pair_metrics
 from wpnas.pipelines.params import (
     ablation_config,
     checkpoint_policy,
     ground_truth_config,
     predictor_config,
+    run_config,
     search_config,
     space_config,
     warmup_config,
@@ -31,6 +34,22 @@ def warmup_uniform(image_splits: Any, run: dict, space: dict, warmup: dict, abla
 
 def ground_truth(warmed: dict, image_splits: Any, run: dict, space: dict, ground_truth: dict,
                  ablation: dict) -> pd.DataFrame:
+    cfg = ground_truth_config(ground_truth)
+    run_cfg = run_config(run)
+    inputs = (warmed, image_splits, run, space, ground_truth, ablation)
+    if cfg.source == "finetune" and fans_out(run_cfg, cfg.num_archs):  # each seed's fine-tunes on local workers
+        pairs = on_workers(seeds_ground_truth, inputs, run_cfg,
+                           {"run": run, "space": space, "ground_truth": ground_truth, "ablation": ablation},
+                           "ablation ground truth", work=cfg.num_archs)
+        for _, table in pairs.groupby("seed", sort=False):  # what one process logs as it goes
+            log_pair_metrics(table.reset_index(drop=True))
+        return pairs
+    return seeds_ground_truth(*inputs)
+
+
+def seeds_ground_truth(warmed: dict, image_splits: Any, run: dict, space: dict, ground_truth: dict,
+                       ablation: dict) -> pd.DataFrame:
+    """Every seed's pairs, in this process or as one rank of a world (each seed's fine-tunes sharded)."""
     _, search_space = space_config(space)
     _, device = setup_run(run)
     return lib.ground_truth(search_space, ImageSplits.coerce(image_splits), ground_truth_config(ground_truth), device,
