@@ -44,7 +44,7 @@ from _common import Dispatches, describe_device  # noqa: E402
 from wpnas.config import from_dict  # noqa: E402
 from wpnas.nn.paths import block_cross_entropies  # noqa: E402
 from wpnas.search.hypernet import HyperNetConfig  # noqa: E402
-from wpnas.search.reward import batch_statistics, path_cross_entropy  # noqa: E402
+from wpnas.search.reward import BatchStatistics, path_cross_entropy  # noqa: E402
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet  # noqa: E402
 from wpnas.spaces import get_space  # noqa: E402
 from wpnas.train.engine import Engine, EngineConfig, Trainer  # noqa: E402
@@ -205,11 +205,12 @@ def main() -> None:
             offsets_graphed = offsets_graphed or any("forward" in m.__dict__ for m in net.modules())
             paths = np.random.default_rng(6)
             seen = []
+            batch_statistics = BatchStatistics(shared)  # built once, as the search method does
 
             def search_step():
                 sample = space.sample(paths)
                 seen.append(float(search_trainer.step(lambda inputs: shared(inputs, sample), x, y).detach()))
-                with batch_statistics(shared), eager_engine.autocast():
+                with batch_statistics(), eager_engine.autocast():
                     if name == "eager":
                         torch.stack([path_cross_entropy(shared(x, a), y) for a in (sample, greedy)])
                     else:

@@ -120,3 +120,36 @@ def test_batch_statistics_normalise_with_the_batch_and_leave_running_stats():
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, state[key])
     assert not model.training and model[1].track_running_stats
+
+
+def test_batch_statistics_reused_restores_mixed_flags_and_refuses_custom_train():
+    from wpnas.search.reward import BatchStatistics
+
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Sequential(nn.BatchNorm2d(4), nn.ReLU()))
+    model.train()
+    model[2].eval()  # a part in eval mode, one BN without running statistics
+    model[1].track_running_stats = False
+    stats = BatchStatistics(model)
+    before = {name: (m.training, getattr(m, "track_running_stats", None)) for name, m in model.named_modules()}
+    x = torch.randn(8, 1, 6, 6)
+    for _ in range(2):  # reusable
+        with stats():
+            assert all(m.training for m in model.modules()) and not model[2][0].track_running_stats
+            out = model(x)
+        assert {name: (m.training, getattr(m, "track_running_stats", None))
+                for name, m in model.named_modules()} == before
+    reference = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False),
+                              nn.Sequential(nn.BatchNorm2d(4, track_running_stats=False), nn.ReLU()))
+    reference.load_state_dict(model.state_dict(), strict=False)
+    torch.testing.assert_close(out, reference.train()(x))
+    with pytest.raises(RuntimeError, match="boom"):  # restored after an error inside too
+        with stats():
+            raise RuntimeError("boom")
+    assert model[2][0].track_running_stats and not model[2].training
+
+    class Custom(nn.Module):
+        def train(self, mode=True):
+            return super().train(mode)
+
+    with pytest.raises(TypeError, match="Custom"):
+        BatchStatistics(nn.Sequential(nn.BatchNorm2d(2), Custom()))

@@ -46,20 +46,23 @@ class DynamicConv2d(nn.Conv2d):
     ) -> torch.Tensor:
         c_out = self.out_channels if width is None else int(width)
         c_in = x.shape[1]
-        if c_in == self.in_channels and c_out == self.out_channels and offset is None:
-            return super().forward(x)
-        if c_in > self.in_channels or c_out > self.out_channels:
-            raise RuntimeError(
-                f"{type(self).__name__}({self.in_channels}->{self.out_channels}) cannot run {c_in}->{c_out} channels"
-            )
-        weight = self.weight[:c_out, :c_in]
-        if offset is not None and offset.dim() == 3:  # one offset per path in flight
-            kh, kw = self.kernel_size
-            return _session("per-path offsets").conv2d(self, x, weight, offset, (slice(0, kh), slice(0, kw)))
+        weight, bias = self.weight, self.bias
+        if c_in != self.in_channels or c_out != self.out_channels:  # (the full width takes no slicing)
+            if c_in > self.in_channels or c_out > self.out_channels:
+                raise RuntimeError(
+                    f"{type(self).__name__}({self.in_channels}->{self.out_channels}) cannot run {c_in}->{c_out} "
+                    "channels"
+                )
+            weight = weight[:c_out, :c_in]
+            bias = None if bias is None else bias[:c_out]
+        elif offset is None:
+            return self._conv_forward(x, weight, bias)
         if offset is not None:
             kh, kw = self.kernel_size
-            weight = weight * offset[:kh, :kw].to(weight.dtype)
-        bias = None if self.bias is None else self.bias[:c_out]
+            if offset.dim() == 3:  # one offset per path in flight
+                return _session("per-path offsets").conv2d(self, x, weight, offset, (slice(0, kh), slice(0, kw)))
+            crop = offset if offset.shape[0] == kh and offset.shape[1] == kw else offset[:kh, :kw]
+            weight = weight * (crop if crop.dtype == weight.dtype else crop.to(weight.dtype))
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 

@@ -8,6 +8,7 @@ from wpnas.search.evolution import Evolution, EvolutionConfig
 from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import available_methods, get_method, register_method
 from wpnas.search.reward import (
+    BatchStatistics,
     PredictionCache,
     Reward,
     RewardConfig,
@@ -51,6 +52,7 @@ __all__ = [
     "alpha_trajectory_figure",
     "as_predictor_fn",
     "available_methods",
+    "BatchStatistics",
     "batch_statistics",
     "build_hypernet",
     "chosen_probabilities",

@@ -51,7 +51,7 @@ from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
-from wpnas.search.reward import Reward, batch_statistics, path_cross_entropy
+from wpnas.search.reward import BatchStatistics, Reward, path_cross_entropy
 from wpnas.search.self_critical import SelfCriticalOptimizer
 from wpnas.search.trajectory import trajectory_table
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
@@ -90,6 +90,7 @@ class WPNASMethod(SearchMethod):
             self.landmarks = LandmarkRegularizer(ctx.space, ctx.landmarks, cfg.landmark, ctx.seed)
         hypernet = build_hypernet(ctx.space, cfg.hypernet, ctx.seed)
         self.net = WeaklySharedSuperNet(ctx.restore_warmed(), hypernet.to(ctx.device))
+        self.batch_statistics = BatchStatistics(self.net)  # the reward pass's BN mode, every step
         self.dist = ArchDistribution(ctx.space)
         self.policy = SelfCriticalOptimizer(
             self.dist, cfg.alpha_lr, cfg.alpha_betas, cfg.alpha_weight_decay, cfg.entropy_weight
@@ -151,7 +152,7 @@ class WPNASMethod(SearchMethod):
         """
         values = []
         width = paths_in_flight(self.supernet, self.ctx.engine) if len(archs) > 1 else 1
-        with batch_statistics(self.net), self.ctx.engine.autocast():
+        with self.batch_statistics(), self.ctx.engine.autocast():
             if width == 1:
                 for arch in archs:
                     values.append(path_cross_entropy(self.net(x, arch), y).reshape(1))
