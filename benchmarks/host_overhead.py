@@ -10,6 +10,10 @@ about 870 modules), a trained HyperNet (the `paper` setting), one torch thread:
   statistics untouched) once, on the whole SuperNet: before, a traversal, ``model.train()``
   and ``nn.Module.__setattr__`` for every BN flag on every call (reimplemented here as the
   baseline); now ``wpnas.search.reward.BatchStatistics``, built once per search;
+* ``recalibration``: ``recalibrate_bn`` of one sampled path on one batch (what every
+  inherited-weight evaluation one at a time pays per architecture) against that path's
+  forward alone: the difference is the function's own host time (module flags, hooks,
+  resetting the path's statistics);
 * ``search step``: the search proxy of ``throughput.py`` (a weight step on a sampled path
   with its offsets, then the sample and the greedy architecture scored with batch
   statistics), with either switch; both runs start from the same weights, and their
@@ -36,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_device  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
+from wpnas.nn.batchnorm import recalibrate_bn  # noqa: E402
 from wpnas.search.hypernet import HyperNetConfig  # noqa: E402
 from wpnas.search.reward import BatchStatistics, path_cross_entropy  # noqa: E402
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet  # noqa: E402
@@ -110,6 +115,16 @@ def main() -> None:
     after = _median_ms(enter_leave(reused), args.steps, args.warm)
     result["bn_switch"] = {"before_ms": before, "after_ms": after, "ratio": before / after}
     print(json.dumps({"bn_switch": result["bn_switch"]}), flush=True)
+
+    supernet = shared.supernet
+    arch = space.sample(np.random.default_rng(1))
+    recalibrate = _median_ms(lambda: recalibrate_bn(supernet, lambda inputs: supernet(inputs, arch), [x]),
+                             args.steps, args.warm)
+    supernet.train()
+    with torch.no_grad():
+        forward = _median_ms(lambda: supernet(x, arch), args.steps, args.warm)
+    result["recalibration"] = {"recalibrate_ms": recalibrate, "forward_ms": forward, "own_ms": recalibrate - forward}
+    print(json.dumps({"recalibration": result["recalibration"]}), flush=True)
 
     greedy = space.sample(np.random.default_rng(2))
     steps, losses = {}, {}
