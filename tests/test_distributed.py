@@ -73,6 +73,9 @@ def test_one_process_is_a_plain_loop():
 def _squares(n: int, mode: str = "ok"):
     world = distributed.current()
     assert world.size == 2 and world.backend == "gloo" and torch.get_num_threads() == 1
+    from torch._inductor import config as inductor
+
+    assert inductor.compile_threads == 1  # compile pools sized to the worker's share of the cores
     if mode == "exit" and world.rank == 1:
         os._exit(3)  # a hard crash: no Python error, the launcher must still name the rank
     if mode == "params":

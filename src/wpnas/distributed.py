@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -360,7 +361,16 @@ def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
 
 
 def _set_threads(threads: int) -> None:
-    torch.set_num_threads(max(1, threads))
+    """This worker's share of the cores: torch's threads and, unless the user set them, Inductor's
+    compile workers (each worker compiling its own networks with a pool sized for the whole
+    machine would start workers x cores compile processes)."""
+    threads = max(1, threads)
+    torch.set_num_threads(threads)
+    if "TORCHINDUCTOR_COMPILE_THREADS" not in os.environ:
+        os.environ["TORCHINDUCTOR_COMPILE_THREADS"] = str(threads)
+        inductor = sys.modules.get("torch._inductor.config")  # read at its import: set it if imported already
+        if inductor is not None:
+            inductor.compile_threads = threads
 
 
 def _own_session() -> None:
