@@ -71,6 +71,19 @@ def test_end_to_end_artifacts(kit, space_name):
             assert np.isfinite(row[key]), key
 
 
+def test_accuracy_reward_is_the_batch_accuracy(kit):
+    """reward.measure: accuracy with b1 = b2 = 0: each step's reward is the samples' accuracy."""
+    space, warmed = kit.warmed("nats_tss")
+    result = run_search(space, kit.digits, warmed, kit.cfg(epochs=2, steps_per_epoch=3, reward={"measure": "accuracy"}),
+                        DEVICE, seed=0)
+    for row in result.history:
+        assert 0.0 <= row["reward_mean"] <= 1.0 and row["reward_mean"] * 100 == pytest.approx(row["valid_acc_mean"])
+        assert row["ce_mean"] > 0
+    assert result.final_genotype["reward"]["measure"] == "accuracy"
+    ce = run_search(space, kit.digits, warmed, kit.cfg(epochs=1, steps_per_epoch=3), DEVICE, seed=0)
+    assert ce.history[0]["reward_mean"] == pytest.approx(-ce.history[0]["ce_mean"])  # the paper's -CE
+
+
 def test_metrics_go_to_tracking_each_epoch(kit, monkeypatch):
     space, warmed = kit.warmed("nats_tss")
     logged = []
@@ -108,7 +121,8 @@ def test_hypernet_identity_at_start_then_weakly_shared(kit, space_name):
         for arch in (a, b):
             torch.testing.assert_close(search.method.net(x, arch), search.method.net.supernet(x, arch), rtol=0, atol=0)
     plain = SearchRunner(space, kit.digits, warmed, kit.cfg(), DEVICE, seed=0)
-    np.testing.assert_array_equal(search.method.cross_entropies([a, b], x, y), plain.method.cross_entropies([a, b], x, y))
+    np.testing.assert_array_equal(np.stack(search.method.measure([a, b], x, y)),
+                                  np.stack(plain.method.measure([a, b], x, y)))
 
     result = search.run()
     net, _ = restore_search(result.checkpoint)

@@ -37,6 +37,25 @@ def test_reward_combines_terms_in_documented_units():
     np.testing.assert_allclose(reward.static(archs), [45.0, 32.5])
 
 
+def test_accuracy_measure_replaces_minus_ce_and_still_checks_divergence():
+    space = ToySpace()
+    archs = [(0, 0, 0, 0, 0), (1, 4, 2, 0, 3)]
+    reward = Reward(space, RewardConfig(b1=0.5, b2=0.25, measure="accuracy"), (1, 8, 8), 10,
+                    predictor=CountingPredictor())
+    parts = reward([2.0, 1.5], archs, accuracy=[0.25, 0.75])
+    np.testing.assert_allclose(parts.total, [0.25 + 45.0 - 0.0, 0.75 + 35.0 - 2.5])
+    np.testing.assert_allclose(parts.accuracy, [0.25, 0.75])
+    np.testing.assert_allclose(parts.ce, [2.0, 1.5])
+    with pytest.raises(ValueError, match="accuracy"):
+        reward([2.0, 1.5], archs)
+    with pytest.raises(TrainingError, match="diverged"):  # a NaN CE fails even when accuracy is the measure
+        reward([float("nan"), 1.5], archs, accuracy=[0.1, 0.1])
+    with pytest.raises(ConfigError, match=r"reward\.measure: 'acc' is not one of \['ce', 'accuracy'\]"):
+        RewardConfig(measure="acc")
+    ce_reward = Reward(space, RewardConfig(b2=0.25), (1, 8, 8), 10)  # 'ce' ignores a given accuracy
+    np.testing.assert_allclose(ce_reward([2.0, 1.5], archs, accuracy=[0.25, 0.75]).total, [-2.0, -1.5 - 2.5])
+
+
 def test_flops_term_uses_the_dataset_shape():
     space = get_space("nats_tss", C=4, N=1)
     arch = (3, 3, 3, 3, 3, 3)

@@ -34,7 +34,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["PathGroups", "active", "block_cross_entropies", "in_flight", "stack_blocks", "unstack_blocks"]
+__all__ = ["PathGroups", "active", "block_accuracies", "block_cross_entropies", "in_flight", "stack_blocks",
+           "unstack_blocks"]
 
 _ACTIVE: list[PathGroups] = []
 #: index tensors of path subsets, per device (a few hundred at most in practice)
@@ -61,6 +62,11 @@ def block_cross_entropies(logits: torch.Tensor, y: torch.Tensor, paths: int) -> 
     """(paths,) mean cross-entropies (nats) of the path blocks of ``logits``, every block scored on ``y``."""
     per_image = F.cross_entropy(logits.float(), y.repeat(paths), reduction="none")
     return per_image.view(paths, -1).mean(1)
+
+
+def block_accuracies(logits: torch.Tensor, y: torch.Tensor, paths: int) -> torch.Tensor:
+    """(paths,) fractions of ``y`` each path block of ``logits`` classifies correctly."""
+    return (logits.argmax(1) == y.repeat(paths)).view(paths, -1).float().mean(1)
 
 
 class PathGroups:

@@ -17,6 +17,10 @@ Units, fixed once so that b1 and b2 mean the same thing in every run:
   worth about 0.2 nats of CE, the size of CE gaps between architectures, so the penalty
   steers without dominating; in FLOPs it would swamp CE entirely.
 
+``reward.measure: accuracy`` (not the paper's) puts the fraction of the validation batch
+the path classifies correctly (0..1) in the place of ``-CE``; the CE is still measured,
+logged and checked for divergence.
+
 BN in the reward pass: the path runs in train mode (batch statistics of the validation
 batch) under ``no_grad``, with running statistics neither read nor written (see
 :func:`batch_statistics`). The SuperNet's running statistics mix every trained path and
@@ -47,18 +51,32 @@ from wpnas.spaces.base import Arch, SearchSpace
 PredictorFn = Callable[[Sequence[Arch]], np.ndarray]
 
 
+#: What the reward measures on the validation batch: the paper's ``-CE``, or the accuracy.
+MEASURES = ("ce", "accuracy")
+
+
 @dataclass(frozen=True)
 class RewardConfig:
-    """``b1``: reward per predicted accuracy point (%); ``b2``: penalty per MFLOP."""
+    """``b1``: reward per predicted accuracy point (%); ``b2``: penalty per MFLOP.
+
+    ``measure``: the weight-dependent term. ``ce`` (the paper): ``-CE`` in nats, mean over
+    the validation batch. ``accuracy``: the fraction of the batch classified correctly
+    (0..1), in its place; not the paper's. At CPU budgets the SuperNet's CE carried no
+    ranking signal where its accuracy on the same batches did (benchmarks/README.md,
+    "Why the PS row does not beat SPOS + landmark").
+    """
 
     b1: float = 0.0
     b2: float = 0.0
+    measure: str = "ce"
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2"):
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ConfigError(f"reward.{name}: {value!r} must be a finite number >= 0")
+        if self.measure not in MEASURES:
+            raise ConfigError(f"reward.measure: {self.measure!r} is not one of {list(MEASURES)}")
 
     @property
     def uses_predictor(self) -> bool:
@@ -105,12 +123,14 @@ class PredictionCache:
 
 @dataclass(frozen=True)
 class RewardParts:
-    """Per-architecture terms (arrays aligned with the architectures) and the total."""
+    """Per-architecture terms (arrays aligned with the architectures) and the total
+    (``accuracy``: None when it was not measured)."""
 
     ce: np.ndarray
     fsp: np.ndarray
     flops_m: np.ndarray
     total: np.ndarray
+    accuracy: np.ndarray | None = None
 
 
 class Reward:
@@ -155,7 +175,11 @@ class Reward:
         """``b1 * FSP - b2 * FLOPs``: the part of the reward that does not depend on the weights."""
         return self.cfg.b1 * self.fsp(archs) - self.cfg.b2 * self.flops_m(archs)
 
-    def __call__(self, ce: Sequence[float] | np.ndarray, archs: Sequence[Arch]) -> RewardParts:
+    def __call__(self, ce: Sequence[float] | np.ndarray, archs: Sequence[Arch],
+                 accuracy: Sequence[float] | np.ndarray | None = None) -> RewardParts:
+        """The reward of each architecture from its validation CE (nats) and, for ``measure:
+        accuracy``, its accuracy (fraction correct) on the same batch; the CE is checked for
+        divergence either way."""
         ce = np.asarray(ce, dtype=np.float64).reshape(-1)
         if ce.shape != (len(archs),):
             raise ValueError(f"got {ce.size} cross-entropies for {len(archs)} architectures")
@@ -165,10 +189,17 @@ class Reward:
                 f"validation cross-entropy is {ce[~np.isfinite(ce)][0]} for architecture {bad}: the SuperNet "
                 "diverged; lower the weight learning rate or check the warmed checkpoint (nothing was saved)"
             )
+        if accuracy is not None:
+            accuracy = np.asarray(accuracy, dtype=np.float64).reshape(-1)
+            if accuracy.shape != (len(archs),):
+                raise ValueError(f"got {accuracy.size} accuracies for {len(archs)} architectures")
+        if self.cfg.measure == "accuracy" and accuracy is None:
+            raise ValueError("reward.measure is 'accuracy': pass each architecture's accuracy")
         fsp = self.fsp(archs)
         flops = self.flops_m(archs)
-        total = -ce + self.cfg.b1 * fsp - self.cfg.b2 * flops
-        return RewardParts(ce=ce, fsp=fsp, flops_m=flops, total=total)
+        measured = accuracy if self.cfg.measure == "accuracy" else -ce
+        total = measured + self.cfg.b1 * fsp - self.cfg.b2 * flops
+        return RewardParts(ce=ce, fsp=fsp, flops_m=flops, total=total, accuracy=accuracy)
 
 
 class BatchStatistics:

@@ -46,7 +46,7 @@ from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
-from wpnas.nn.paths import block_cross_entropies
+from wpnas.nn.paths import block_accuracies, block_cross_entropies
 from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
@@ -144,24 +144,29 @@ class WPNASMethod(SearchMethod):
         return self.ctx.cfg.epochs
 
     # -- one step --------------------------------------------------------------------
-    def cross_entropies(self, archs: list[Arch], x: torch.Tensor, y: torch.Tensor) -> np.ndarray:
-        """Validation CE (nats) of each architecture on one batch, BN on batch statistics; one host sync.
+    def measure(self, archs: list[Arch], x: torch.Tensor, y: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """Validation CE (nats) and accuracy (fraction correct) of each architecture on one batch,
+        BN on batch statistics; one host sync.
 
         With paths in flight (``engine.paths_in_flight``), the samples and the greedy
         architecture are scored together: one pass over the batch stacked once per path.
         """
-        values = []
+        ce, correct = [], []
         width = paths_in_flight(self.supernet, self.ctx.engine) if len(archs) > 1 else 1
         with self.batch_statistics(), self.ctx.engine.autocast():
             if width == 1:
                 for arch in archs:
-                    values.append(path_cross_entropy(self.net(x, arch), y).reshape(1))
+                    logits = self.net(x, arch)
+                    ce.append(path_cross_entropy(logits, y).reshape(1))
+                    correct.append(block_accuracies(logits, y, 1))
             else:
                 for start in range(0, len(archs), width):
                     group = archs[start:start + width]
                     logits = self.net.forward_paths(x.repeat(len(group), *([1] * (x.dim() - 1))), group)
-                    values.append(block_cross_entropies(logits, y, len(group)))
-        return torch.cat(values).double().cpu().numpy()
+                    ce.append(block_cross_entropies(logits, y, len(group)))
+                    correct.append(block_accuracies(logits, y, len(group)))
+        values = torch.stack([torch.cat(ce).double(), torch.cat(correct).double()]).cpu().numpy()
+        return values[0], values[1]
 
     def begin_epoch(self, epoch: int) -> Meter | None:
         self.net.train()
@@ -181,9 +186,9 @@ class WPNASMethod(SearchMethod):
         xv, yv = distributed.local_share(*next(batches.valid), self.world)
         greedy = self.dist.argmax()
         unique = list(dict.fromkeys([greedy, *archs]))
-        # every rank scores its share; the weighted mean is the CE of the whole batch on every rank
-        ce = distributed.all_reduce_mean_array(self.cross_entropies(unique, xv, yv), float(yv.shape[0]))
-        parts = self.reward(ce, unique)
+        # every rank scores its share; the weighted means are the whole batch's on every rank
+        ce, accuracy = distributed.all_reduce_mean_array(np.stack(self.measure(unique, xv, yv)), float(yv.shape[0]))
+        parts = self.reward(ce, unique, accuracy)
         index = {a: i for i, a in enumerate(unique)}
         rows = [index[a] for a in archs]
         baseline = float(parts.total[index[greedy]])
@@ -192,6 +197,7 @@ class WPNASMethod(SearchMethod):
             reward_mean=float(parts.total[rows].mean()),
             baseline_reward=baseline,
             ce_mean=float(parts.ce[rows].mean()),
+            valid_acc_mean=float(100 * accuracy[rows].mean()),
             flops_m_mean=float(parts.flops_m[rows].mean()),
         )
         if cfg.reward.uses_predictor:
@@ -229,7 +235,8 @@ class WPNASMethod(SearchMethod):
             "joint_probability": self.dist.probability(arch),
             "reward": {
                 **to_dict(cfg.reward),
-                "units": {"ce": "nats (mean over a validation batch)", "fsp": "percent accuracy",
+                "units": {"ce": "nats (mean over a validation batch)",
+                          "accuracy": "fraction correct (0..1) on a validation batch", "fsp": "percent accuracy",
                           "flops": "MFLOPs (millions)"},
             },
             "predicted_accuracy": float(self.reward.fsp([arch])[0]) if self.reward.predictions else None,
