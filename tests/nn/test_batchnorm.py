@@ -69,3 +69,33 @@ def test_layers_off_the_path_are_untouched():
 def test_no_batches_is_an_error():
     with pytest.raises(DataError, match="no batches"):
         recalibrate_bn(nn.Sequential(nn.BatchNorm2d(2)), None, [])
+
+
+def test_train_mode_sets_and_restores_every_flag_directly_or_through_the_modules_own_code():
+    from wpnas.nn.batchnorm import TrainMode
+
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.Sequential(nn.BatchNorm2d(2), nn.ReLU())).eval()
+    model[1][1].train()
+    before = [m.training for m in model.modules()]
+    mode = TrainMode(model)
+    assert mode.direct
+    for _ in range(2):
+        with mode():
+            assert all(m.training for m in model.modules())
+        assert [m.training for m in model.modules()] == before
+
+    class Logged(nn.Module):  # sets attributes through its own code: TrainMode must not bypass it
+        seen: list = []
+
+        def __setattr__(self, name, value):
+            if name == "training":
+                Logged.seen.append(value)
+            super().__setattr__(name, value)
+
+    odd = nn.Sequential(nn.BatchNorm2d(2), Logged()).eval()
+    Logged.seen.clear()
+    mode = TrainMode(odd)
+    assert not mode.direct
+    with mode():
+        assert odd[1].training and odd[0].training
+    assert Logged.seen == [True, False] and not odd[1].training and not odd[0].training

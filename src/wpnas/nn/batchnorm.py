@@ -76,13 +76,14 @@ class TrainMode:
     attributes, as ``nn.Module.train`` writes them, without ``model.train()``'s recursion
     and ``nn.Module.__setattr__`` per module: on the paper's NATS-TSS SuperNet (864
     modules) that was 3.6 ms of host time per switch and restore. A model with a module
-    that overrides ``train`` goes through ``model.train()`` instead, so its override runs.
+    that overrides ``train`` or attribute setting (a TorchScript module, say) goes through
+    ``model.train()`` instead, so its own code runs.
     """
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
         self.modules = tuple(model.modules())
-        self.direct = all(type(m).train is nn.Module.train for m in self.modules)
+        self.direct = all(_plain_flags(m) for m in self.modules)
 
     @contextlib.contextmanager
     def __call__(self) -> Iterator[None]:
@@ -100,3 +101,10 @@ class TrainMode:
                     m.__dict__["training"] = flag
                 else:
                     m.training = flag
+
+
+def _plain_flags(module: nn.Module) -> bool:
+    """Is ``module.training`` a plain attribute that ``nn.Module.train`` alone sets?"""
+    kind = type(module)
+    return (kind.train is nn.Module.train and kind.__setattr__ is nn.Module.__setattr__
+            and "training" in module.__dict__)
