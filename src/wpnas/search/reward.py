@@ -61,9 +61,10 @@ class RewardConfig:
 
     ``measure``: the weight-dependent term. ``ce`` (the paper): ``-CE`` in nats, mean over
     the validation batch. ``accuracy``: the fraction of the batch classified correctly
-    (0..1), in its place; not the paper's. At CPU budgets the SuperNet's CE carried no
-    ranking signal where its accuracy on the same batches did (benchmarks/README.md,
-    "Why the PS row does not beat SPOS + landmark").
+    (0..1), in its place; not the paper's, an experiment knob: on plain SuperNets at CPU
+    budgets the CE carried no ranking signal where the batch accuracy did, but with the
+    landmark term and the predictor the accuracy reward searched far worse
+    (benchmarks/README.md, "Why the PS row does not beat SPOS + landmark").
     """
 
     b1: float = 0.0
