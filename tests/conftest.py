@@ -160,3 +160,28 @@ def standalone(space, supernet, arch, offsets=None):
     net = space.build_network(arch, supernet.in_channels, supernet.num_classes)
     net.load_state_dict(supernet.extract(arch, offsets), strict=True)
     return net
+
+
+def assert_inherited_networks_match(space, supernet, x, archs, with_offsets: bool, atol: float, rtol: float) -> None:
+    """Each architecture's stand-alone network, loaded with the SuperNet's weights (and offsets),
+    computes the SuperNet path's function in eval and in train mode, and the paths differ from
+    each other (the comparison would pass trivially otherwise). The SuperNet's state is restored
+    after each train-mode pass, which updates its running statistics; it is left in eval mode."""
+    import torch
+
+    outputs = []
+    for k, arch in enumerate(archs):
+        offsets = random_offsets(space, k) if with_offsets else None
+        net = standalone(space, supernet, arch, offsets)
+        supernet.eval(), net.eval()
+        with torch.no_grad():
+            expected = supernet(x, arch, offsets)
+            torch.testing.assert_close(net(x), expected, atol=atol, rtol=rtol)
+        state = {key: value.clone() for key, value in supernet.state_dict().items()}
+        supernet.train(), net.train()
+        with torch.no_grad():
+            torch.testing.assert_close(net(x), supernet(x, arch, offsets), atol=atol, rtol=rtol)
+        supernet.load_state_dict(state)
+        outputs.append(expected)
+    assert all(not torch.allclose(outputs[0], o) for o in outputs[1:])
+    supernet.eval()

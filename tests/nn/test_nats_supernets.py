@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import random_offsets, standalone
+from tests.conftest import assert_inherited_networks_match, random_offsets, standalone
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.spaces.nats_sss_supernet import SSSSuperNet
@@ -30,20 +30,7 @@ def test_build_supernet_gives_the_space_class(small):
 @pytest.mark.parametrize("with_offsets", [False, True])
 def test_inherited_network_matches_the_path_in_eval_and_train_mode(small, helpers, with_offsets):
     space, supernet, x = small
-    outputs = []
-    for k, arch in enumerate(helpers.archs_of(space)):
-        offsets = random_offsets(space, k) if with_offsets else None
-        net = standalone(space, supernet, arch, offsets)
-        supernet.eval(), net.eval()
-        with torch.no_grad():
-            expected = supernet(x, arch, offsets)
-            torch.testing.assert_close(net(x), expected, atol=ATOL, rtol=RTOL)
-        supernet.train(), net.train()
-        with torch.no_grad():
-            torch.testing.assert_close(net(x), supernet(x, arch, offsets), atol=ATOL, rtol=RTOL)
-        outputs.append(expected)
-    # the paths are different functions (the test would pass trivially otherwise)
-    assert all(not torch.allclose(outputs[0], o) for o in outputs[1:])
+    assert_inherited_networks_match(space, supernet, x, helpers.archs_of(space), with_offsets, ATOL, RTOL)
 
 
 def test_offsets_change_the_function_and_receive_gradients(small, helpers):

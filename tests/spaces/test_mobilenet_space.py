@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from tests.conftest import random_offsets, randomize_bn, standalone
+from tests.conftest import assert_inherited_networks_match, random_offsets, randomize_bn, standalone
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.nn.batchnorm import recalibrate_bn
 from wpnas.nn.flops import count_flops_params
@@ -243,22 +243,7 @@ def test_supernet_contract(space, supernet):
 
 @pytest.mark.parametrize("with_offsets", [False, True])
 def test_inherited_network_matches_the_path_in_eval_and_train_mode(space, supernet, x, with_offsets):
-    outputs = []
-    for k, arch in enumerate(_archs(space)):
-        offsets = random_offsets(space, k) if with_offsets else None
-        net = standalone(space, supernet, arch, offsets)
-        supernet.eval(), net.eval()
-        with torch.no_grad():
-            expected = supernet(x, arch, offsets)
-            torch.testing.assert_close(net(x), expected, atol=ATOL, rtol=RTOL)
-        state = {k2: v.clone() for k2, v in supernet.state_dict().items()}
-        supernet.train(), net.train()
-        with torch.no_grad():
-            torch.testing.assert_close(net(x), supernet(x, arch, offsets), atol=ATOL, rtol=RTOL)
-        supernet.load_state_dict(state)  # train mode updated the running statistics
-        outputs.append(expected)
-    assert all(not torch.allclose(outputs[0], o) for o in outputs[1:])
-    supernet.eval()
+    assert_inherited_networks_match(space, supernet, x, _archs(space), with_offsets, ATOL, RTOL)
 
 
 def test_every_choice_of_every_block_runs(space, supernet, x):
