@@ -61,8 +61,7 @@ class DynamicConv2d(nn.Conv2d):
             kh, kw = self.kernel_size
             if offset.dim() == 3:  # one offset per path in flight
                 return _session("per-path offsets").conv2d(self, x, weight, offset, (slice(0, kh), slice(0, kw)))
-            crop = offset if offset.shape[0] == kh and offset.shape[1] == kw else offset[:kh, :kw]
-            weight = weight * (crop if crop.dtype == weight.dtype else crop.to(weight.dtype))
+            weight = weight * offset[:kh, :kw].to(weight.dtype)
         return F.conv2d(x, weight, bias, self.stride, self.padding, self.dilation, self.groups)
 
 

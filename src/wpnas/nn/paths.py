@@ -34,7 +34,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-__all__ = ["PathGroups", "active", "block_accuracies", "block_cross_entropies", "in_flight", "stack_blocks",
+__all__ = ["PathGroups", "active", "block_correct", "block_cross_entropies", "in_flight", "stack_blocks",
            "unstack_blocks"]
 
 _ACTIVE: list[PathGroups] = []
@@ -64,9 +64,9 @@ def block_cross_entropies(logits: torch.Tensor, y: torch.Tensor, paths: int) -> 
     return per_image.view(paths, -1).mean(1)
 
 
-def block_accuracies(logits: torch.Tensor, y: torch.Tensor, paths: int) -> torch.Tensor:
-    """(paths,) fractions of ``y`` each path block of ``logits`` classifies correctly."""
-    return (logits.argmax(1) == y.repeat(paths)).view(paths, -1).float().mean(1)
+def block_correct(logits: torch.Tensor, y: torch.Tensor, paths: int) -> torch.Tensor:
+    """(paths,) how many images of ``y`` each path block of ``logits`` classifies correctly (exact counts)."""
+    return (logits.argmax(1) == y.repeat(paths)).view(paths, -1).sum(1).double()
 
 
 class PathGroups:

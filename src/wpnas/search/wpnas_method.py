@@ -46,12 +46,12 @@ from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
-from wpnas.nn.paths import block_accuracies, block_cross_entropies
+from wpnas.nn.paths import block_correct, block_cross_entropies
 from wpnas.search.config import SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
-from wpnas.search.reward import BatchStatistics, Reward, path_cross_entropy
+from wpnas.search.reward import BatchStatistics, Reward
 from wpnas.search.self_critical import SelfCriticalOptimizer
 from wpnas.search.trajectory import trajectory_table
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
@@ -154,17 +154,11 @@ class WPNASMethod(SearchMethod):
         ce, correct = [], []
         width = paths_in_flight(self.supernet, self.ctx.engine) if len(archs) > 1 else 1
         with self.batch_statistics(), self.ctx.engine.autocast():
-            if width == 1:
-                for arch in archs:
-                    logits = self.net(x, arch)
-                    ce.append(path_cross_entropy(logits, y).reshape(1))
-                    correct.append(block_accuracies(logits, y, 1))
-            else:
-                for start in range(0, len(archs), width):
-                    group = archs[start:start + width]
-                    logits = self.net.forward_paths(x.repeat(len(group), *([1] * (x.dim() - 1))), group)
-                    ce.append(block_cross_entropies(logits, y, len(group)))
-                    correct.append(block_accuracies(logits, y, len(group)))
+            for group in distributed.groups_of(archs, width):
+                logits = (self.net(x, group[0]) if len(group) == 1
+                          else self.net.forward_paths(x.repeat(len(group), *([1] * (x.dim() - 1))), group))
+                ce.append(block_cross_entropies(logits, y, len(group)))
+                correct.append(block_correct(logits, y, len(group)) / y.shape[0])
         values = torch.stack([torch.cat(ce).double(), torch.cat(correct).double()]).cpu().numpy()
         return values[0], values[1]
 

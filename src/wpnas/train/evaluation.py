@@ -15,7 +15,7 @@ import torch
 from wpnas.data.batching import DeviceBatches
 from wpnas.errors import ConfigError
 from wpnas.nn.batchnorm import recalibrate_bn
-from wpnas.nn.paths import PathGroups, block_cross_entropies
+from wpnas.nn.paths import PathGroups, block_correct, block_cross_entropies
 from wpnas.spaces.supernet import SuperNet
 from wpnas.spaces.base import Arch
 from wpnas.train.engine import Engine, evaluate
@@ -147,7 +147,7 @@ def evaluate_paths(
         with engine.autocast():
             logits = supernet.forward_paths(x.repeat(count, *([1] * (x.dim() - 1))), archs, stacked, groups)
         loss += block_cross_entropies(logits, y, count).double() * y.shape[0]
-        correct += (logits.unflatten(0, (count, -1)).argmax(2) == y).sum(1).double()
+        correct += block_correct(logits, y, count)
         seen += y.shape[0]
     if seen == 0:
         return [{"loss": float("nan"), "acc": float("nan")} for _ in archs]
