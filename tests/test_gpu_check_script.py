@@ -39,6 +39,11 @@ def test_gpu_check_runs_every_step_and_projects(tmp_path):
     assert {"1", "2", "4"} <= set(map(str, in_flight["widths"]))
     spaces = json.loads((out / "spaces_speed.json").read_text())
     assert {"nats_tss", "nats_sss", "darts", "mobilenet"} <= {row["space"] for row in spaces["speed"]}
+    loop = json.loads((out / "search_loop.json").read_text())
+    assert [run["space"] for run in loop["runs"]] == ["nats_tss", "nats_sss"]
+    for run in loop["runs"]:  # the real search, eager and with 2 paths in flight: one result
+        assert run["same_genotype"] and run["alpha_max_abs_diff"] < 1e-5, run
+        assert max(run["max_rel_diff"].values()) < 1e-5, run
     workers = json.loads((out / "ground_truth_workers.json").read_text())
     assert [run["workers"] for run in workers["runs"]] == [1, 2]
     assert workers["runs"][1]["same_table_as_first"] is True  # the shared map gives one process's pairs
