@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import tarfile
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -16,6 +18,14 @@ SHARED = (REPO / ".." / "shared" / "data").resolve()
 NB201_TABLE = SHARED / "nb201" / "nb201_cifar10.csv"
 SSS_TABLE = SHARED / "nats_sss" / "nats_sss_cifar10.csv"
 CIFAR_TARBALL = SHARED / "cifar10-jpeg" / "cifar10-jpeg.tar.gz"
+
+
+def emit(line: dict[str, Any], report: dict[str, Any], path: str | None) -> None:
+    """Print one result as a JSON line and rewrite the whole ``report`` at ``path`` (if given),
+    so that a run cut short by its time limit still leaves what it measured."""
+    print(json.dumps(line), flush=True)
+    if path:
+        Path(path).write_text(json.dumps(report, indent=1))
 
 
 def cifar10_tree(explicit: str | None) -> Path:

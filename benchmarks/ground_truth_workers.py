@@ -15,7 +15,6 @@ several architectures are in flight on one card. The
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_device  # noqa: E402
+from _common import describe_device, emit  # noqa: E402
 
 from wpnas import distributed  # noqa: E402
 from wpnas.config import DistributedConfig, from_dict, seed_everything  # noqa: E402
@@ -101,9 +100,7 @@ def main() -> None:
         if device.type == "cuda":
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated() / 2**30
         result["runs"].append(row)
-        print(json.dumps(row), flush=True)
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=1))
+        emit(row, result, args.out)
 
 
 if __name__ == "__main__":

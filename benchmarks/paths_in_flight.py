@@ -13,7 +13,6 @@ one-at-a-time path (`engine.paths_in_flight: 1`) and the baseline of every ratio
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Dispatches, describe_device  # noqa: E402
+from _common import Dispatches, describe_device, emit  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
 from wpnas.spaces import get_space  # noqa: E402
@@ -93,9 +92,7 @@ def main() -> None:
         if device.type == "cuda":
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
         result["widths"][width] = row
-        print(json.dumps({width: row}), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=1))
+        emit({width: row}, result, args.json)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ that prefers higher choice indices), FLOPs term on.
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -31,11 +31,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from wpnas.config import from_dict, resolve_device, seed_everything
-from wpnas.data.sources import DataConfig, build_image_splits
-from wpnas.search import SearchConfig, restore_search, run_search
-from wpnas.spaces import get_space
-from wpnas.train.warmup import WarmupConfig, warmup_supernet
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_device, emit  # noqa: E402
+
+from wpnas.config import from_dict, resolve_device, seed_everything  # noqa: E402
+from wpnas.data.sources import DataConfig, build_image_splits  # noqa: E402
+from wpnas.search import SearchConfig, restore_search, run_search  # noqa: E402
+from wpnas.spaces import get_space  # noqa: E402
+from wpnas.train.warmup import WarmupConfig, warmup_supernet  # noqa: E402
 
 SPACES = {"nats_tss": {"C": 16, "N": 5}, "nats_sss": {}}
 TINY = {"nats_tss": {"C": 4, "N": 1}, "nats_sss": {"channels": [4, 8]}}
@@ -100,7 +103,7 @@ def main() -> None:
     eager = {"graph_ops": "off", "paths_in_flight": 1}
     splits = build_image_splits(DataConfig(source="digits"))
     report: dict[str, Any] = {
-        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else str(device),
+        "device": describe_device(device),
         "torch": torch.__version__, "fast_engine": fast, "runs": [],
     }
     print(f"{report['device']}, torch {torch.__version__}; fast engine {fast}", flush=True)
@@ -139,9 +142,7 @@ def main() -> None:
                 "final_arch": plain.final_genotype["arch"],
             }
             report["runs"].append(run)
-            print(json.dumps(run), flush=True)
-            if args.json:
-                Path(args.json).write_text(json.dumps(report, indent=1))
+            emit(run, report, args.json)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ training images, batch 64: 391 steps per epoch; WarmUp 200 epochs, ground truth
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -39,7 +38,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import Dispatches, describe_device  # noqa: E402
+from _common import Dispatches, describe_device, emit  # noqa: E402
 
 from wpnas.config import from_dict  # noqa: E402
 from wpnas.nn.paths import block_cross_entropies  # noqa: E402
@@ -98,7 +97,6 @@ def main() -> None:
         parser.error(f"--stages: unknown stage(s) {sorted(unknown)}; expected warmup, fixed, search, ranking")
     device = torch.device(args.device)
     space = get_space("nats_tss", C=args.C, N=args.N)
-    rng = np.random.default_rng(0)
     batch = args.batch_size
     x = torch.randn(batch, 3, 32, 32, device=device)
     y = torch.randint(0, 10, (batch,), device=device)
@@ -127,9 +125,7 @@ def main() -> None:
             row["peak_memory_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
             torch.cuda.reset_peak_memory_stats(device)
         result["stages"][stage] = row
-        print(json.dumps({stage: row}), flush=True)
-        if args.json:
-            Path(args.json).write_text(json.dumps(result, indent=1))
+        emit({stage: row}, result, args.json)
 
     if "warmup" in stages:
         # WarmUp: a new path every step; eager vs the SuperNet's candidate ops replayed as CUDA graphs
