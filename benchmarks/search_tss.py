@@ -64,7 +64,8 @@ def main() -> None:
     p.add_argument("--search-json", default="{}",
                    help='extra search settings merged into every variant, e.g. \'{"valid_batch_size": 1024}\'')
     p.add_argument("--wpnas-json", default="{}",
-                   help='extra search.wpnas settings for every variant, e.g. \'{"entropy_weight": 0.01}\'')
+                   help='extra search.wpnas settings for every variant, e.g. \'{"entropy_weight": 0.01}\' or '
+                        '\'{"landmark": {"enabled": true}}\' (the ground-truth pairs are the landmarks)')
     p.add_argument("--warmed", help="reuse this warmed_supernet checkpoint if it exists, else write it there")
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=0)
@@ -143,7 +144,8 @@ def main() -> None:
         seed_everything(args.seed)
         t0 = time.monotonic()
         result = run_search(space, splits, warmed, cfg, device, seed=args.seed,
-                            predictor=predictor if b1 > 0 else None)
+                            predictor=predictor if b1 > 0 else None,
+                            landmarks=pairs if cfg.wpnas.landmark.enabled else None)
         entry = place(result.final_genotype["arch"])
         entry["flops_m"] = result.final_genotype["flops_m"]
         entry["seconds"] = round(time.monotonic() - t0, 1)
