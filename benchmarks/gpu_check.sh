@@ -35,7 +35,7 @@ else
     THROUGHPUT=(--steps 50)
     IN_FLIGHT=(--archs 32 --widths 1,8,16,32)
     SPACES=(--batch-size 256 --steps 20 --warm 5)
-    LOOP=(--spaces nats_tss --hypernet trained)
+    LOOP=(--spaces nats_tss --hypernet trained --steps-per-epoch 8)
     # digits upscaled to 32x32 (no dataset to carry); C=16 N=5 as in the paper; eager
     # fine-tunes, so that what is timed is sharing the card, not compiling 32 networks (each
     # compile's seconds are in throughput.json)
