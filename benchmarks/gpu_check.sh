@@ -59,6 +59,7 @@ timeout 45 "$PY" benchmarks/search_loop.py --device "$DEV" "${LOOP[@]}" \
 timeout 180 "$PY" benchmarks/ground_truth_workers.py --device "$DEV" "${WORKERS[@]}" \
     --out "$OUT/ground_truth_workers.json" > "$OUT/ground_truth_workers.log" 2>&1
 # the `paper` search pipeline's projected hours per stage, from the files above
-"$PY" benchmarks/paper_projection.py "$OUT" "${PROJECT[@]}" --json "$OUT/projection.json" \
+# (${A[@]+"${A[@]}"}: an empty array under `set -u` on bash before 4.4 too)
+"$PY" benchmarks/paper_projection.py "$OUT" ${PROJECT[@]+"${PROJECT[@]}"} --json "$OUT/projection.json" \
     > "$OUT/projection.log" 2>&1
 tail -n 20 "$OUT"/*.log

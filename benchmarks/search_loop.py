@@ -98,9 +98,16 @@ def main() -> None:
     device = resolve_device(args.device)
     sizes = TINY if args.tiny else SPACES
     names = args.spaces.split(",") if args.spaces else list(sizes)
+    if unknown := sorted(set(names) - set(sizes)):
+        parser.error(f"--spaces: {unknown} not among {sorted(sizes)}")
     paths = args.fast_paths or ("auto" if device.type == "cuda" else "2")
+    if paths != "auto" and not paths.isdigit():
+        parser.error(f"--fast-paths: {paths!r}; expected an integer >= 1 or 'auto'")
     fast = {"graph_ops": args.fast_graph_ops, "paths_in_flight": paths if paths == "auto" else int(paths)}
     eager = {"graph_ops": "off", "paths_in_flight": 1}
+    modes = args.hypernet.split(",")
+    for mode in modes:  # bad settings fail here, before any training, with the setting named
+        from_dict(SearchConfig, {"engine": fast, "wpnas": {"hypernet": {"mode": mode}}}, where="search")
     splits = build_image_splits(DataConfig(source="digits"))
     report: dict[str, Any] = {
         "device": describe_device(device),
@@ -113,7 +120,7 @@ def main() -> None:
         warm_cfg = from_dict(WarmupConfig, {"epochs": 1, "batch_size": 64, "probe_archs": 0,
                                             "augment": {"crop_padding": 2, "flip": False}}, where="warmup")
         warmed = warmup_supernet(space, splits, warm_cfg, device, seed=0)
-        for mode in args.hypernet.split(","):
+        for mode in modes:
             settings = {
                 "epochs": args.epochs, "steps_per_epoch": args.steps_per_epoch, "batch_size": 64,
                 "valid_batch_size": 256, "eval_every": args.epochs, "calib_batches": 2, "log_every": 3600.0,

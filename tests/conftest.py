@@ -185,3 +185,19 @@ def assert_inherited_networks_match(space, supernet, x, archs, with_offsets: boo
         outputs.append(expected)
     assert all(not torch.allclose(outputs[0], o) for o in outputs[1:])
     supernet.eval()
+
+
+def write_image_tree(root, classes, per_class=6, size=(12, 10)):
+    """An ImageFolder tree of random PNGs: ``classes`` maps each split folder ("train", "test")
+    to its class names; ``per_class`` images of ``size`` (height, width) per class."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    for split in ("train", "test"):
+        for name in classes[split]:
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                arr = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
+                Image.fromarray(arr).save(folder / f"{i:04d}.png")

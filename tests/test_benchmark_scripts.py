@@ -1,9 +1,10 @@
-"""The quality and host-time benchmark scripts run end to end at toy sizes (on a tiny image tree).
+"""Every benchmark script runs end to end at toy sizes (on a tiny image tree, or the CPU for the GPU run).
 
 The figures in benchmarks/README.md come from these scripts; a script that no longer runs
 (a setting renamed under it, a result key gone) would only be found by the next person who
-needs a number. What is checked is that each runs and writes what it promises, never a
-figure. The GPU run's scripts are covered by tests/test_gpu_check_script.py.
+needs a number, and the GPU run (`benchmarks/gpu_check.sh`) by a session whose few device
+minutes it would waste. What is checked is that each runs and writes what it promises,
+never a figure.
 """
 
 import csv
@@ -13,33 +14,32 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
+
+from tests.conftest import write_image_tree
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def image_tree(tmp_path_factory):
-    """Ten classes of random 16x16 images, ImageFolder layout with train and test trees."""
+    """Ten classes of 8 random 16x16 images each, ImageFolder layout with train and test trees."""
     root = tmp_path_factory.mktemp("tree")
-    rng = np.random.default_rng(0)
-    for split, count in (("train", 8), ("test", 3)):
-        for c in range(10):
-            folder = root / split / f"class{c}"
-            folder.mkdir(parents=True)
-            for i in range(count):
-                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    classes = [f"class{c}" for c in range(10)]
+    write_image_tree(root, {"train": classes, "test": classes}, per_class=8, size=(16, 16))
     return root
 
 
-def _run(script, *args, timeout=300):
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)], cwd=ROOT,
-                          env=env, capture_output=True, text=True, timeout=timeout)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, f"{script}:\n{done.stderr[-3000:]}"
+def _run(command, extra_env=None, timeout=300):
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1", **(extra_env or {})}
+    done = subprocess.run([str(part) for part in command], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, f"{command[:2]}:\n{done.stderr[-3000:]}"
     return done.stdout
+
+
+def _script(name, *args):
+    return _run([sys.executable, ROOT / "benchmarks" / name, *args])
 
 
 TINY_DATA = ("--image-size", 8, "--train-limit", 80)
@@ -48,7 +48,7 @@ TINY_DATA = ("--image-size", 8, "--train-limit", 80)
 @pytest.mark.slow
 def test_search_then_reward_signal(shared_data, image_tree, tmp_path):
     warmed, found = tmp_path / "warm.pt", tmp_path / "search.json"
-    _run("search_tss.py", "--data", image_tree, *TINY_DATA, "--C", 4, "--N", 1, "--warmup-epochs", 1,
+    _script("search_tss.py", "--data", image_tree, *TINY_DATA, "--C", 4, "--N", 1, "--warmup-epochs", 1,
          "--gt-archs", 20, "--ground-truth", "benchmark", "--search-epochs", 1, "--variants", "neither",
          "--warmed", warmed, "--json", found)
     result = json.loads(found.read_text())
@@ -57,7 +57,7 @@ def test_search_then_reward_signal(shared_data, image_tree, tmp_path):
     assert 1 <= result["reference_ground_truth_best"]["nb201_rank"] <= 15625
     assert warmed.is_file()  # reused by the next script, as in benchmarks/README.md
 
-    out = _run("reward_signal.py", warmed, "--data", image_tree, *TINY_DATA, "--archs", 3, "--batches", 1,
+    out = _script("reward_signal.py", warmed, "--data", image_tree, *TINY_DATA, "--archs", 3, "--batches", 1,
                "--batch-size", 16)
     assert "inherited accuracy, BN recalibrated" in out and "NB201 rank 3" in out
 
@@ -65,7 +65,7 @@ def test_search_then_reward_signal(shared_data, image_tree, tmp_path):
 @pytest.mark.slow
 def test_supernet_ranking(shared_data, image_tree, tmp_path):
     report = tmp_path / "ranking.json"
-    _run("supernet_ranking.py", "--data", image_tree, *TINY_DATA, "--epochs", 1, "--C", 4, "--N", 1, "--archs", 4,
+    _script("supernet_ranking.py", "--data", image_tree, *TINY_DATA, "--epochs", 1, "--C", 4, "--N", 1, "--archs", 4,
          "--valid-limit", 30, "--batch-size", 16, "--no-amp", "--device", "cpu", "--json", report)
     metrics = json.loads(report.read_text())
     assert {"kendall_tau", "baseline_params_kendall_tau", "best_arch_rank"} <= set(metrics)
@@ -75,7 +75,7 @@ def test_supernet_ranking(shared_data, image_tree, tmp_path):
 @pytest.mark.slow
 def test_predictor_table2(shared_data, tmp_path):
     runs = tmp_path / "runs.csv"
-    out = _run("predictor_table2.py", "--spaces", "nats_tss", "--seeds", 1, "--rows", "default",
+    out = _script("predictor_table2.py", "--spaces", "nats_tss", "--seeds", 1, "--rows", "default",
                "--override", '{"epochs": 2}', "--out", runs)
     assert "few-shot" in out
     rows = list(csv.DictReader(runs.open()))
@@ -85,7 +85,7 @@ def test_predictor_table2(shared_data, tmp_path):
 @pytest.mark.slow
 def test_host_overhead(tmp_path):
     report = tmp_path / "host.json"
-    _run("host_overhead.py", "--C", 4, "--N", 1, "--steps", 2, "--warm", 1, "--json", report)
+    _script("host_overhead.py", "--C", 4, "--N", 1, "--steps", 2, "--warm", 1, "--json", report)
     result = json.loads(report.read_text())
     assert result["search_step"]["losses_equal"] is True
     assert {"bn_switch", "recalibration", "search_step"} <= set(result)
@@ -96,8 +96,44 @@ def test_spaces_checks(tmp_path):
     """The spaces' cost checks (the search part is the end-to-end space tests' ground; the speed
     part runs in the GPU script's smoke test)."""
     report = tmp_path / "spaces.json"
-    _run("spaces.py", "--parts", "checks", "--json", report)
+    _script("spaces.py", "--parts", "checks", "--json", report)
     checks = json.loads(report.read_text())["checks"]
     assert {"nats_tss", "nats_sss", "darts", "mobilenet"} <= set(checks["cost_agreement"])
     for name, agreement in checks["cost_agreement"].items():
         assert agreement["max_abs_diff_vs_hooks"] < 1e-6, name  # analytic cost = counted by hooks
+
+
+@pytest.mark.slow
+def test_gpu_check_runs_every_step_and_projects(tmp_path):
+    """The prepared GPU run in its CPU smoke mode: every step, then the projection reading their files."""
+    out = tmp_path / "gpu-results"
+    _run(["bash", ROOT / "benchmarks/gpu_check.sh"], {"OUT": str(out), "GPU_CHECK_SMOKE": "1",
+                                                       "PYTHON": sys.executable}, timeout=600)
+    for log in sorted(out.glob("*.log")):
+        text = log.read_text()
+        assert "Traceback" not in text and "error:" not in text, f"{log.name}:\n{text[-2000:]}"
+
+    throughput = json.loads((out / "throughput.json").read_text())
+    assert set(throughput["stages"]) == {"warmup", "fixed", "search", "ranking"}
+    for stage, row in throughput["stages"].items():
+        assert row["eager_ms"] > 0 and row["fast_ms"] > 0, stage
+    graphs = json.loads((out / "throughput_fixed_cudagraphs.json").read_text())
+    assert set(graphs["stages"]) == {"fixed"}
+
+    in_flight = json.loads((out / "paths_in_flight.json").read_text())
+    assert {"1", "2", "4"} <= set(map(str, in_flight["widths"]))
+    spaces = json.loads((out / "spaces_speed.json").read_text())
+    assert {"nats_tss", "nats_sss", "darts", "mobilenet"} <= {row["space"] for row in spaces["speed"]}
+    loop = json.loads((out / "search_loop.json").read_text())
+    assert [run["space"] for run in loop["runs"]] == ["nats_tss", "nats_sss"]
+    for run in loop["runs"]:  # the real search, eager and with 2 paths in flight: one result
+        assert run["same_genotype"] and run["alpha_max_abs_diff"] < 1e-5, run
+        assert max(run["max_rel_diff"].values()) < 1e-5, run
+    workers = json.loads((out / "ground_truth_workers.json").read_text())
+    assert [run["workers"] for run in workers["runs"]] == [1, 2]
+    assert workers["runs"][1]["same_table_as_first"] is True  # the shared map gives one process's pairs
+
+    projection = json.loads((out / "projection.json").read_text())
+    assert set(projection["stages"]) == {"warmup", "search", "ground_truth"}
+    assert "fast_2_workers" in projection["stages"]["ground_truth"]["variants"]
+    assert projection["total"]["best_h"] > 0 and projection["target_h"] == 1.0

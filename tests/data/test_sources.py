@@ -5,6 +5,7 @@ import pickle
 import pytest
 import torch
 
+from tests.conftest import write_image_tree
 from wpnas.config import from_dict
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.data.splits import ImageSplits, stratified_holdout
@@ -86,21 +87,8 @@ def test_cifar_missing_offline_names_what_to_place(tmp_path):
         build_image_splits(DataConfig(source="cifar10", root=str(tmp_path)))
 
 
-def _write_image_tree(root, classes, per_class=6, size=(12, 10)):
-    from PIL import Image
-
-    rng = np.random.default_rng(1)
-    for split in ("train", "test"):
-        for name in classes[split]:
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                arr = rng.integers(0, 256, size=(*size, 3), dtype=np.uint8)
-                Image.fromarray(arr).save(folder / f"{i:04d}.png")
-
-
 def test_image_folder_train_test_tree(tmp_path):
-    _write_image_tree(tmp_path, {"train": ["a", "b", "c"], "test": ["a", "b", "c"]})
+    write_image_tree(tmp_path, {"train": ["a", "b", "c"], "test": ["a", "b", "c"]})
     splits = build_image_splits(DataConfig(source="image_folder", root=str(tmp_path), image_size=8, valid_size=3))
     assert splits.classes == ["a", "b", "c"]
     assert splits.input_shape == (3, 8, 8)
@@ -125,7 +113,7 @@ def test_image_folder_errors(tmp_path):
     (tmp_path / "empty" / "test" / "a").mkdir(parents=True)
     with pytest.raises(DataError, match="no images"):
         build_image_splits(DataConfig(source="image_folder", root=str(tmp_path / "empty")))
-    _write_image_tree(tmp_path / "mismatch", {"train": ["a", "b"], "test": ["a", "c"]}, per_class=2)
+    write_image_tree(tmp_path / "mismatch", {"train": ["a", "b"], "test": ["a", "c"]}, per_class=2)
     with pytest.raises(DataError, match=r"only in train: \['b'\].*only in test: \['c'\]"):
         build_image_splits(DataConfig(source="image_folder", root=str(tmp_path / "mismatch")))
 
