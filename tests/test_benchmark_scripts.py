@@ -137,3 +137,31 @@ def test_gpu_check_runs_every_step_and_projects(tmp_path):
     assert set(projection["stages"]) == {"warmup", "search", "ground_truth"}
     assert "fast_2_workers" in projection["stages"]["ground_truth"]["variants"]
     assert projection["total"]["best_h"] > 0 and projection["target_h"] == 1.0
+
+
+@pytest.mark.slow
+def test_search_seeds_table(shared_data, image_tree, tmp_path):
+    report = tmp_path / "seeds.json"
+    table = shared_data / "nb201" / "nb201_cifar10.csv"
+    params = ",".join([
+        "data.image_size=8", "data.train_limit=80", "space.options.nats_tss.C=4", "warmup.epochs=1",
+        "warmup.batch_size=16", "warmup.probe_archs=0", "landmark_phase.epochs=1", "ground_truth.source=benchmark",
+        "ground_truth.num_archs=24", "ground_truth.benchmark.kind=csv", f"ground_truth.benchmark.path={table}",
+        "ground_truth.benchmark.metric=cifar10_valid_12ep", "predictor.valid_size=4", "predictor.model.support_size=4",
+        "predictor.model.epochs=2", "search.epochs=1", "search.steps_per_epoch=2", "search.batch_size=16",
+        "search.valid_batch_size=16", "search.eval_every=0", "search.evolution.population=4",
+        "search.evolution.generations=1", "search.evolution.top_k=2", "search.evolution.num_crossover=2",
+        "search.evolution.num_mutation=2", "search.eval_valid_limit=16", "search.selection.refine_budget=4",
+        f"run.checkpoint_dir={tmp_path / 'ck'}",
+    ])
+    _script("search_seeds.py", "--env", "base", "--data", image_tree, "--seeds", 0, "--params", params,
+            "--json", report)
+    result = json.loads(report.read_text())
+    row = result["rows"][0]
+    for key in ("found", "search_choice", "best_ground_truth", "spos_landmark"):
+        assert 1 <= row[key]["rank"] <= 15625, key
+    # the selection scores like the ground truth (the 12-epoch column): never below its best pair
+    assert row["selection"]["score"] >= row["best_ground_truth"]["score"]
+    assert row["selection"]["new_evaluations"] <= 10 + 10 + 4
+    assert set(row["seconds"]) >= {"warmup", "ground_truth", "landmark_phase", "predictor", "search", "selection"}
+    assert result["summary"]["seeds"] == [0] and row["wall_ratio"] >= 1

@@ -29,6 +29,9 @@ STREAMS: dict[str, int] = {
     "search.sampler": 7727,
     "search.valid_batches": 1,
     "hypernet.init": 1543,
+    # final selection: the predictor's sample of a large space, the candidates' fine-tunes
+    "selection.predictor_sample": 4409,
+    "selection": 4421,
     # baselines and evaluation
     "evolution": 3571,
     "landmark": 6007,

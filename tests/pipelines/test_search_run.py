@@ -34,7 +34,15 @@ TINY = {
     "search.eval_every": 1,
     "search.eval_valid_limit": 64,
     "search.calib_batches": 1,
+    "landmark_phase.epochs": 1,
+    "search.selection.search_top_k": 3,
+    "search.selection.predictor_top_k": 3,
+    "search.selection.refine_budget": 4,
+    "search.selection.refine_per_step": 2,
 }
+
+#: A stage run that uses no ground-truth pairs: no landmark phase, no predictor, no selection.
+NO_PAIRS = {"search.wpnas.reward.b1": 0.0, "landmark_phase.enabled": False, "search.selection.enabled": False}
 
 ARTIFACTS = [
     "data/03_primary/image_splits.pt",
@@ -45,6 +53,9 @@ ARTIFACTS = [
     "data/06_models/searched_supernet.pt",
     "data/07_model_output/alpha_trajectory.csv",
     "data/08_reporting/alpha_heatmap.png",
+    "data/06_models/landmark_supernet.pt",
+    "data/07_model_output/search_genotype.json",
+    "data/07_model_output/selection_candidates.csv",
     "data/07_model_output/final_genotype.json",
 ]
 
@@ -67,7 +78,17 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     assert list(arch) == genotype["choices"]
     assert genotype["flops_m"] == pytest.approx(space.cost(arch, (1, 8, 8), 10).flops_m)
 
+    # the final selection: the best candidate by the ground-truth method, never below the best pair
+    candidates = pd.read_csv(latest(kedro_project / "data/07_model_output/selection_candidates.csv"))
+    chosen = candidates[candidates["chosen"]]
+    assert len(chosen) == 1 and chosen["arch"].iloc[0] == genotype["arch"]
+    assert chosen["score"].iloc[0] == candidates["score"].max() == genotype["selection"]["score"]
+    own = json.loads(latest(kedro_project / "data/07_model_output/search_genotype.json").read_text())
+    assert own["arch"] in set(candidates["arch"]) and genotype["search_choice"]["arch"] == own["arch"]
+    assert genotype["selection"]["new_evaluations"] == int(candidates["new"].sum()) <= 3 + 3 + 4
+
     pairs = pd.read_csv(latest(kedro_project / "data/05_model_input/arch_accuracy_pairs.csv"))
+    assert genotype["selection"]["score"] >= pairs["accuracy"].max()
     assert len(pairs) == 12 and set(pairs.columns) >= {"arch", "accuracy", "flops_m", "params_m", "source", "seconds"}
 
     trajectory = pd.read_csv(latest(kedro_project / "data/07_model_output/alpha_trajectory.csv"))
@@ -109,12 +130,14 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     # the pairs and the predictor were fine-tuned from the first WarmUp: the search refuses them
     with pytest.raises(DataError, match="fine-tuned from the warmed SuperNet with fingerprint .* ground_truth"):
         run_kedro(kedro_project, "wpnas_search", params=params)
-    run_kedro(kedro_project, "wpnas_search", params=dict(params, **{"search.wpnas.reward.b1": 0.0}))  # no pairs used
+    run_kedro(kedro_project, "wpnas_search", params=dict(params, **NO_PAIRS))  # no pairs used
     searched_path = kedro_project / "data/06_models/searched_supernet.pt"
     assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 2  # the newest WarmUp
     third = run_kedro(kedro_project, "wpnas_search", params=params, load_versions={"warmed_supernet": first})
     assert third.data.tags["load_versions"] == str({"warmed_supernet": first})
-    assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 1  # the one asked for
+    phased = load_checkpoint(latest(kedro_project / "data/06_models/landmark_supernet.pt"))
+    assert phased["landmark_phase"]["warmed_epochs"] == 1  # the landmark phase continued the one asked for
+    assert load_checkpoint(latest(searched_path))["warmed_from"]["epoch"] == 2  # 1 WarmUp epoch + 1 landmark epoch
     assert len(versions(searched_path)) == 3
     # every stage finished, so no in-progress checkpoint is left
     assert not list((kedro_project / "data/09_checkpoints").glob("*.pt"))
@@ -123,7 +146,7 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
     # The SuperNet was warmed on 8x8 images: the search stops and names both fingerprints.
     run_kedro(kedro_project, "data_processing", params=dict(params, **{"data.image_size": 6}))
     with pytest.raises(DataError, match=r"input_shape: \[1,6,6\] != \[1,8,8\]") as err:
-        run_kedro(kedro_project, "wpnas_search", params=dict(params, **{"search.wpnas.reward.b1": 0.0}))
+        run_kedro(kedro_project, "wpnas_search", params=dict(params, **NO_PAIRS))
     recorded = load_checkpoint(latest(warmed_path))["inputs"]["image_splits"]["fingerprint"]
     assert recorded in str(err.value) and len(versions(searched_path)) == 3
 

@@ -275,3 +275,61 @@ def test_schedule_starts_late_and_ramps_on_a_cosine(space):
     flat = LandmarkRegularizer(space, _table(space, [50.0, 60.0]), LandmarkConfig(enabled=True, ramp="none", start=0.5))
     flat.schedule(10)
     assert [flat.weight_at(s) for s in (4, 5, 9)] == [0.0, 10.0, 10.0]
+
+
+# -- the landmark phase (the search pipeline's SuperNet) ------------------------------
+
+
+def test_landmark_phase_turns_the_supernet_ranking_towards_the_landmarks(space, tiny_splits):
+    from wpnas.io.supernet_checkpoint import restore_supernet
+    from wpnas.train.warmup import LandmarkPhaseConfig, landmark_phase
+
+    seed_everything(0)
+    warmed = warmup_supernet(space, tiny_splits, _warm_cfg(), CPU, seed=0)
+    x, y = tiny_splits.train_x[:256].float(), tiny_splits.train_y[:256]
+
+    def ce(checkpoint, arch):
+        net = restore_supernet(checkpoint, CPU)
+        net.train()
+        with torch.no_grad():
+            return float(_ce(net, arch, x, y))
+
+    # the same continuation without the term ranks a few architectures; the landmarks say the opposite
+    plain_cfg = from_dict(WarmupConfig, {**_warm_cfg().__dict__, "epochs": 2 + 3, "landmark": {}})
+    seed_everything(0)
+    plain = warmup_supernet(space, tiny_splits, plain_cfg, CPU, seed=0, resume=warmed)
+    archs = space.sample_unique(np.random.default_rng(0), 8)
+    order = sorted(archs, key=lambda a: ce(plain, a))
+    good, bad = order[0], order[-1]
+    assert ce(plain, good) < ce(plain, bad)
+    inverted = pd.DataFrame({"arch": [space.to_string(good), space.to_string(bad)], "accuracy": [20.0, 80.0]})
+    cfg = from_dict(LandmarkPhaseConfig, {"epochs": 3, "landmark": {"weight": 10.0, "ramp": "none", "start": 0.0}})
+    seed_everything(0)
+    phased = landmark_phase(space, tiny_splits, _warm_cfg(), cfg, warmed, inverted, CPU, seed=0)
+    assert ce(phased, bad) < ce(phased, good)  # the landmark phase inverts it
+    assert phased["epoch"] == 5 and phased["landmark"]["pairs"] == 2
+    assert phased["landmark_phase"] == {"warmed_from": warmed["fingerprint"]["fingerprint"], "warmed_epochs": 2,
+                                        "epochs": 3, "pairs": 2}
+    assert all("landmark_loss" in h for h in phased["history"][2:])
+
+
+def test_landmark_phase_term_starts_within_the_phase():
+    from wpnas.train.warmup import LandmarkPhaseConfig
+
+    settings = LandmarkPhaseConfig(epochs=10).warmup_settings(_warm_cfg(), warmed_epochs=30)
+    assert settings.epochs == 40 and settings.landmark.enabled and settings.landmark.start == pytest.approx(0.75)
+    later = from_dict(LandmarkPhaseConfig, {"epochs": 10, "landmark": {"start": 0.5}}).warmup_settings(_warm_cfg(), 30)
+    assert later.landmark.start == pytest.approx(35 / 40)
+    with pytest.raises(ConfigError, match="landmark_phase.epochs"):
+        LandmarkPhaseConfig(epochs=0)
+
+
+def test_landmark_phase_needs_two_pairs_that_differ_before_training(space, tiny_splits):
+    from wpnas.train.warmup import LandmarkPhaseConfig, landmark_phase
+
+    one = _table(space, [50.0])
+    with pytest.raises(DataError, match="need at least 2 landmarks"):
+        landmark_phase(space, tiny_splits, _warm_cfg(), LandmarkPhaseConfig(), {"epoch": 1}, one, CPU)
+    tied = _table(space, [50.0, 50.0])
+    with pytest.raises(DataError, match="no usable ordered pair"):
+        landmark_phase(space, tiny_splits, _warm_cfg(), LandmarkPhaseConfig(), {"epoch": 1}, tied, CPU)

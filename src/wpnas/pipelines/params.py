@@ -25,7 +25,7 @@ from wpnas.search.evolution import check_evolution
 from wpnas.search.wpnas_method import check_data_parallel
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.scratch import EvaluationConfig, check_drop_path
-from wpnas.train.warmup import WarmupConfig
+from wpnas.train.warmup import LandmarkPhaseConfig, WarmupConfig
 
 
 def run_config(section: Any) -> RunConfig:
@@ -69,6 +69,10 @@ def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
     return from_dict(WarmupConfig, settings, where="warmup"), resume_from
 
 
+def landmark_phase_config(section: Any) -> LandmarkPhaseConfig:
+    return from_dict(LandmarkPhaseConfig, _without_checkpoint_keys(section), where="landmark_phase")
+
+
 def ground_truth_config(section: Any) -> GroundTruthConfig:
     cfg = from_dict(GroundTruthConfig, _without_checkpoint_keys(section), where="ground_truth")
     if cfg.source == "benchmark" and cfg.benchmark is not None and cfg.benchmark.kind == "csv":
@@ -106,6 +110,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "data": data_config,
     "space": space_config,
     "warmup": warmup_config,
+    "landmark_phase": landmark_phase_config,
     "ground_truth": ground_truth_config,
     "predictor": predictor_config,
     "search": search_config,
@@ -116,7 +121,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
 
 
 #: Stages that write in-progress checkpoints and resume from them.
-CHECKPOINTED_STAGES = ("warmup", "ground_truth", "search", "evaluation")
+CHECKPOINTED_STAGES = ("warmup", "landmark_phase", "ground_truth", "search", "evaluation")
 
 
 def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) -> None:
@@ -193,6 +198,22 @@ def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
 
 
+def _final_selection(params: dict[str, Any], nodes: set[str]) -> None:
+    """The selection's k against the space; it scores with the ground-truth method, which must be configured."""
+    if "search" not in params or "select_final_architecture" not in nodes:
+        return
+    selection = search_config(params["search"]).selection
+    if not selection.enabled:
+        return
+    if "space" in params:
+        selection.check_space(space_config(params["space"])[1])
+    if not params.get("ground_truth"):
+        raise ConfigError(
+            "search.selection.enabled: the final selection scores its candidates with the ground-truth method, "
+            "but no ground_truth section is configured; add one or set search.selection.enabled: false"
+        )
+
+
 def _warmup_landmarks(params: dict[str, Any], nodes: set[str]) -> None:
     """The warmup node runs before any ground truth exists, so it cannot take landmarks."""
     if "warmup" in params and "warmup_supernet" in nodes and warmup_config(params["warmup"])[0].landmark.enabled:
@@ -264,7 +285,7 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
         return workers
 
     check_world(size)
-    if "warmup_supernet" in nodes and "warmup" in params:  # WarmUp and the WPNAS search go data parallel
+    if nodes & {"warmup_supernet", "landmark_warmup"} and "warmup" in params:  # WarmUp (and its landmark phase)
         distributed.check_divisible(warmup_config(params["warmup"])[0].batch_size, size, "warmup.batch_size")
     if "evaluate_final_model" in nodes and "evaluation" in params:  # so does training from scratch, or
         evaluation = evaluation_config(params["evaluation"])       # its repeated runs are a map over the ranks
@@ -288,6 +309,7 @@ CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
     _distributed_inputs,
     _pairs_enough_for_predictor,
     _search_inputs,
+    _final_selection,
     _warmup_landmarks,
     _ablation_inputs,
     _evaluation_inputs,

@@ -8,6 +8,7 @@ from wpnas.pipelines.ablation import create_pipeline as ablation
 from wpnas.pipelines.data_processing import create_pipeline as data_processing
 from wpnas.pipelines.evaluation import create_pipeline as evaluation
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
+from wpnas.pipelines.landmark_phase import create_pipeline as landmark_phase
 from wpnas.pipelines.predictor import create_pipeline as predictor
 from wpnas.pipelines.predictor_benchmark import create_pipeline as predictor_benchmark
 from wpnas.pipelines.reporting import create_pipeline as reporting
@@ -20,13 +21,18 @@ def all_pipelines() -> dict[str, Pipeline]:
     wu = warmup()
     gt = ground_truth()
     pr = predictor()
+    lp = landmark_phase()
     se = search()
     pipelines = {
         "data_processing": dp,
         "warmup": wu,
         "ground_truth": gt,
         "predictor": pr,
-        "wpnas_search": se,
+        # The WarmUp continued with the landmark term on the ground truth (the search's SuperNet).
+        "landmark_phase": lp,
+        # Everything after the predictor: the landmark phase, the search and the final selection
+        # (the best of a candidate pool by the ground-truth method).
+        "wpnas_search": lp + se,
         "predictor_benchmark": predictor_benchmark(),
         # Paper step 5: train the search's final_genotype from scratch, score it on test.
         "evaluation": evaluation(),
@@ -34,8 +40,8 @@ def all_pipelines() -> dict[str, Pipeline]:
         "reporting": reporting(),
         # Paper Table 1 on one data split, every row over several seeds.
         "ablation": dp + ablation(),
-        # Paper steps 1-4 in one run: WarmUp, ground truth, predictor, search.
-        "search": dp + wu + gt + pr + se,
+        # Paper steps 1-4 in one run: WarmUp, ground truth, landmark phase, predictor, search, selection.
+        "search": dp + wu + gt + lp + pr + se,
     }
     # `kedro run`: the whole procedure, from data to the found network trained and reported.
     pipelines["__default__"] = pipelines["search"] + pipelines["evaluation"] + pipelines["reporting"]

@@ -18,6 +18,7 @@ from wpnas.search.evolution import EvolutionConfig
 from wpnas.search.hypernet import HyperNetConfig
 from wpnas.search.registry import check_method_name
 from wpnas.search.reward import RewardConfig
+from wpnas.search.selection import SelectionConfig
 from wpnas.search.self_critical import DEFAULT_ALPHA_BETAS, DEFAULT_ALPHA_LR, check_alpha_settings
 from wpnas.train.engine import EngineConfig
 from wpnas.train.landmark import LandmarkConfig
@@ -75,7 +76,8 @@ class SearchConfig:
     not be tiny). Every ``eval_every`` epochs (and after the last) the method's current
     architecture is evaluated on up to ``eval_valid_limit`` validation images with
     inherited weights after BN recalibration on ``calib_batches`` training batches
-    (0 = never); evolution's fitness is the same evaluation.
+    (0 = never); evolution's fitness is the same evaluation. ``selection``: the final
+    selection after the search (:mod:`wpnas.search.selection`; its own node in the pipeline).
     """
 
     method: str = "wpnas"
@@ -92,6 +94,7 @@ class SearchConfig:
     log_every: float = 30.0
     wpnas: WPNASConfig = field(default_factory=WPNASConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def __post_init__(self) -> None:
         check_method_name(self.method)

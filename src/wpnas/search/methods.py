@@ -10,6 +10,8 @@ checkpoint / resume. A method implements:
 * ``step(batches)``: one update; returns scalar metrics (averaged per epoch by the runner);
 * ``end_epoch(epoch)``: scalar metrics of the epoch (entropy, best fitness, ...);
 * ``current()``: the architecture it would choose now (the final choice after the last epoch);
+* optionally ``top_candidates(k)``: its k best by its own belief, ``current()`` first (the
+  final selection's pool, :mod:`wpnas.search.selection`);
 * ``state_dict`` / ``load_state_dict``: its own state, merged into the search checkpoint;
 * optionally ``offsets(arch)`` (weakly weight sharing), ``known_valid_accuracy(arch)``
   (a score it already measured the runner's way), ``details(arch)`` (extra genotype fields)
@@ -214,6 +216,11 @@ class SearchMethod(ABC):
     @abstractmethod
     def current(self) -> Arch:
         """The architecture the method would choose now."""
+
+    def top_candidates(self, k: int) -> list[Arch]:
+        """The method's ``k`` best architectures by its own belief, its final choice first (the
+        final selection's pool; methods without a ranking offer their one choice)."""
+        return [self.current()][:k]
 
     def offsets(self, arch: Arch) -> torch.Tensor | None:
         """Weakly-weight-sharing offsets of ``arch`` for inherited-weight evaluation (None: plain sharing)."""

@@ -99,7 +99,9 @@ class SearchRunner:
         if self.method.trains_weights and splits.train_x.shape[0] == 0:
             raise DataError(f"search method {cfg.method!r} trains SuperNet weights and needs a non-empty train split")
         self.fingerprint = record({
-            "stage": STAGE, "space": space.name, "options": space.options(), "config": to_dict(cfg), "seed": self.seed,
+            "stage": STAGE, "space": space.name, "options": space.options(),
+            # the selection runs after the search (its own node): its settings do not change the search
+            "config": {k: v for k, v in to_dict(cfg).items() if k != "selection"}, "seed": self.seed,
             "inputs": {"image_splits": splits_record["fingerprint"],
                        "warmed_supernet": (_get(warmed_checkpoint, "fingerprint") or {}).get("fingerprint")
                        or content_fingerprint(_get(warmed_checkpoint, "state_dict")),
@@ -228,6 +230,9 @@ class SearchRunner:
             "supernet_valid_acc": measured,
             "epochs": self.epoch,
             "seed": self.seed,
+            # the method's best architectures by its own belief, its choice first (the final selection's pool)
+            "top_candidates": [self.space.to_string(a) for a in self.method.top_candidates(
+                self.cfg.selection.search_top_k if self.cfg.selection.enabled else 1)],
             **self.method.details(arch),
         }
 
@@ -278,7 +283,7 @@ class SearchRunner:
                 raise CheckpointError(f"{source} is incomplete: missing {key!r}")
         self.method.supernet.check_compatible(state["supernet"], source)
         stored = state.get("config", {})
-        changed = sorted(k for k, v in to_dict(self.cfg).items() if k != "epochs" and stored.get(k) != v)
+        changed = sorted(k for k, v in to_dict(self.cfg).items() if k not in ("epochs", "selection") and stored.get(k) != v)
         if changed:
             logger.warning("resuming a search with changed settings: %s", changed)
         self.method.load_state_dict(state, source)

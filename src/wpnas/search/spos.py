@@ -68,6 +68,12 @@ class SPOSEvolution(SearchMethod):
     def current(self) -> Arch:
         return self.evolution.best()[0]
 
+    def top_candidates(self, k: int) -> list[Arch]:
+        """The k best evaluated architectures by fitness (the final choice first)."""
+        best = self.current()
+        ranked = sorted(self.evolution.evaluated.items(), key=lambda item: -item[1])
+        return ([best] + [arch for arch, _ in ranked if arch != best])[:k]
+
     def known_valid_accuracy(self, arch: Arch) -> float | None:
         fitness = self.evolution.evaluated.get(tuple(arch))
         return None if fitness is None else float(fitness)

@@ -52,6 +52,7 @@ from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
 from wpnas.search.reward import BatchStatistics, Reward
+from wpnas.search.selection import top_k_joint
 from wpnas.search.self_critical import SelfCriticalOptimizer
 from wpnas.search.trajectory import trajectory_table
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
@@ -214,6 +215,10 @@ class WPNASMethod(SearchMethod):
 
     def current(self) -> Arch:
         return self.dist.argmax()
+
+    def top_candidates(self, k: int) -> list[Arch]:
+        """The k distinct architectures of highest joint probability under alpha (argmax first)."""
+        return [arch for arch, _ in top_k_joint(self.dist.probs(), k)]
 
     def offsets(self, arch: Arch) -> torch.Tensor | None:
         return self.net.offsets(arch)

@@ -132,7 +132,9 @@ def acquire_ground_truth(
     if cfg.source == "benchmark":
         table = load_benchmark(cfg.benchmark, space)
         accs = table.lookup_many(archs, cfg.benchmark.metric)
-        _, accs = check_pairs(space, archs, accs, what=f"ground truth from {cfg.benchmark.path!r}",
+        # a table has >= 2 rows (num_archs); a few extra architectures scored later may be fewer
+        _, accs = check_pairs(space, archs, accs, min_pairs=min(2, len(archs)),
+                              what=f"ground truth from {cfg.benchmark.path!r}",
                               accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
         for arch, acc in zip(archs, accs):
             cost = space.cost(arch, input_shape, num_classes)

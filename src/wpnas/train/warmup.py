@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -303,3 +303,66 @@ def _landmark_regularizer(
     logger.info("warm-up: landmark regularisation on %d architectures (%d ordered pairs), weight %g every %d step(s)",
                 len(regularizer), regularizer.num_pairs, cfg.weight, cfg.every)
     return regularizer
+
+
+@dataclass(frozen=True)
+class LandmarkPhaseConfig:
+    """``landmark_phase``: the WarmUp continued with the landmark ranking term, once the ground
+    truth exists (the search's SuperNet in the paper's full method, Table 1).
+
+    The phase resumes the warmed SuperNet for ``epochs`` more epochs (the WarmUp's own
+    settings: batch, optimizer on a new cosine over the whole length, augmentation) with
+    the term of ``landmark`` on (its ``enabled`` is implied); its ``start`` is a fraction of the phase (0 = from the phase's first
+    step, the term ramping up on a cosine by its end). So WarmUp + phase is the delayed
+    start the landmark term needs (measured: full weight from step 0 wrecks the SuperNet).
+    ``enabled: false`` hands the warmed SuperNet to the search unchanged.
+    """
+
+    enabled: bool = True
+    epochs: int = 10
+    landmark: LandmarkConfig = field(default_factory=lambda: LandmarkConfig(enabled=True, start=0.0))
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise ConfigError(f"landmark_phase.epochs: {self.epochs!r} must be an integer >= 1")
+
+    def warmup_settings(self, warmup: WarmupConfig, warmed_epochs: int) -> WarmupConfig:
+        """The WarmUp's settings extended by the phase, the term starting within the phase."""
+        total = int(warmed_epochs) + self.epochs
+        start = (warmed_epochs + self.landmark.start * self.epochs) / total
+        return replace(warmup, epochs=total, landmark=replace(self.landmark, enabled=True, start=start))
+
+
+def landmark_phase(
+    space: SearchSpace,
+    splits: ImageSplits,
+    warmup: WarmupConfig,
+    cfg: LandmarkPhaseConfig,
+    warmed: dict[str, Any],
+    pairs: pd.DataFrame,
+    device: torch.device,
+    seed: int = 0,
+    checkpoint: CheckpointPolicy | None = None,
+) -> dict[str, Any]:
+    """The ``landmark_supernet`` checkpoint: ``warmed`` continued for ``cfg.epochs`` epochs with
+    the landmark term on ``pairs`` (at least 2 with different accuracies; checked first).
+
+    Its ``landmark_phase`` field records the warmed SuperNet it continues (``warmed_from``)
+    and the pairs' count, so later stages can tell where it came from."""
+    if not cfg.enabled:
+        raise ConfigError("landmark_phase is disabled: the warmed SuperNet is the search's SuperNet")
+    # at least 2 usable pairs, checked before any training
+    LandmarkRegularizer(space, pairs, replace(cfg.landmark, enabled=True), seed=seed)
+    warmed_epochs = int(warmed.get("epoch", 0))
+    settings = cfg.warmup_settings(warmup, warmed_epochs)
+    logger.info("landmark phase: the warmed SuperNet (epoch %d) continues for %d epochs with the landmark term "
+                "on %d ground-truth pairs", warmed_epochs, cfg.epochs, len(pairs))
+    result = warmup_supernet(space, splits, settings, device, seed=seed, resume=warmed, landmarks=pairs,
+                             checkpoint=checkpoint)
+    result["landmark_phase"] = {
+        "warmed_from": (warmed.get("fingerprint") or {}).get("fingerprint"),
+        "warmed_epochs": warmed_epochs,
+        "epochs": cfg.epochs,
+        "pairs": int(len(pairs)),
+    }
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import pandas as pd
@@ -13,18 +14,19 @@ from wpnas.data.splits import ImageSplits
 from wpnas.errors import DataError
 from wpnas.fingerprint import check_fingerprint
 from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
-from wpnas.pipelines.params import checkpoint_policy, run_config, search_config, space_config
+from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, search_config, space_config
 from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, alpha_heatmap, run_search
 from wpnas.experiments.report import closing_line
+from wpnas.search.selection import run_selection
 from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 
 logger = logging.getLogger(__name__)
 
 
 def search_node(
-    warmed_supernet: dict[str, Any],
+    search_supernet: dict[str, Any],
     predictor_weights: dict[str, Any],
     arch_accuracy_pairs: pd.DataFrame,
     image_splits: ImageSplits | dict[str, Any],
@@ -33,11 +35,13 @@ def search_node(
     search: dict[str, Any],
     ground_truth_summary: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
+    """The search from ``search_supernet``: the landmark phase's SuperNet, or the warmed one when
+    the phase is off (``landmark_phase.enabled: false``)."""
     cfg = search_config(search)
     _, search_space = space_config(space)
+    warmed_supernet = search_supernet
     if cfg.uses_predictor or cfg.uses_landmarks:  # the pairs (through the predictor, or as landmarks) are used
-        check_pairs_source(ground_truth_summary, arch_accuracy_pairs,
-                           ((warmed_supernet or {}).get("fingerprint") or {}).get("fingerprint"))
+        check_pairs_source(ground_truth_summary, arch_accuracy_pairs, warmed_fingerprint(search_supernet))
     if cfg.uses_predictor:
         check_fingerprint(
             pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),
@@ -59,8 +63,63 @@ def search_node(
     tracking.set_tags({"final_arch": found["arch"]})
     tracking.log_metrics({k: found.get(k) for k in ("flops_m", "params_m", "predicted_accuracy", "supernet_valid_acc",
                                                     "joint_probability")}, prefix="final/")
-    logger.info("Search result: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
+    logger.info("Search's own choice: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
     return result.checkpoint, trajectory, figure, result.final_genotype
+
+
+def warmed_fingerprint(supernet: dict[str, Any] | None) -> str | None:
+    """The fingerprint of the WarmUp a SuperNet comes from (a landmark phase records the one it continued)."""
+    supernet = supernet or {}
+    phase = supernet.get("landmark_phase") or {}
+    return phase.get("warmed_from") or (supernet.get("fingerprint") or {}).get("fingerprint")
+
+
+def select_final_architecture(
+    search_genotype: dict[str, Any],
+    predictor_weights: dict[str, Any] | None,
+    arch_accuracy_pairs: pd.DataFrame,
+    warmed_supernet: dict[str, Any],
+    image_splits: ImageSplits | dict[str, Any],
+    run: dict[str, Any],
+    space: dict[str, Any],
+    search: dict[str, Any],
+    ground_truth: dict[str, Any] | None,
+    ground_truth_summary: dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """The final selection (search.selection): the best of a candidate pool by the ground-truth method."""
+    cfg = search_config(search).selection
+    _, search_space = space_config(space)
+    gt_cfg = ground_truth_config(ground_truth) if ground_truth else None
+    if cfg.enabled and gt_cfg is not None and gt_cfg.source == "finetune":  # new fine-tunes sit beside the pairs'
+        check_pairs_source(ground_truth_summary, arch_accuracy_pairs, warmed_fingerprint(warmed_supernet))
+    if not cfg.enabled:
+        found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs)
+        logger.info("Final selection: off (search.selection.enabled: false); the search's own choice is the result")
+        return found, table
+    run_cfg, device = setup_run(run)
+    predictor = (load_predictor(predictor_weights, search_space, device=str(device))
+                 if cfg.predictor_top_k and predictor_weights else None)
+    splits = ImageSplits.coerce(image_splits)
+    started = time.monotonic()
+    found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs, predictor=predictor,
+                                 warmed=warmed_supernet, splits=splits, device=device, seed=run_cfg.seed)
+    chosen = found["selection"]
+    chosen["seconds"] = round(time.monotonic() - started, 2)
+    tracking.log_metrics({"score": chosen["score"], "candidates": chosen["candidates"],
+                          "new_evaluations": chosen["new_evaluations"], "seconds": chosen["seconds"]},
+                         prefix="selection/")
+    tracking.set_tags({"final_arch": found["arch"], "selection_origin": chosen["origin"]})
+    own = chosen["search_choice"]
+    gt_best = chosen["best_ground_truth"]
+    logger.info(
+        "Final selection: %s (%s) scores %.2f %% by %s; the search's own choice %.2f %%%s; %d candidates, "
+        "%d new ground-truth evaluations in %.0f s",
+        found["arch"], chosen["origin"], chosen["score"], chosen["scored_by"], own["score"] if own else float("nan"),
+        f", the best ground-truth architecture {gt_best['score']:.2f} %" if gt_best else "", chosen["candidates"],
+        chosen["new_evaluations"], chosen["seconds"],
+    )
+    logger.info("Search result: %s", closing_line(found, run_id=tracking.active_run_id()))
+    return found, table
 
 
 def search_result(

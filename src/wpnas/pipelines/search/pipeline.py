@@ -1,6 +1,6 @@
 from kedro.pipeline import Pipeline, node
 
-from wpnas.pipelines.search.nodes import search_node
+from wpnas.pipelines.search.nodes import search_node, select_final_architecture
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -8,10 +8,17 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 search_node,
-                inputs=["warmed_supernet", "predictor_weights", "arch_accuracy_pairs", "image_splits", "params:run", "params:space",
-                        "params:search", "ground_truth_summary"],
-                outputs=["searched_supernet", "alpha_trajectory", "alpha_heatmap", "final_genotype"],
+                inputs=["landmark_supernet", "predictor_weights", "arch_accuracy_pairs", "image_splits", "params:run",
+                        "params:space", "params:search", "ground_truth_summary"],
+                outputs=["searched_supernet", "alpha_trajectory", "alpha_heatmap", "search_genotype"],
                 name="wpnas_search",
-            )
+            ),
+            node(
+                select_final_architecture,
+                inputs=["search_genotype", "predictor_weights", "arch_accuracy_pairs", "warmed_supernet", "image_splits",
+                        "params:run", "params:space", "params:search", "params:ground_truth", "ground_truth_summary"],
+                outputs=["final_genotype", "selection_candidates"],
+                name="select_final_architecture",
+            ),
         ]
     )
