@@ -41,6 +41,7 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 
 from kedro.config import OmegaConfigLoader  # noqa: E402  (benchmarks may use the Kedro glue)
 
+from wpnas.io.checkpoints import save_checkpoint  # noqa: E402
 from wpnas.nasbench import BenchmarkTable  # noqa: E402
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits  # noqa: E402
 from wpnas.pipelines.ground_truth.nodes import acquire_pairs  # noqa: E402
@@ -87,7 +88,8 @@ def _nested(flat: dict[str, str]) -> dict[str, Any]:
     return nested
 
 
-def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselines: bool) -> dict[str, Any]:
+def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselines: bool,
+             save_to: Path | None = None) -> dict[str, Any]:
     validate_parameters(params, SEARCH_NODES)
     times: dict[str, float] = {}
 
@@ -103,6 +105,10 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
     pairs, gt_summary = timed("ground_truth", acquire_pairs, warmed, splits, run, space, params["ground_truth"])
     phased, _ = timed("landmark_phase", landmark_warmup, warmed, pairs, gt_summary, splits, run, space,
                       params["warmup"], params["landmark_phase"])
+    if save_to is not None:  # for diagnostics (benchmarks/reward_signal.py reads a SuperNet checkpoint)
+        save_to.mkdir(parents=True, exist_ok=True)
+        save_checkpoint(warmed, save_to / f"warmed_seed{run['seed']}.pt")
+        save_checkpoint(phased, save_to / f"landmark_seed{run['seed']}.pt")
     predictor, metrics, _ = timed("predictor", train_predictor_node, pairs, run, space, params["predictor"])
     _, _, _, own = timed("search", search_node, phased, predictor, pairs, splits, run, space, search, gt_summary)
     found, candidates = timed("selection", select_final_architecture, own, predictor, pairs, warmed, splits, run,
@@ -168,6 +174,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--metric", help="its column (default: the space's reported column)")
     p.add_argument("--no-baselines", action="store_true", help="skip SPOS + landmark")
     p.add_argument("--json", help="write the rows and the summary here after every seed")
+    p.add_argument("--save-supernets", help="folder for each seed's warmed and landmark SuperNet checkpoints")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     data_root = None if args.data == "none" else str(cifar10_tree(args.data))
@@ -180,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     metric = args.metric or default_metric
     report: dict[str, Any] = {"env": args.env, "params": args.params, "metric": metric, "rows": []}
     for seed in args.seeds:
-        row = run_seed(parameters(args.env, args.params, seed, data_root), table, metric, not args.no_baselines)
+        row = run_seed(parameters(args.env, args.params, seed, data_root), table, metric, not args.no_baselines,
+                       Path(args.save_supernets) if args.save_supernets else None)
         report["rows"].append(row)
         report["summary"] = summarize(report["rows"])
         emit(row, report, args.json)

@@ -60,11 +60,17 @@ def search_node(
     else:  # methods without alpha: an empty table and a figure that says so
         trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
     found = result.final_genotype
-    tracking.set_tags({"final_arch": found["arch"]})
-    tracking.log_metrics({k: found.get(k) for k in ("flops_m", "params_m", "predicted_accuracy", "supernet_valid_acc",
-                                                    "joint_probability")}, prefix="final/")
+    tracking.set_tags({"final_arch": found["arch"], "search_arch": found["arch"]})  # final_arch: until the selection
+    log_genotype_metrics(found, "search_choice/")
+    if not cfg.selection.enabled:
+        log_genotype_metrics(found, "final/")
     logger.info("Search's own choice: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
     return result.checkpoint, trajectory, figure, result.final_genotype
+
+
+def log_genotype_metrics(genotype: dict[str, Any], prefix: str) -> None:
+    tracking.log_metrics({k: genotype.get(k) for k in ("flops_m", "params_m", "predicted_accuracy", "supernet_valid_acc",
+                                                       "joint_probability")}, prefix=prefix)
 
 
 def warmed_fingerprint(supernet: dict[str, Any] | None) -> str | None:
@@ -109,6 +115,7 @@ def select_final_architecture(
                           "new_evaluations": chosen["new_evaluations"], "seconds": chosen["seconds"]},
                          prefix="selection/")
     tracking.set_tags({"final_arch": found["arch"], "selection_origin": chosen["origin"]})
+    log_genotype_metrics(found, "final/")
     own = chosen["search_choice"]
     gt_best = chosen["best_ground_truth"]
     logger.info(
