@@ -98,3 +98,18 @@ def test_prune_lists_then_removes_old_versions_and_waits_for_a_run(kedro_project
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 old version(s)" in done.stdout and "removed" in done.stdout
     assert sorted(p.name for p in artifact.iterdir()) == [new]
+
+
+@pytest.mark.slow
+def test_direct_kedro_call_leaves_pyproject_unchanged(kedro_project):
+    """kedro-telemetry is off by the project's own `.telemetry`, not by an environment variable:
+    a direct `kedro` call must not add [tool.kedro_telemetry] to pyproject.toml (nor try to send)."""
+    kedro = Path(sys.executable).with_name("kedro")
+    env = {k: v for k, v in os.environ.items() if k not in ("KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+    before = (kedro_project / "pyproject.toml").read_bytes()
+    done = subprocess.run([str(kedro), "registry", "list"], cwd=kedro_project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert (kedro_project / "pyproject.toml").read_bytes() == before
+    assert "anonymous usage data" not in output and "Failed to send" not in output
