@@ -1,6 +1,12 @@
 """Kedro project settings (Kedro glue: not part of the plain library)."""
 
+import os
+
 from wpnas.pipelines.logs import quiet_known_warnings
+
+# Kedro's telemetry is off by the project's .telemetry file; MLflow's own (MLflow 3) has no
+# project file, so it is switched off here, before MLflow is imported (a user's setting wins).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 quiet_known_warnings()  # before the hooks import kedro-mlflow (and MLflow)
 

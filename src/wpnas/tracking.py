@@ -109,6 +109,38 @@ def log_figure(figure: Any, artifact_file: str) -> None:
         mlflow.log_figure(figure, artifact_file)
 
 
+def log_model(module: Any, input_shape: Any, name: str = "model", metadata: Mapping[str, Any] | None = None) -> str | None:
+    """Log a (traced) torch module as the run's MLflow model (MLflow's Models view lists it;
+    ``mlflow.pytorch.load_model(uri)`` loads it back), with a signature for inputs of
+    ``input_shape`` (any batch size). Returns the model URI, None outside a run."""
+    mlflow = _active()
+    if mlflow is None or module is None:
+        return None
+    import logging
+
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.zeros((1, *[int(s) for s in input_shape]), dtype=np.float32)
+    with torch.no_grad():
+        output = module(torch.from_numpy(example)).detach().cpu().numpy()
+    flavor_logger = logging.getLogger("mlflow.pytorch")
+    level = flavor_logger.level
+    # "pickle" is what MLflow calls torch.jit.save for a traced module; its warning about pickle does not apply
+    flavor_logger.setLevel(logging.ERROR)
+    try:
+        info = mlflow.pytorch.log_model(
+            module, name=name, signature=infer_signature(example, output), serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            metadata={k: v for k, v in (metadata or {}).items() if v is not None},
+        )
+    finally:
+        flavor_logger.setLevel(level)
+    return info.model_uri
+
+
 def flatten(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:
     """Flatten nested dicts to ``a.b.c`` keys (the form the MLflow UI searches)."""
     out: dict[str, Any] = {}
