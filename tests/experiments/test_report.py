@@ -172,3 +172,21 @@ def test_compare_runs_keeps_spaces_data_and_methods_apart():
     # a run without a logged space is not averaged with the others
     unset = runs.assign(**{"params.space.name": [None] + ["nats_tss"] * 5})
     assert "(unset)" in set(compare_runs(unset).index.get_level_values("space"))
+
+
+def test_alpha_figures_name_the_choice_and_read_numeric_choices_back():
+    """NATS-SSS choices are numbers: after the CSV round trip the figures still find them."""
+    from wpnas.search.trajectory import alpha_heatmap, alpha_trajectory_figure, trajectory_table
+
+    space = get_space("nats_sss", channels=[8, 16, 24, 32])
+    table = trajectory_table(space, [[np.full(4, 0.25)] * 5, [np.array([0.1, 0.2, 0.3, 0.4])] * 5])
+    buffer = io.StringIO()
+    table.to_csv(buffer, index=False)
+    buffer.seek(0)
+    loaded = pd.read_csv(buffer)
+    assert loaded["choice"].dtype != object  # read back as numbers
+    figure = alpha_trajectory_figure(loaded, space, chosen=[3, 3, 3, 3, 0])
+    assert "p(choice | alpha) over the search epochs" in figure._suptitle.get_text()
+    assert figure.axes[0].get_title() == "layer0: chose 32"
+    assert "32 (chosen)" in figure.axes[0].get_legend_handles_labels()[1]
+    assert len(png_bytes(alpha_heatmap(loaded, space))) > 2000

@@ -90,20 +90,36 @@ def runner_name(runner: Any) -> str:
 
 
 class ValidationHooks:
-    """Check every parameter section before the first node runs (bad input fails fast)."""
+    """Check every parameter section before the first node runs (bad input fails fast), then
+    say in one line what runs where: device, threads, data, space (and the split sizes once
+    the image splits are loaded)."""
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
+        self._splits_shown = False
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._params = dict(context.params)
+        self._splits_shown = False
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from wpnas.pipelines.params import validate_parameters
+        from wpnas.pipelines.params import run_banner, validate_parameters
 
         validate_parameters(self._params, [n.name for n in pipeline.nodes])
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = [names] if isinstance(names, str) else names
+        logger.info("wpnas %s: %s", wpnas.__version__,
+                    run_banner(self._params, "+".join(n or "__default__" for n in names), run_params.get("env")))
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name == "image_splits" and not self._splits_shown:  # the data sizes, once per run
+            from wpnas.data.splits import ImageSplits
+
+            self._splits_shown = True
+            logger.info("image_splits: %s", ImageSplits.coerce(data).summary())
 
 
 class TrackingHooks:

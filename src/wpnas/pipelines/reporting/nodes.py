@@ -44,7 +44,7 @@ def report_node(
                         arch_accuracy_pairs)
     space = get_space(final_genotype["space"], **(final_genotype.get("options") or {}))
     if len(alpha_trajectory):
-        alpha_lines = alpha_trajectory_figure(alpha_trajectory, space)
+        alpha_lines = alpha_trajectory_figure(alpha_trajectory, space, chosen=final_genotype["choices"])
     else:
         alpha_lines = no_trajectory_figure(str(final_genotype.get("method", "unknown")))
     run_id = tracking.active_run_id()
