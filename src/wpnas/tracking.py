@@ -78,6 +78,33 @@ def set_tags(tags: Mapping[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
+#: Tags that link a run resumed from an in-progress checkpoint and the run that wrote it.
+TAG_RESUMED_FROM = "wpnas.resumed_from"
+TAG_RESUMED_BY = "wpnas.resumed_by"
+
+
+def link_resumed_run(previous_run_id: str | None, what: str) -> None:
+    """Link the active run to the run it resumes (``previous_run_id``, which wrote the
+    checkpoint ``what`` continues): tags both ways, and the run name says it resumes."""
+    mlflow = _active()
+    if mlflow is None or not previous_run_id:
+        return
+    run = mlflow.active_run()
+    if previous_run_id == run.info.run_id:
+        return
+    client = mlflow.tracking.MlflowClient()
+    name = client.get_run(run.info.run_id).data.tags.get("mlflow.runName", "")
+    marker = f" (resumes {previous_run_id[:8]})"
+    tags = {TAG_RESUMED_FROM: previous_run_id, f"{TAG_RESUMED_FROM}.{what}": previous_run_id}
+    if name and marker not in name:
+        tags["mlflow.runName"] = name + marker
+    mlflow.set_tags(tags)
+    try:
+        client.set_tag(previous_run_id, TAG_RESUMED_BY, run.info.run_id)
+    except Exception:  # noqa: BLE001 - the earlier run may live in another store; the forward link is kept
+        pass
+
+
 def set_experiment_tags(tags: Mapping[str, Any], overwrite: bool = False) -> None:
     """Tags on the active run's experiment; existing tags are kept unless ``overwrite``."""
     mlflow = _active()

@@ -26,6 +26,7 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     summary = latest(kedro_project / "data/08_reporting/summary.md").read_text()
     assert f"`{genotype['arch']}`" in summary and "trained from scratch, test" in summary
     assert "## Sources" in summary and "`alpha_heatmap.png`" in summary
+    assert (kedro_project / "data/08_reporting/summary-latest.md").read_text() == summary  # a stable path
     assert f"MLflow run {run.info.run_id}" in summary
     for name in FIGURES:
         data = latest(kedro_project / "data/08_reporting" / name).read_bytes()
@@ -69,3 +70,4 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     assert isinstance(error, DataError) and "the report's inputs come from different runs" in str(error)
     assert "(search seed 1)" in str(error) or "another search" in str(error)
     assert sorted((kedro_project / "data/08_reporting/summary.md").iterdir()) == before  # nothing written
+    assert (kedro_project / "data/08_reporting/summary-latest.md").read_text() == summary

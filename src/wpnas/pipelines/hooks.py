@@ -184,3 +184,36 @@ class TrackingHooks:
             return config.tracking.run.name
         except AttributeError:
             return None
+
+
+#: A copy of the newest summary.md at a fixed path (the catalog path is a folder of versions).
+LATEST_SUMMARY = Path("data") / "08_reporting" / "summary-latest.md"
+
+
+class SummaryHooks:
+    """When the report is saved: print where summary.md went, and copy it to LATEST_SUMMARY."""
+
+    def __init__(self) -> None:
+        self._catalog: Any = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name != "run_summary" or self._catalog is None or not isinstance(data, str):
+            return
+        from wpnas.io.checkpoints import atomic_write
+        from wpnas.pipelines.preflight import dataset_filepath
+
+        dataset = self._catalog.get(dataset_name)
+        filepath = dataset_filepath(dataset)
+        if filepath is None:
+            return
+        resolve = getattr(dataset, "resolve_save_version", None)
+        version = resolve() if callable(resolve) else None
+        saved = filepath / version / filepath.name if version else filepath
+        with atomic_write(LATEST_SUMMARY, "w") as handle:
+            handle.write(data)
+        logger.info("Summary: %s (the newest also at %s)", saved, LATEST_SUMMARY)
