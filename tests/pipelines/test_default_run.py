@@ -36,6 +36,9 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     assert run.data.tags["mlflow.runName"].startswith("__default__|local|seed=0|")
     assert run.data.metrics["final/flops_m"] == pytest.approx(genotype["flops_m"])
     assert "evaluation/test_accuracy" in run.data.metrics
+    # the sections this run used, not the other pipelines' (ablation, predictor_benchmark)
+    sections = {key.split(".")[0] for key in run.data.params}
+    assert sections == {"run", "data", "space", "warmup", "ground_truth", "predictor", "search", "evaluation"}
     logged = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"summary.md", *FIGURES} <= logged, logged
     # the network trained from scratch is the run's MLflow model, loadable with its flavour

@@ -89,6 +89,14 @@ def runner_name(runner: Any) -> str:
     return cls.__name__
 
 
+def used_sections(params: Mapping[str, Any], pipeline: Any) -> dict[str, Any]:
+    """The parameter sections the pipeline's nodes read (``params:<section>`` inputs): what a
+    run logs as its MLflow params, not the other stages' settings."""
+    used = {name.split(":", 1)[1].split(".", 1)[0] for node in pipeline.nodes for name in node.inputs
+            if name.startswith("params:")}
+    return {key: value for key, value in params.items() if key in used}
+
+
 class ValidationHooks:
     """Check every parameter section before the first node runs (bad input fails fast), then
     say in one line what runs where: device, threads, data, space (and the split sizes once
@@ -173,7 +181,7 @@ class TrackingHooks:
         except ImportError:  # pragma: no cover
             pass
         tracking.set_tags(tags)
-        tracking.log_params(self._params)
+        tracking.log_params(used_sections(self._params, pipeline))
         # MLflow 3's UI opens an experiment of unknown kind in its GenAI view; say it trains models
         tracking.set_experiment_tags({EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
 
