@@ -222,6 +222,8 @@ class SummaryHooks:
         resolve = getattr(dataset, "resolve_save_version", None)
         version = resolve() if callable(resolve) else None
         saved = filepath / version / filepath.name if version else filepath
+        if saved.is_absolute() and saved.is_relative_to(Path.cwd()):
+            saved = saved.relative_to(Path.cwd())  # as the README writes catalog paths
         with atomic_write(LATEST_SUMMARY, "w") as handle:
             handle.write(data)
         logger.info("Summary: %s (the newest also at %s)", saved, LATEST_SUMMARY)
