@@ -90,10 +90,11 @@ def runner_name(runner: Any) -> str:
 
 
 def used_sections(params: Mapping[str, Any], pipeline: Any) -> dict[str, Any]:
-    """The parameter sections the pipeline's nodes read (``params:<section>`` inputs): what a
-    run logs as its MLflow params, not the other stages' settings."""
+    """The parameter sections the pipeline's nodes read (``params:<section>`` inputs), and
+    ``run`` (seed and device, which every run names): what a run logs as its MLflow params,
+    not the other stages' settings."""
     used = {name.split(":", 1)[1].split(".", 1)[0] for node in pipeline.nodes for name in node.inputs
-            if name.startswith("params:")}
+            if name.startswith("params:")} | {"run"}
     return {key: value for key, value in params.items() if key in used}
 
 

@@ -8,7 +8,6 @@ from typing import Any
 import pandas as pd
 
 from wpnas import tracking
-from wpnas.io.lineage import check_report_inputs, report_sources
 from wpnas.experiments.report import (
     accuracy_flops_figure,
     check_genotype_keys,
@@ -16,6 +15,7 @@ from wpnas.experiments.report import (
     predictor_scatter_figure,
     summary_markdown,
 )
+from wpnas.io.lineage import check_report_inputs, report_sources
 from wpnas.search.trajectory import alpha_trajectory_figure, no_trajectory_figure
 from wpnas.spaces import get_space
 
