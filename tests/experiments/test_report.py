@@ -190,3 +190,14 @@ def test_alpha_figures_name_the_choice_and_read_numeric_choices_back():
     assert figure.axes[0].get_title() == "layer0: chose 32"
     assert "32 (chosen)" in figure.axes[0].get_legend_handles_labels()[1]
     assert len(png_bytes(alpha_heatmap(loaded, space))) > 2000
+
+
+def test_the_found_architecture_is_on_the_axis_or_marked_under_it(genotype, pairs):
+    clustered = pairs.assign(accuracy=np.linspace(84.0, 95.0, len(pairs)))
+    near = dict(genotype, arch="not among the pairs", supernet_valid_acc=80.5)
+    bottom, top = accuracy_flops_figure(clustered, near).axes[0].get_ylim()
+    assert bottom < 80.5 and 95.0 < top < 100.0
+    far = dict(near, supernet_valid_acc=12.0)  # an untrained SuperNet: at the bottom edge, its value named
+    ax = accuracy_flops_figure(clustered, far).axes[0]
+    assert ax.get_ylim()[0] > 70.0
+    assert "found (SuperNet valid, inherited weights): 12.00 % (below the axis)" in ax.get_legend_handles_labels()[1]

@@ -180,16 +180,20 @@ def _found_accuracy(pairs: pd.DataFrame, genotype: Mapping[str, Any]) -> tuple[f
     return None
 
 
-def accuracy_axis(values: np.ndarray) -> tuple[float, float, float]:
+def accuracy_axis(values: np.ndarray, shown: float | None = None) -> tuple[float, float, float]:
     """(bottom, top, cut) of an accuracy axis scaled to the bulk of ``values``: points more
-    than 3 interquartile ranges (at least 3 points) below the lower quartile fall under
-    ``cut`` and are drawn at the bottom edge, so a few failed runs near chance do not
-    squash the rest; -inf for ``cut`` when none does."""
+    than 3 interquartile ranges (at least 3 percentage points) below the lower quartile fall
+    under ``cut`` and are drawn at the bottom edge, so a few failed runs near chance do not
+    squash the rest; -inf for ``cut`` when none does. ``shown`` (the found architecture) is
+    inside the axis unless it falls under ``cut`` too."""
     q1, q3 = np.percentile(values, [25, 75])
     cut = q1 - 3.0 * max(q3 - q1, 1.0)
     kept = values[values >= cut]
-    cut = cut if len(kept) < len(values) else -np.inf
+    if len(kept) == len(values) and (shown is None or shown >= cut):
+        cut = -np.inf  # nothing falls under it
     low, high = float(kept.min()), float(kept.max())
+    if shown is not None and shown >= cut:
+        low, high = min(low, shown), max(high, shown)
     pad = max(0.5, 0.08 * (high - low))
     return low - pad, high + pad, cut
 
@@ -210,8 +214,7 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
     accuracy = pairs["accuracy"].astype(float).to_numpy()
     flops = float(genotype["flops_m"])
     found = _found_accuracy(pairs, genotype)
-    values = accuracy if found is None else np.append(accuracy, found[0])
-    bottom, top, cut = accuracy_axis(values)
+    bottom, top, cut = accuracy_axis(accuracy, None if found is None else found[0])
     low = accuracy < cut
     source = f" ({pairs['source'].iloc[0]})" if "source" in pairs and len(pairs) else ""
     ax.scatter(flops_all[~low], accuracy[~low], s=18, alpha=0.7, label=f"ground truth{source}: {int((~low).sum())}")
@@ -219,8 +222,9 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
         ax.scatter(flops_all[low], np.full(int(low.sum()), bottom), marker="v", s=28, color="grey", clip_on=False,
                    label=f"{int(low.sum())} below the axis ({accuracy[low].min():.1f}-{accuracy[low].max():.1f} %)")
     if found is not None:
-        ax.scatter([flops], [found[0]], marker="*", s=220, color="red", edgecolor="black", zorder=3,
-                   label=f"{found[1]}: {found[0]:.2f} %")
+        under = found[0] < cut
+        ax.scatter([flops], [bottom if under else found[0]], marker="*", s=220, color="red", edgecolor="black",
+                   zorder=3, clip_on=False, label=f"{found[1]}: {found[0]:.2f} %" + (" (below the axis)" if under else ""))
     else:
         ax.axvline(flops, color="red", linewidth=1.0, linestyle="--", label="found: FLOPs (no measured accuracy)")
     ax.set_ylim(bottom, top)
@@ -228,7 +232,7 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
     ax.set_ylabel("measured accuracy (%)")
     ax.set_title(f"{genotype['space']}: accuracy vs FLOPs", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     return figure
 
 
