@@ -201,3 +201,16 @@ def test_the_found_architecture_is_on_the_axis_or_marked_under_it(genotype, pair
     ax = accuracy_flops_figure(clustered, far).axes[0]
     assert ax.get_ylim()[0] > 70.0
     assert "found (SuperNet valid, inherited weights): 12.00 % (below the axis)" in ax.get_legend_handles_labels()[1]
+
+
+def test_the_notebook_compares_runs_through_compare_runs():
+    """The notebook's table of runs is compare_runs' (grouped by space, data, method), no grouping of its own."""
+    import json
+    from pathlib import Path
+
+    notebook = json.loads((Path(__file__).resolve().parents[2] / "notebooks" / "wpnas_results.ipynb").read_text())
+    code = "\n".join("".join(cell["source"]) for cell in notebook["cells"] if cell["cell_type"] == "code")
+    assert "display(compare_runs(table))" in code and ".groupby(" not in code
+    assert "check_report_inputs(genotype, evaluation" in code
+    for column in ("params.space.name", "params.data.source", "params.search.method"):
+        assert column in code  # kept in the table compare_runs groups
