@@ -6,7 +6,6 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= __default__
 ENV ?=
-export KEDRO_DISABLE_TELEMETRY := true
 
 .PHONY: install install-test run test viz mlflow-ui clean
 

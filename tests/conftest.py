@@ -54,6 +54,8 @@ def kedro_project(tmp_path, monkeypatch):
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(REPO / "pyproject.toml", project / "pyproject.toml")
+    if (REPO / ".telemetry").is_file():  # the project's telemetry consent travels with it
+        shutil.copy(REPO / ".telemetry", project / ".telemetry")
     shutil.copytree(REPO / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
     (project / "src").mkdir()  # the package itself is installed; Kedro only checks the folder

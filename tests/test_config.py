@@ -49,3 +49,15 @@ def test_setup_run_seeds_everything():
     a = torch.rand(3)
     setup_run({"seed": 5, "device": "cpu"})
     assert torch.equal(a, torch.rand(3))
+
+
+def test_unknown_keys_name_the_nearest_known_one():
+    from wpnas.config import did_you_mean
+    from wpnas.errors import ConfigError
+    from wpnas.search import SearchConfig
+
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) \['epoks'\] \(did you mean 'epochs'\?\)"):
+        from_dict(SearchConfig, {"epoks": 3}, where="search")
+    assert did_you_mean(["zzz"], ["epochs"]) == ""
+    assert did_you_mean(["epoks", "batchsize"], ["epochs", "batch_size"]) == (
+        " (did you mean 'epoks' -> 'epochs', 'batchsize' -> 'batch_size'?)")

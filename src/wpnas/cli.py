@@ -12,12 +12,13 @@ other exception (a bug, a diverged training) keeps its full traceback.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 import click
 from kedro.framework.cli.project import run as kedro_run
 
-from wpnas.errors import WpnasError
+from wpnas.errors import ConfigError, WpnasError
 
 
 def find_user_error(error: BaseException) -> WpnasError | None:
@@ -31,8 +32,31 @@ def find_user_error(error: BaseException) -> WpnasError | None:
     return None
 
 
+def check_run_targets(pipelines: Any, env: str | None, conf_source: str | None = None,
+                      project: Path | None = None) -> None:
+    """Refuse an unknown pipeline or environment in one line, with the nearest names, before
+    Kedro starts a session (which would print a long traceback first)."""
+    from wpnas.config import did_you_mean
+    from wpnas.pipelines.registry import all_pipelines
+
+    names = [pipelines] if isinstance(pipelines, str) else list(pipelines or [])
+    known = sorted(all_pipelines())
+    unknown = [n for n in names if n and n not in known]
+    if unknown:
+        raise ConfigError(f"--pipelines: unknown pipeline(s) {unknown}{did_you_mean(unknown, known)}; "
+                          f"expected some of {known}")
+    if env and not conf_source:
+        conf = (project or Path.cwd()) / "conf"
+        if conf.is_dir() and not (conf / env).is_dir():
+            envs = sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name != "base")
+            raise ConfigError(f"--env: no environment {env!r} (no folder conf/{env}){did_you_mean([env], envs)}; "
+                              f"expected one of {envs}")
+
+
 def _run(*args: Any, **kwargs: Any) -> Any:
     try:
+        check_run_targets(kwargs.get("pipelines") or kwargs.get("pipeline"), kwargs.get("env"),
+                          kwargs.get("conf_source"))
         return kedro_run.callback(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - only user errors are shortened, the rest re-raised
         user_error = find_user_error(error)

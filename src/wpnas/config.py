@@ -85,6 +85,20 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
     return value
 
 
+def did_you_mean(given: Iterable[Any], known: Iterable[Any]) -> str:
+    """``" (did you mean 'epochs'?)"`` for the given names that look like a known one; empty
+    when none does. For messages about a mistyped key, pipeline or environment."""
+    import difflib
+
+    known = [str(k) for k in known]
+    close = []
+    for name in given:
+        close += [f"{str(name)!r} -> {match!r}" for match in difflib.get_close_matches(str(name), known, n=1, cutoff=0.6)]
+    if not close:
+        return ""
+    return f" (did you mean {close[0].split(' -> ')[1]}?)" if len(close) == 1 else f" (did you mean {', '.join(close)}?)"
+
+
 def from_dict(cls: type[T], data: Mapping[str, Any] | T | None, where: str | None = None) -> T:
     """Build dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
     where = where or cls.__name__
@@ -98,7 +112,8 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | T | None, where: str | Non
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {unknown}; expected some of {sorted(fields)}")
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}{did_you_mean(unknown, fields)}; "
+                          f"expected some of {sorted(fields)}")
     kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
     try:
         return cls(**kwargs)

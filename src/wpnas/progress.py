@@ -61,6 +61,8 @@ class Progress:
         self.log_final = log_final
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.count = self.initial
+        self._part = 0.0  # the fraction of the current unit done (within), reset by advance
+        self._inside = ""
         self.metrics: dict[str, Any] = {}
         self._start = time.monotonic()
         self._last_log = self._start
@@ -76,15 +78,17 @@ class Progress:
         return time.monotonic() - self._start
 
     def eta(self) -> float:
-        if self.count <= self.initial:
+        done = self.count + self._part - self.initial
+        if done <= 0:
             return float("nan")
-        return self.elapsed / (self.count - self.initial) * max(0, self.total - self.count)
+        return self.elapsed / done * max(0.0, self.total - self.count - self._part)
 
     def line(self) -> str:
         eta = self.eta()
         eta_text = _fmt_seconds(eta) if eta == eta else "?"
+        inside = f" ({self._inside})" if self._inside else ""
         text = (
-            f"{self.desc}: {self.count}/{self.total} {self.unit} "
+            f"{self.desc}: {self.count}/{self.total} {self.unit}{inside} "
             f"elapsed {_fmt_seconds(self.elapsed)} eta {eta_text}"
         )
         if self.metrics:
@@ -96,8 +100,27 @@ class Progress:
         if self._bar is not None:
             self._bar.set_postfix({k: (f"{v:.4g}" if isinstance(v, float) else v) for k, v in metrics.items()})
 
+    def within(self, done: int, total: int | None, what: str = "batch") -> None:
+        """Progress inside the current unit (batch ``done`` of ``total`` of an epoch): a long
+        unit still gets its line every ``log_every`` seconds, with the ETA from the fraction
+        done, and the bar shows the position. ``total`` None (unknown length) shows the count."""
+        self._part = min(done / total, 1.0) if total else 0.0
+        self._inside = f"{what} {done}/{total}" if total else f"{what} {done}"
+        if not self.enabled:
+            return
+        now = time.monotonic()
+        if self._bar is not None:
+            if now - self._last_log >= 1.0:  # the bar's postfix, at most once a second
+                self._last_log = now
+                self._bar.set_postfix_str(self._inside, refresh=True)
+            return
+        if now - self._last_log >= self.log_every:
+            self._last_log = now
+            logger.info(self.line())
+
     def advance(self, n: int = 1) -> None:
         self.count += n
+        self._part, self._inside = 0.0, ""
         if not self.enabled:
             return
         if self._bar is not None:

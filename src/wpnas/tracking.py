@@ -78,6 +78,33 @@ def set_tags(tags: Mapping[str, Any]) -> None:
         mlflow.set_tags({k: str(v) for k, v in tags.items() if v is not None})
 
 
+#: Tags that link a run resumed from an in-progress checkpoint and the run that wrote it.
+TAG_RESUMED_FROM = "wpnas.resumed_from"
+TAG_RESUMED_BY = "wpnas.resumed_by"
+
+
+def link_resumed_run(previous_run_id: str | None, what: str) -> None:
+    """Link the active run to the run it resumes (``previous_run_id``, which wrote the
+    checkpoint ``what`` continues): tags both ways, and the run name says it resumes."""
+    mlflow = _active()
+    if mlflow is None or not previous_run_id:
+        return
+    run = mlflow.active_run()
+    if previous_run_id == run.info.run_id:
+        return
+    client = mlflow.tracking.MlflowClient()
+    name = client.get_run(run.info.run_id).data.tags.get("mlflow.runName", "")
+    marker = f" (resumes {previous_run_id[:8]})"
+    tags = {TAG_RESUMED_FROM: previous_run_id, f"{TAG_RESUMED_FROM}.{what}": previous_run_id}
+    if name and marker not in name:
+        tags["mlflow.runName"] = name + marker
+    mlflow.set_tags(tags)
+    try:
+        client.set_tag(previous_run_id, TAG_RESUMED_BY, run.info.run_id)
+    except Exception:  # noqa: BLE001 - the earlier run may live in another store; the forward link is kept
+        pass
+
+
 def set_experiment_tags(tags: Mapping[str, Any], overwrite: bool = False) -> None:
     """Tags on the active run's experiment; existing tags are kept unless ``overwrite``."""
     mlflow = _active()
@@ -107,6 +134,38 @@ def log_figure(figure: Any, artifact_file: str) -> None:
     mlflow = _active()
     if mlflow is not None:
         mlflow.log_figure(figure, artifact_file)
+
+
+def log_model(module: Any, input_shape: Any, name: str = "model", metadata: Mapping[str, Any] | None = None) -> str | None:
+    """Log a (traced) torch module as the run's MLflow model (MLflow's Models view lists it;
+    ``mlflow.pytorch.load_model(uri)`` loads it back), with a signature for inputs of
+    ``input_shape`` (any batch size). Returns the model URI, None outside a run."""
+    mlflow = _active()
+    if mlflow is None or module is None:
+        return None
+    import logging
+
+    import mlflow.pytorch
+    import numpy as np
+    import torch
+    from mlflow.models import infer_signature
+
+    example = np.zeros((1, *[int(s) for s in input_shape]), dtype=np.float32)
+    with torch.no_grad():
+        output = module(torch.from_numpy(example)).detach().cpu().numpy()
+    flavor_logger = logging.getLogger("mlflow.pytorch")
+    level = flavor_logger.level
+    # "pickle" is what MLflow calls torch.jit.save for a traced module; its warning about pickle does not apply
+    flavor_logger.setLevel(logging.ERROR)
+    try:
+        info = mlflow.pytorch.log_model(
+            module, name=name, signature=infer_signature(example, output), serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            metadata={k: v for k, v in (metadata or {}).items() if v is not None},
+        )
+    finally:
+        flavor_logger.setLevel(level)
+    return info.model_uri
 
 
 def flatten(params: Mapping[str, Any], prefix: str = "", sep: str = ".") -> dict[str, Any]:

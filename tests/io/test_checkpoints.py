@@ -66,3 +66,22 @@ def test_versioned_dataset(tmp_path):
     ds.save({"a": torch.zeros(1)})
     assert ds.exists()
     assert "a" in ds.load()
+
+
+def test_a_resumed_run_and_the_killed_one_name_each_other(tmp_path, monkeypatch):
+    """The run that wrote an in-progress checkpoint and the run that resumes from it are linked in MLflow."""
+    import mlflow
+
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    store = CheckpointPolicy(folder=str(tmp_path / "checkpoints")).store("warmup", "f" * 16)
+    with mlflow.start_run(run_name="warmup|local|seed=0") as killed:
+        store.save({"epoch": 1})
+    with mlflow.start_run(run_name="warmup|local|seed=0") as resumed:
+        assert store.load()["epoch"] == 1
+    client = mlflow.tracking.MlflowClient()
+    tags = client.get_run(resumed.info.run_id).data.tags
+    assert tags["wpnas.resumed_from"] == killed.info.run_id == tags["wpnas.resumed_from.warmup"]
+    assert tags["mlflow.runName"] == f"warmup|local|seed=0 (resumes {killed.info.run_id[:8]})"
+    assert client.get_run(killed.info.run_id).data.tags["wpnas.resumed_by"] == resumed.info.run_id

@@ -66,6 +66,7 @@ def test_layers_have_an_order_across_all_pipelines():
 
     edges = layer_edges(_catalog(), all_pipelines().values())
     assert ("warmed_models", "model_input") in edges and ("model_input", "models") in edges
+    assert ("trained_models", "reporting") in edges  # else kedro-viz may draw the trained model after the report
     assert layer_cycle(edges) is None, f"kedro-viz layers form a cycle: {layer_cycle(edges)}"
 
 
@@ -104,4 +105,6 @@ def test_kedro_viz_build_offline(kedro_project):
     layers = json.loads(api.read_text()).get("layers")
     assert layers and {"primary", "warmed_models", "model_input", "models"} <= set(layers), layers
     assert layers.index("warmed_models") < layers.index("model_input") < layers.index("models")
+    assert layers.index("models") < layers.index("model_output") < layers.index("trained_models") \
+        < layers.index("reporting"), layers
     assert "circular dependency" not in done.stdout + done.stderr

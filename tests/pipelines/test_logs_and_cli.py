@@ -66,7 +66,7 @@ def test_parameter_typo_prints_one_line_and_fails(kedro_project):
                           capture_output=True, text=True, timeout=300)
     output = done.stdout + done.stderr
     assert done.returncode == 1, output[-3000:]
-    assert "ConfigError: search: unknown setting(s) ['epochz']" in done.stderr
+    assert "ConfigError: search: unknown setting(s) ['epochz'] (did you mean 'epochs'?)" in done.stderr
     assert "Traceback" not in output and len(output.splitlines()) < 30, output
     assert "Add type hints" not in output and "register_new_resolver" not in output
 
@@ -98,3 +98,42 @@ def test_prune_lists_then_removes_old_versions_and_waits_for_a_run(kedro_project
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 old version(s)" in done.stdout and "removed" in done.stdout
     assert sorted(p.name for p in artifact.iterdir()) == [new]
+
+
+@pytest.mark.slow
+def test_direct_kedro_call_leaves_pyproject_unchanged(kedro_project):
+    """kedro-telemetry is off by the project's own `.telemetry`, not by an environment variable:
+    a direct `kedro` call must not add [tool.kedro_telemetry] to pyproject.toml (nor try to send)."""
+    kedro = Path(sys.executable).with_name("kedro")
+    env = {k: v for k, v in os.environ.items() if k not in ("KEDRO_DISABLE_TELEMETRY", "DO_NOT_TRACK")}
+    before = (kedro_project / "pyproject.toml").read_bytes()
+    done = subprocess.run([str(kedro), "registry", "list"], cwd=kedro_project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-3000:]
+    assert (kedro_project / "pyproject.toml").read_bytes() == before
+    assert "anonymous usage data" not in output and "Failed to send" not in output
+
+
+def test_a_mistyped_pipeline_or_environment_is_one_line_with_the_nearest_name(tmp_path):
+    from wpnas.cli import check_run_targets
+
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / "conf" / "smoke").mkdir()
+    with pytest.raises(ConfigError, match=r"--pipelines: unknown pipeline\(s\) \['serach'\] \(did you mean 'search'\?\)"):
+        check_run_targets(["serach"], None, project=tmp_path)
+    with pytest.raises(ConfigError, match=r"--env: no environment 'smok' \(no folder conf/smok\) \(did you mean 'smoke'\?\)"):
+        check_run_targets([], "smok", project=tmp_path)
+    check_run_targets(["search", "reporting"], "smoke", project=tmp_path)  # known names pass
+    check_run_targets([], "elsewhere", conf_source="/some/conf", project=tmp_path)  # another conf source: Kedro checks
+
+
+@pytest.mark.slow
+def test_a_mistyped_pipeline_prints_no_traceback(kedro_project):
+    kedro = Path(sys.executable).with_name("kedro")
+    env = dict(os.environ, COLUMNS="200")
+    done = subprocess.run([str(kedro), "run", "--pipelines=serach"], cwd=kedro_project, env=env,
+                          capture_output=True, text=True, timeout=300)
+    output = done.stdout + done.stderr
+    assert done.returncode == 1 and "(did you mean 'search'?)" in done.stderr, output[-3000:]
+    assert "Traceback" not in output and len(output.splitlines()) < 10, output

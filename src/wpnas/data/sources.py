@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from wpnas.data.splits import ImageSplits, channel_stats, resolve_count, stratified_holdout
 from wpnas.errors import ConfigError, DataError
+from wpnas.progress import Progress
 from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
@@ -249,8 +250,13 @@ def _decode_all(paths: list[Path], size: int | None) -> torch.Tensor:
         return img
 
     workers = min(16, (os.cpu_count() or 2) * 2)
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        images = list(pool.map(one, paths, chunksize=256))
+    images = []
+    with ThreadPoolExecutor(max_workers=workers) as pool, \
+            Progress(len(paths), f"decoding images ({workers} threads)", unit="img", log_every=10.0,
+                     log_final=False) as progress:
+        for image in pool.map(one, paths, chunksize=256):
+            images.append(image)
+            progress.advance()
     shapes = {tuple(im.shape) for im in images}
     if len(shapes) > 1:
         raise DataError(
@@ -285,6 +291,9 @@ def _load_image_folder(cfg: DataConfig):
             )
         classes = sorted(train_tree)
         check_classes(cfg, classes, {})  # before decoding any image
+        logger.info("image folder %s: %d train and %d test images in %d classes, decoding%s", root,
+                    sum(map(len, train_tree.values())), sum(map(len, test_tree.values())), len(classes),
+                    f" and resizing to {cfg.image_size}x{cfg.image_size}" if cfg.image_size else "")
         train_x, train_y = _tree_tensors(train_tree, classes, cfg.image_size)
         test_x, test_y = _tree_tensors(test_tree, classes, cfg.image_size)
         return train_x, train_y, test_x, test_y, classes
@@ -299,6 +308,7 @@ def _load_image_folder(cfg: DataConfig):
         )
     classes = sorted(tree)
     check_classes(cfg, classes, {})  # before decoding any image
+    logger.info("image folder %s: %d images in %d classes, decoding", root, sum(map(len, tree.values())), len(classes))
     images, labels = _tree_tensors(tree, classes, cfg.image_size)
     n_test = resolve_count(cfg.test_size, len(labels), "data.test_size")
     kept, held = stratified_holdout(labels.numpy(), n_test, stream_seed(cfg.seed, "data.test_split"))

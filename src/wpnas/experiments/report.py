@@ -20,13 +20,17 @@ from matplotlib.figure import Figure
 
 from wpnas.errors import DataError
 from wpnas.nasbench.metrics import kendall_tau
+from wpnas.predictors.models import ACCURACY_RANGE
 from wpnas.train.scratch import GENOTYPE_KEYS
 
 __all__ = [
     "accuracy_flops_figure",
+    "alpha_warning",
     "check_genotype_keys",
     "closing_line",
+    "compare_runs",
     "ground_truth_summary",
+    "prediction_text",
     "predictor_scatter_figure",
     "summary_markdown",
 ]
@@ -71,31 +75,53 @@ def ground_truth_summary(pairs: pd.DataFrame | None) -> dict[str, Any]:
     }
 
 
+def prediction_text(genotype: Mapping[str, Any], predictor_metrics: Mapping[str, Any] | None = None) -> str | None:
+    """The predictor's number for the found architecture, labelled as a prediction: with the
+    predictor's Kendall tau on its held-out pairs, and saying so when the value sits at a
+    bound of the predictor's output range (it is clipped there: the true prediction was
+    beyond it). None when the search used no predictor."""
+    predicted = _number(genotype.get("predicted_accuracy"))
+    if predicted is None:
+        return None
+    notes = []
+    low, high = ACCURACY_RANGE
+    if predicted >= high or predicted <= low:
+        notes.append(f"clipped at {high if predicted >= high else low:g} %: the predictor's raw output was beyond "
+                     "its range, not a measurement")
+    tau = _number((predictor_metrics or {}).get("valid_kendall_tau"))
+    if tau is not None:
+        notes.append(f"predictor's validation Kendall tau {tau:.3f} on {(predictor_metrics or {}).get('valid_pairs', '?')}"
+                     " held-out pairs")
+    return f"predicted (not measured) {predicted:.2f} %" + (f" ({'; '.join(notes)})" if notes else "")
+
+
 def closing_line(genotype: Mapping[str, Any], evaluation: Mapping[str, Any] | None = None,
-                 run_id: str | None = None) -> str:
-    """One line with the answer: architecture, cost, accuracies, benchmark rank, MLflow run."""
+                 run_id: str | None = None, predictor_metrics: Mapping[str, Any] | None = None) -> str:
+    """One line with the answer: architecture, cost, the measured accuracies (from scratch,
+    inherited weights, benchmark), then the predictor's prediction labelled as one, MLflow run."""
     check_genotype_keys(genotype)
     parts = [
         f"found {genotype['space']} {genotype['arch']}",
         f"{float(genotype['flops_m']):.3f} MFLOPs",
         f"{float(genotype['params_m']):.4f} M params",
     ]
-    predicted = _number(genotype.get("predicted_accuracy"))
-    if predicted is not None:
-        parts.append(f"predicted {predicted:.2f} %")
-    supernet = _number(genotype.get("supernet_valid_acc"))
-    if supernet is not None:
-        parts.append(f"SuperNet valid {supernet:.2f} %")
     if evaluation:
         test = _number(evaluation.get("test_accuracy"))
         if test is not None:
-            parts.append(f"from scratch test {test:.2f} % ({evaluation.get('epochs', '?')} epochs)")
+            parts.append(f"measured: from scratch test {test:.2f} % ({evaluation.get('epochs', '?')} epochs)")
+    supernet = _number(genotype.get("supernet_valid_acc"))
+    if supernet is not None:
+        parts.append(f"measured: SuperNet valid (inherited weights) {supernet:.2f} %")
+    if evaluation:
         rank = evaluation.get("benchmark_rank")
         if rank is not None:
             parts.append(
                 f"benchmark {evaluation.get('benchmark_metric')} {_percent(evaluation.get('benchmark_accuracy'))}, "
                 f"rank {int(rank):,} of {int(evaluation.get('benchmark_size') or 0):,}"
             )
+    predicted = prediction_text(genotype, predictor_metrics)
+    if predicted is not None:
+        parts.append(predicted)
     if run_id:
         parts.append(f"MLflow run {run_id}")
     return "; ".join(parts)
@@ -141,8 +167,41 @@ def predictor_scatter_figure(predictions: pd.DataFrame | None) -> Figure:
     return figure
 
 
+def _found_accuracy(pairs: pd.DataFrame, genotype: Mapping[str, Any]) -> tuple[float, str] | None:
+    """A measured accuracy of the found architecture comparable with the pairs' (never a
+    prediction): its own ground truth when it is one of the pairs, else its SuperNet valid
+    accuracy with inherited weights (what a fine-tuned ground truth starts from)."""
+    match = pairs[pairs["arch"].astype(str) == str(genotype["arch"])]
+    if len(match):
+        return float(match["accuracy"].iloc[0]), "found (its ground truth)"
+    supernet = _number(genotype.get("supernet_valid_acc"))
+    if supernet is not None:
+        return supernet, "found (SuperNet valid, inherited weights)"
+    return None
+
+
+def accuracy_axis(values: np.ndarray, shown: float | None = None) -> tuple[float, float, float]:
+    """(bottom, top, cut) of an accuracy axis scaled to the bulk of ``values``: points more
+    than 3 interquartile ranges (at least 3 percentage points) below the lower quartile fall
+    under ``cut`` and are drawn at the bottom edge, so a few failed runs near chance do not
+    squash the rest; -inf for ``cut`` when none does. ``shown`` (the found architecture) is
+    inside the axis unless it falls under ``cut`` too."""
+    q1, q3 = np.percentile(values, [25, 75])
+    cut = q1 - 3.0 * max(q3 - q1, 1.0)
+    kept = values[values >= cut]
+    if len(kept) == len(values) and (shown is None or shown >= cut):
+        cut = -np.inf  # nothing falls under it
+    low, high = float(kept.min()), float(kept.max())
+    if shown is not None and shown >= cut:
+        low, high = min(low, shown), max(high, shown)
+    pad = max(0.5, 0.08 * (high - low))
+    return low - pad, high + pad, cut
+
+
 def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any]) -> Figure:
-    """Accuracy against FLOPs of the ground-truth architectures, the found one marked."""
+    """Measured accuracy against FLOPs of the ground-truth architectures, the found one marked
+    at a measured accuracy (or, without one, as a vertical line at its FLOPs); the axis is
+    scaled to the data, outliers far below shown at its bottom edge."""
     check_genotype_keys(genotype)
     if pairs is None or len(pairs) == 0:
         return _message_figure("no ground-truth pairs to plot")
@@ -151,26 +210,48 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
             raise DataError(f"arch_accuracy_pairs: missing column {column!r}")
     figure = _new_figure(5.0, 3.8)
     ax = figure.add_subplot()
-    ax.scatter(pairs["flops_m"].astype(float), pairs["accuracy"].astype(float), s=18, alpha=0.7,
-               label=f"ground truth ({len(pairs)})")
+    flops_all = pairs["flops_m"].astype(float).to_numpy()
+    accuracy = pairs["accuracy"].astype(float).to_numpy()
     flops = float(genotype["flops_m"])
-    arch = str(genotype["arch"])
-    match = pairs[pairs["arch"].astype(str) == arch]
-    if len(match):
-        ax.scatter([flops], [float(match["accuracy"].iloc[0])], marker="*", s=220, color="red",
-                   edgecolor="black", zorder=3, label="found (its ground truth)")
+    found = _found_accuracy(pairs, genotype)
+    bottom, top, cut = accuracy_axis(accuracy, None if found is None else found[0])
+    low = accuracy < cut
+    source = f" ({pairs['source'].iloc[0]})" if "source" in pairs and len(pairs) else ""
+    ax.scatter(flops_all[~low], accuracy[~low], s=18, alpha=0.7, label=f"ground truth{source}: {int((~low).sum())}")
+    if low.any():
+        ax.scatter(flops_all[low], np.full(int(low.sum()), bottom), marker="v", s=28, color="grey", clip_on=False,
+                   label=f"{int(low.sum())} below the axis ({accuracy[low].min():.1f}-{accuracy[low].max():.1f} %)")
+    if found is not None:
+        under = found[0] < cut
+        ax.scatter([flops], [bottom if under else found[0]], marker="*", s=220, color="red", edgecolor="black",
+                   zorder=3, clip_on=False, label=f"{found[1]}: {found[0]:.2f} %" + (" (below the axis)" if under else ""))
     else:
-        predicted = _number(genotype.get("predicted_accuracy"))
-        if predicted is not None:
-            ax.scatter([flops], [predicted], marker="*", s=220, color="red", edgecolor="black", zorder=3,
-                       label="found (predicted)")
-        ax.axvline(flops, color="red", linewidth=1.0, linestyle="--", label="found: FLOPs")
+        ax.axvline(flops, color="red", linewidth=1.0, linestyle="--", label="found: FLOPs (no measured accuracy)")
+    ax.set_ylim(bottom, top)
     ax.set_xlabel("FLOPs (millions)")
-    ax.set_ylabel("ground-truth accuracy (%)")
+    ax.set_ylabel("measured accuracy (%)")
     ax.set_title(f"{genotype['space']}: accuracy vs FLOPs", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     return figure
+
+
+#: Below this joint probability the found architecture is less likely than not under alpha.
+CONVERGED_JOINT_PROBABILITY = 0.5
+
+
+def alpha_warning(genotype: Mapping[str, Any]) -> str | None:
+    """A warning when alpha has not converged on the found architecture (its joint probability
+    under alpha below :data:`CONVERGED_JOINT_PROBABILITY`): the argmax of a near-uniform
+    distribution is close to an arbitrary pick. None otherwise, or without alpha."""
+    joint = _number(genotype.get("joint_probability"))
+    if joint is None or joint >= CONVERGED_JOINT_PROBABILITY:
+        return None
+    chosen = [p for p in (_number(v) for v in genotype.get("probabilities") or []) if p is not None]
+    weak = sum(p < 0.5 for p in chosen)
+    detail = f"; {weak} of {len(chosen)} decisions have their choice at p < 0.5" if chosen else ""
+    return (f"alpha has not converged: the found architecture has joint probability {joint:.3g} under alpha"
+            f"{detail} (more search epochs, or a larger search.wpnas.alpha_lr)")
 
 
 def _choices_table(genotype: Mapping[str, Any]) -> list[str]:
@@ -198,11 +279,18 @@ def summary_markdown(
     pairs: pd.DataFrame | None = None,
     run_id: str | None = None,
     figures: Mapping[str, str] | None = None,
+    sources: list[tuple[str, str]] | None = None,
 ) -> str:
-    """The run's ``summary.md``: what was found, how good it is, what it is compared with."""
+    """The run's ``summary.md``: what was found, how good it is, what it is compared with,
+    and (``sources``: (input, origin) rows) which run each input came from."""
     check_genotype_keys(genotype)
     lines = [f"# WPNAS run summary: {genotype['space']}", ""]
-    lines += [closing_line(genotype, evaluation, run_id), ""]
+    lines += [closing_line(genotype, evaluation, run_id, predictor_metrics), ""]
+    if sources:
+        lines += ["## Sources", "", "Every input below belongs to one run (checked by fingerprint):", "",
+                  "| input | from |", "|---|---|"]
+        lines += [f"| `{name}` | {origin} |" for name, origin in sources]
+        lines.append("")
     lines += ["## Found architecture", "", f"`{genotype['arch']}`", ""]
     method = genotype.get("method")
     if method:
@@ -212,14 +300,16 @@ def summary_markdown(
                     if genotype.get("input_shape") else ""))
     if _number(genotype.get("joint_probability")) is not None:
         lines.append(f"- joint probability under alpha: {float(genotype['joint_probability']):.4g}")
+    undecided = alpha_warning(genotype)
+    if undecided:
+        lines.append(f"- **{undecided}**")
     lines.append("")
     lines += _choices_table(genotype)
     lines += ["", "## Accuracy", "", "| measure | value |", "|---|---|"]
-    lines.append(f"| SuperNet (inherited weights, valid) | {_percent(genotype.get('supernet_valid_acc'))} |")
-    lines.append(f"| predictor | {_percent(genotype.get('predicted_accuracy'))} |")
+    lines.append(f"| measured: SuperNet (inherited weights, valid) | {_percent(genotype.get('supernet_valid_acc'))} |")
     if evaluation:
-        lines.append(f"| trained from scratch, valid | {_percent(evaluation.get('valid_accuracy'))} |")
-        lines.append(f"| trained from scratch, test ({evaluation.get('epochs', '?')} epochs on "
+        lines.append(f"| measured: trained from scratch, valid | {_percent(evaluation.get('valid_accuracy'))} |")
+        lines.append(f"| measured: trained from scratch, test ({evaluation.get('epochs', '?')} epochs on "
                      f"{evaluation.get('device', '?')}) | {_percent(evaluation.get('test_accuracy'))} |")
         if evaluation.get("benchmark_rank") is not None:
             lines.append(f"| benchmark `{evaluation.get('benchmark_metric')}` | "
@@ -229,6 +319,8 @@ def summary_markdown(
             lines.append("| benchmark | no table configured (`evaluation.benchmark`) |")
     else:
         lines.append("| trained from scratch | not run (`kedro run --pipelines=evaluation`) |")
+    predicted = prediction_text(genotype, predictor_metrics)
+    lines.append(f"| prediction (not a measurement) | {predicted or 'no predictor in this search'} |")
     gt = ground_truth_summary(pairs)
     if gt:
         lines += ["", "## Compared with the ground truth", "",
@@ -250,3 +342,32 @@ def summary_markdown(
         lines += ["", "## Figures", ""]
         lines += [f"- {title}: `{name}`" for title, name in figures.items()]
     return "\n".join(lines) + "\n"
+
+
+#: What makes runs comparable (short name -> column of ``mlflow.search_runs``): runs that differ
+#: in any of these are never averaged together.
+RUN_GROUPS = {
+    "space": "params.space.name",
+    "data": "params.data.source",
+    "method": "params.search.method",
+    "env": "tags.kedro_env",
+    "b2": "params.search.wpnas.reward.b2",
+}
+
+
+def compare_runs(runs: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
+    """Mean, standard deviation and count of the runs' metrics per space, data, method,
+    Kedro environment and b2 (``runs`` as ``mlflow.search_runs`` returns them; ``metrics``:
+    its ``metrics.*`` columns by default). A run lacking a grouping column is grouped as
+    ``(unset)``, never with the others."""
+    metrics = [c for c in runs.columns if c.startswith("metrics.")] if metrics is None else list(metrics)
+    keys = {name: column for name, column in RUN_GROUPS.items() if column in runs.columns}
+    if not len(runs) or not metrics:
+        return pd.DataFrame()
+    table = runs[[*keys.values(), *metrics]].copy()
+    for column in keys.values():
+        table[column] = table[column].astype(object).where(table[column].notna(), "(unset)").astype(str)
+    table = table.rename(columns={column: name for name, column in keys.items()})
+    if not keys:
+        return table[metrics].agg(["mean", "std", "count"])
+    return table.groupby(list(keys))[metrics].agg(["mean", "std", "count"])

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wpnas import tracking
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 
@@ -100,6 +101,8 @@ class StageCheckpoint:
                     "delete it"
                 )
             states.append(state)
+        if states:  # the MLflow run that wrote the checkpoint (killed), and this one, name each other
+            tracking.link_resumed_run(states[0].get("mlflow_run_id"), self.stage)
         return states
 
     def load(self) -> dict[str, Any] | None:
@@ -108,7 +111,8 @@ class StageCheckpoint:
         return parts[0] if parts else None
 
     def save(self, state: dict[str, Any]) -> None:
-        save_checkpoint({**state, "resume_stage": self.stage, "resume_fingerprint": self.fingerprint}, self.path)
+        save_checkpoint({**state, "resume_stage": self.stage, "resume_fingerprint": self.fingerprint,
+                         "mlflow_run_id": tracking.active_run_id()}, self.path)
 
     def remove(self) -> None:
         """Remove every part (the stage finished)."""

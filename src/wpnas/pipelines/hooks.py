@@ -89,21 +89,46 @@ def runner_name(runner: Any) -> str:
     return cls.__name__
 
 
+def used_sections(params: Mapping[str, Any], pipeline: Any) -> dict[str, Any]:
+    """The parameter sections the pipeline's nodes read (``params:<section>`` inputs), and
+    ``run`` (seed and device, which every run names): what a run logs as its MLflow params,
+    not the other stages' settings."""
+    used = {name.split(":", 1)[1].split(".", 1)[0] for node in pipeline.nodes for name in node.inputs
+            if name.startswith("params:")} | {"run"}
+    return {key: value for key, value in params.items() if key in used}
+
+
 class ValidationHooks:
-    """Check every parameter section before the first node runs (bad input fails fast)."""
+    """Check every parameter section before the first node runs (bad input fails fast), then
+    say in one line what runs where: device, threads, data, space (and the split sizes once
+    the image splits are loaded)."""
 
     def __init__(self) -> None:
         self._params: dict[str, Any] = {}
+        self._splits_shown = False
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
         self._params = dict(context.params)
+        self._splits_shown = False
 
     @hook_impl(tryfirst=True)
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
-        from wpnas.pipelines.params import validate_parameters
+        from wpnas.pipelines.params import run_banner, validate_parameters
 
         validate_parameters(self._params, [n.name for n in pipeline.nodes])
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = [names] if isinstance(names, str) else names
+        logger.info("wpnas %s: %s", wpnas.__version__,
+                    run_banner(self._params, "+".join(n or "__default__" for n in names), run_params.get("env")))
+
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name == "image_splits" and not self._splits_shown:  # the data sizes, once per run
+            from wpnas.data.splits import ImageSplits
+
+            self._splits_shown = True
+            logger.info("image_splits: %s", ImageSplits.coerce(data).summary())
 
 
 class TrackingHooks:
@@ -157,7 +182,7 @@ class TrackingHooks:
         except ImportError:  # pragma: no cover
             pass
         tracking.set_tags(tags)
-        tracking.log_params(self._params)
+        tracking.log_params(used_sections(self._params, pipeline))
         # MLflow 3's UI opens an experiment of unknown kind in its GenAI view; say it trains models
         tracking.set_experiment_tags({EXPERIMENT_KIND_TAG: MODEL_TRAINING_KIND})
 
@@ -168,3 +193,38 @@ class TrackingHooks:
             return config.tracking.run.name
         except AttributeError:
             return None
+
+
+#: A copy of the newest summary.md at a fixed path (the catalog path is a folder of versions).
+LATEST_SUMMARY = Path("data") / "08_reporting" / "summary-latest.md"
+
+
+class SummaryHooks:
+    """When the report is saved: print where summary.md went, and copy it to LATEST_SUMMARY."""
+
+    def __init__(self) -> None:
+        self._catalog: Any = None
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        self._catalog = catalog
+
+    @hook_impl
+    def after_dataset_saved(self, dataset_name: str, data: Any, node: Any) -> None:
+        if dataset_name != "run_summary" or self._catalog is None or not isinstance(data, str):
+            return
+        from wpnas.io.checkpoints import atomic_write
+        from wpnas.pipelines.preflight import dataset_filepath
+
+        dataset = self._catalog.get(dataset_name)
+        filepath = dataset_filepath(dataset)
+        if filepath is None:
+            return
+        resolve = getattr(dataset, "resolve_save_version", None)
+        version = resolve() if callable(resolve) else None
+        saved = filepath / version / filepath.name if version else filepath
+        if saved.is_absolute() and saved.is_relative_to(Path.cwd()):
+            saved = saved.relative_to(Path.cwd())  # as the README writes catalog paths
+        with atomic_write(LATEST_SUMMARY, "w") as handle:
+            handle.write(data)
+        logger.info("Summary: %s (the newest also at %s)", saved, LATEST_SUMMARY)

@@ -148,6 +148,28 @@ def validate_parameters(params: dict[str, Any], node_names: Iterable[str] = ()) 
         check(params, nodes)
 
 
+def run_banner(params: dict[str, Any], pipeline: str, env: str | None) -> str:
+    """The run's first line: pipeline, environment, the device chosen (with its torch threads),
+    the data (source, image size, limits) and the space, from the validated parameters."""
+    from wpnas.config import describe_device
+
+    run = run_config(params.get("run"))
+    device = describe_device(resolve_device(run.device))
+    parts = [f"pipeline {pipeline}, env {env or 'local'}",
+             f"device {device}, chosen by run.device={run.device} on a machine of {os.cpu_count()} CPU cores"]
+    if "data" in params:
+        data = data_config(params["data"])
+        shape = _input_shape(params)
+        limits = ", ".join(f"{k} {getattr(data, k)}" for k in ("train_limit", "test_limit")
+                           if getattr(data, k) is not None)
+        parts.append(f"data {data.source}" + (f" {shape[1]}x{shape[2]}x{shape[0]}" if shape else " (own size)")
+                     + f", valid_size {data.valid_size}" + (f", {limits}" if limits else ""))
+    if "space" in params:
+        cfg, space = space_config(params["space"])
+        parts.append(f"space {space.name} {space.options()}")
+    return "; ".join(parts)
+
+
 def _pairs_enough_for_predictor(params: dict[str, Any], nodes: set[str]) -> None:
     if "ground_truth" not in params or "predictor" not in params:
         return

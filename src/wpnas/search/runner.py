@@ -149,7 +149,7 @@ class SearchRunner:
         with Progress(stop, self.cfg.method, unit="epoch", log_every=self.cfg.log_every,
                       initial=min(self.epoch, stop)) as bar:
             for epoch in range(self.epoch, stop):
-                metrics = self._epoch(epoch)
+                metrics = self._epoch(epoch, bar)
                 self.history.append(metrics)
                 self.epoch = epoch + 1
                 tracking.log_metrics(
@@ -167,7 +167,7 @@ class SearchRunner:
         if self.store is not None and self.epoch >= total and distributed.current().is_main:
             self.store.remove()
 
-    def _epoch(self, epoch: int) -> dict[str, Any]:
+    def _epoch(self, epoch: int, bar: Progress | None = None) -> dict[str, Any]:
         cfg = self.cfg
         begun = time.monotonic()
         meter = self.method.begin_epoch(epoch)
@@ -178,9 +178,11 @@ class SearchRunner:
         )
         steps = self.method.steps_per_epoch()
         sums: dict[str, float] = {}
-        for _ in range(steps):
+        for done in range(1, steps + 1):
             for key, value in self.method.step(batches).items():
                 sums[key] = sums.get(key, 0.0) + value
+            if bar is not None:
+                bar.within(done, steps, "step")
         metrics: dict[str, Any] = {k: v / steps for k, v in sums.items()}
         if meter is not None and meter.count:
             # in a world of several ranks each meter saw its share: the mean of the global batches

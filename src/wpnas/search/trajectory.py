@@ -68,11 +68,12 @@ def probability_matrix(trajectory: pd.DataFrame, space: SearchSpace, epoch: int 
     rows = trajectory[trajectory["epoch"] == epoch]
     if rows.empty:
         raise DataError(f"alpha trajectory has no epoch {epoch}; it has {sorted(trajectory['epoch'].unique())}")
-    lookup = {(d, c): float(p) for d, c, p in zip(rows["decision"], rows["choice"], rows["probability"])}
+    # by text: a CSV round trip reads numeric choice names (NATS-SSS channels "8", "16") as numbers
+    lookup = {(str(d), str(c)): float(p) for d, c, p in zip(rows["decision"], rows["choice"], rows["probability"])}
     matrix = np.full((space.num_decisions, space.max_choices), np.nan)
     for l, decision in enumerate(space.decisions):
         for k, choice in enumerate(decision.choices):
-            key = (decision.name, choice)
+            key = (str(decision.name), str(choice))
             if key not in lookup:
                 raise DataError(
                     f"alpha trajectory epoch {epoch} has no probability for decision {decision.name!r}, "
@@ -102,7 +103,9 @@ def alpha_heatmap(trajectory: pd.DataFrame, space: SearchSpace, epoch: int | Non
     matrix = probability_matrix(trajectory, space, epoch)
     epoch = int(trajectory["epoch"].max()) if epoch is None else int(epoch)
     shared = _shared_choices(space)
-    figure = _new_figure(1.2 + 0.9 * space.max_choices, 1.2 + 0.45 * space.num_decisions)
+    # cells that name their choice need room for two short lines of name and one of probability
+    figure = _new_figure(1.2 + (0.9 if shared is not None else 1.15) * space.max_choices,
+                         1.2 + (0.45 if shared is not None else 0.62) * space.num_decisions)
     ax = figure.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
     figure.colorbar(image, ax=ax, label="probability")
@@ -115,13 +118,22 @@ def alpha_heatmap(trajectory: pd.DataFrame, space: SearchSpace, epoch: int | Non
         best = int(np.nanargmax(matrix[l]))
         for k, choice in enumerate(decision.choices):
             p = matrix[l, k]
-            text = f"{p:.2f}" if shared is not None else f"{choice}\n{p:.2f}"
-            ax.text(k, l, text, ha="center", va="center", fontsize=7, color="white" if p < 0.6 else "black")
+            text = f"{p:.2f}" if shared is not None else f"{_wrap(str(choice))}\n{p:.2f}"
+            ax.text(k, l, text, ha="center", va="center", fontsize=7 if shared is not None else 6,
+                    color="white" if p < 0.6 else "black")
         ax.add_patch(_box(best, l))
     ax.set_xlabel("choice")
     ax.set_ylabel("decision")
     ax.set_title(f"{space.name}: p(choice | alpha) at epoch {epoch}")
     return figure
+
+
+def _wrap(name: str, width: int = 8) -> str:
+    """A long choice name on two lines at its last underscore (``sep_conv_3x3`` -> ``sep_conv`` / ``3x3``)."""
+    if len(name) <= width or "_" not in name:
+        return name
+    head, tail = name.rsplit("_", 1)
+    return f"{head}\n{tail}"
 
 
 def _box(x: int, y: int):
@@ -130,9 +142,12 @@ def _box(x: int, y: int):
     return Rectangle((x - 0.5, y - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=1.5)
 
 
-def alpha_trajectory_figure(trajectory: pd.DataFrame, space: SearchSpace, max_columns: int = 3) -> Figure:
-    """One panel per decision: the probability of each choice over the epochs."""
+def alpha_trajectory_figure(trajectory: pd.DataFrame, space: SearchSpace, max_columns: int = 3,
+                            chosen: Sequence[int] | None = None) -> Figure:
+    """One panel per decision: the probability of each choice over the epochs; ``chosen`` (the
+    found architecture's choice indices) draws the chosen option thick and names it in the title."""
     probability_matrix(trajectory, space)  # validates columns and space
+    trajectory = trajectory.assign(decision=trajectory["decision"].astype(str), choice=trajectory["choice"].astype(str))
     epochs = sorted(int(e) for e in trajectory["epoch"].unique())
     columns = max(1, min(max_columns, space.num_decisions))
     rows = -(-space.num_decisions // columns)
@@ -140,17 +155,21 @@ def alpha_trajectory_figure(trajectory: pd.DataFrame, space: SearchSpace, max_co
     axes = figure.subplots(rows, columns, squeeze=False, sharex=True, sharey=True)
     for l, decision in enumerate(space.decisions):
         ax = axes[l // columns][l % columns]
-        part = trajectory[trajectory["decision"] == decision.name]
-        for choice in decision.choices:
-            series = part[part["choice"] == choice].set_index("epoch")["probability"].reindex(epochs)
-            ax.plot(epochs, series.to_numpy(), label=choice, linewidth=1.2)
-        ax.set_title(decision.name, fontsize=9)
+        part = trajectory[trajectory["decision"] == str(decision.name)]
+        pick = None if chosen is None else int(chosen[l])
+        for k, choice in enumerate(decision.choices):
+            series = part[part["choice"] == str(choice)].set_index("epoch")["probability"].reindex(epochs)
+            ax.plot(epochs, series.to_numpy(), label=f"{choice} (chosen)" if k == pick else str(choice),
+                    linewidth=2.6 if k == pick else 1.0, zorder=3 if k == pick else 2)
+        ax.set_title(decision.name if pick is None else f"{decision.name}: chose {decision.choices[pick]}", fontsize=9)
         ax.set_ylim(0.0, 1.0)
         ax.grid(alpha=0.3)
         if decision.size <= 10:
             ax.legend(fontsize=6, loc="upper left")
     for extra in range(space.num_decisions, rows * columns):
         axes[extra // columns][extra % columns].set_visible(False)
+    figure.suptitle(f"{space.name}: p(choice | alpha) over the search epochs"
+                    + ("; the found architecture's choice drawn thick" if chosen is not None else ""), fontsize=10)
     figure.supxlabel("epoch")
     figure.supylabel("probability")
     return figure

@@ -281,13 +281,12 @@ def train_epochs(
                 m.train()
             meter = Meter(trainer.engine.device)
             started = time.monotonic()
-            if extra_loss_for_step is None:
-                for x, y in batches:
-                    trainer.step(forward_for_batch(), x, y, meter)
-            else:
-                for x, y in batches:
-                    forward = forward_for_batch()
-                    trainer.step(forward, x, y, meter, extra_loss_for_step(trainer.steps, x, y))
+            steps = len(batches) if hasattr(batches, "__len__") else None
+            for done, (x, y) in enumerate(batches, 1):
+                forward = forward_for_batch()
+                extra = None if extra_loss_for_step is None else extra_loss_for_step(trainer.steps, x, y)
+                trainer.step(forward, x, y, meter, extra)
+                progress.within(done, steps)
             metrics = {f"train_{k}": v for k, v in meter.result().items()}
             check_finite(metrics["train_loss"], f"epoch {epoch + 1} of {desc}")
             metrics["lr"] = trainer.lr

@@ -37,6 +37,7 @@ from wpnas.data.splits import ImageSplits
 from wpnas.data.streaming import StreamedFolder, StreamedFolderConfig
 from wpnas.errors import ArchitectureError, CheckpointError, ConfigError, DataError
 from wpnas.fingerprint import record
+from wpnas.io.lineage import LINEAGE, evaluation_lineage
 from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.torchscript import TorchScriptExport
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
@@ -537,9 +538,10 @@ def evaluate_genotype(
         "device": describe_device(torch.device(device)),
         "seed": int(seed),
         **prepared.benchmark,
+        LINEAGE: evaluation_lineage(genotype),  # the report checks it trained the genotype it shows
     }
     export = model_export(net, space, arch, splits, cfg)
-    log_evaluation(metrics)
+    log_evaluation(metrics, export)
     checkpoint = final_model_checkpoint(space, arch, net, splits, cfg, genotype, metrics, history, seed)
     return EvaluationResult(metrics, checkpoint, net, export, history)
 
@@ -585,8 +587,14 @@ def model_export(net: nn.Module, space: SearchSpace, arch: Arch, splits: Evaluat
     return TorchScriptExport(None, model_metadata(space, arch, splits))
 
 
-def log_evaluation(metrics: Mapping[str, Any]) -> None:
-    """The final scores of an evaluation to the active MLflow run (``evaluation/*``)."""
+def log_evaluation(metrics: Mapping[str, Any], export: TorchScriptExport | None = None) -> None:
+    """The final scores of an evaluation to the active MLflow run (``evaluation/*``), and the
+    traced network as the run's MLflow model (when there is one: ``export: torchscript``)."""
+    if export is not None and export.module is not None:
+        uri = tracking.log_model(export.module, export.metadata["input_shape"], metadata={
+            k: export.metadata.get(k) for k in ("space", "arch", "num_classes", "wpnas_version")})
+        if uri:
+            logger.info("evaluation: trained network logged to MLflow as %s", uri)
     tracking.log_metrics({k: v for k, v in metrics.items()
                           if k in ("test_accuracy", "test_loss", "valid_accuracy", "valid_loss", "params_m",
                                    "flops_m", "wall_seconds", "benchmark_accuracy", "benchmark_rank",

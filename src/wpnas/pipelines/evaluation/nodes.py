@@ -41,7 +41,7 @@ def evaluation_node(
         arch = search_space.from_string(checkpoint["arch"])
         export = model_export(net, search_space, arch, splits, cfg)
         tracking.log_history(history, prefix="evaluation/")
-        log_evaluation(metrics)
+        log_evaluation(metrics, export)
         return checkpoint, export, metrics
     result = evaluation_result(*inputs)
     return result.checkpoint, result.export, result.metrics

@@ -8,7 +8,7 @@ import pandas as pd
 
 from wpnas import tracking
 from wpnas.config import setup_run
-from wpnas.io.pairs import pairs_fingerprint
+from wpnas.io.lineage import stamp_predictor
 from wpnas.pipelines.params import predictor_config, space_config
 from wpnas.predictors.stage import fit_predictor
 
@@ -25,6 +25,6 @@ def train_predictor_node(
     model, metrics, predictions = fit_predictor(search_space, arch_accuracy_pairs, cfg, seed=run_cfg.seed,
                                                 device=str(device))
     tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix="predictor/")
-    # the pairs it was trained on, so the search can tell a predictor from another ground truth
-    checkpoint = {**model.to_checkpoint(), "inputs": {"arch_accuracy_pairs": pairs_fingerprint(arch_accuracy_pairs)}}
+    # stamped with the pairs it was trained on and its own fingerprint (the search and the report check them)
+    checkpoint, metrics = stamp_predictor(model.to_checkpoint(), metrics, arch_accuracy_pairs, predictions)
     return checkpoint, metrics, predictions

@@ -13,6 +13,7 @@ from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import DataError
 from wpnas.fingerprint import check_fingerprint
+from wpnas.io.lineage import LINEAGE, search_lineage
 from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, search_config, space_config
 from wpnas.pipelines.workers import fans_out, on_workers
@@ -59,13 +60,15 @@ def search_node(
         trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
     else:  # methods without alpha: an empty table and a figure that says so
         trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
-    found = result.final_genotype
+    found = {**result.final_genotype,
+             LINEAGE: search_lineage((result.checkpoint.get("fingerprint") or {}).get("fingerprint"), trajectory,
+                                     arch_accuracy_pairs, predictor_weights)}
     tracking.set_tags({"final_arch": found["arch"], "search_arch": found["arch"]})  # final_arch: until the selection
     log_genotype_metrics(found, "search_choice/")
     if not cfg.selection.enabled:
         log_genotype_metrics(found, "final/")
-    logger.info("Search's own choice: %s", closing_line(result.final_genotype, run_id=tracking.active_run_id()))
-    return result.checkpoint, trajectory, figure, result.final_genotype
+    logger.info("Search's own choice: %s", closing_line(found, run_id=tracking.active_run_id()))
+    return result.checkpoint, trajectory, figure, found
 
 
 def log_genotype_metrics(genotype: dict[str, Any], prefix: str) -> None:
