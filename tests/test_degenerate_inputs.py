@@ -53,10 +53,24 @@ def test_fraction_accuracies_are_refused_unless_declared(tss):
     assert acc == pytest.approx([91.0, 88.0, 93.0, 85.0])
     _, acc = read_pairs(tss, pairs, accuracy_scale="percent")  # declared: taken as they are
     assert acc == pytest.approx([0.91, 0.88, 0.93, 0.85])
-    with pytest.raises(DataError, match="'fraction' but the accuracies span"):
+    with pytest.raises(DataError, match=r"accuracy 91 of row 0 is impossible: accuracy_scale is 'fraction', so every accuracy must lie in \[0, 1\]"):
         check_pairs(tss, list(pairs["arch"]), [91.0, 88.0, 93.0, 85.0], accuracy_scale="fraction")
     _, acc = check_pairs(tss, list(pairs["arch"]), [91.0, 0.5, 93.0, 85.0])  # percent: untouched
     assert acc[1] == 0.5
+
+
+@pytest.mark.parametrize("bad, row", [(250.0, 1), (-5.0, 2)])
+def test_impossible_accuracies_are_refused_naming_the_row(tss, bad, row):
+    acc = [91.0, 88.0, 93.0, 85.0]
+    acc[row] = bad
+    pairs = _tss_pairs(tss, acc)
+    for scale in (None, "percent"):
+        with pytest.raises(DataError, match=rf"arch_accuracy_pairs: accuracy {bad:g} of row {row} is impossible: "
+                                            r"accuracies are percent and must lie in \[0, 100\]"):
+            read_pairs(tss, pairs, what="arch_accuracy_pairs", accuracy_scale=scale)
+    with pytest.raises(DataError, match=rf"accuracy -0.05 of row {row} is impossible"):
+        check_pairs(tss, list(pairs["arch"]), [0.9, 0.8, 0.7, 0.6][:row] + [-0.05] + [0.5] * (3 - row),
+                    accuracy_scale="fraction")
 
 
 def test_predictor_stage_names_its_scale_setting(tss, monkeypatch):
