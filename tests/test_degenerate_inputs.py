@@ -33,11 +33,44 @@ def test_one_class_image_folder_is_an_error_naming_source_and_class(tmp_path, la
         build_image_splits(DataConfig(source="image_folder", root=str(tmp_path), valid_size=1))
 
 
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path):
+    _image_tree(tmp_path, {"train/a": 6, "train/b": 6, "test/a": 3, "test/b": 3})
+    (tmp_path / "train" / "c").mkdir()  # used to be dropped silently: two classes instead of three
+    (tmp_path / "test" / "c").mkdir()
+    with pytest.raises(DataError, match=r"class folder\(s\) \['c'\] hold no image"):
+        build_image_splits(DataConfig(source="image_folder", root=str(tmp_path), valid_size=2))
+
+
 def test_split_with_a_single_class_is_an_error(tmp_path):
     # 'b' has one training image: the stratified 2-image valid split gets two of 'a'.
     _image_tree(tmp_path, {"train/a": 20, "train/b": 1, "test/a": 3, "test/b": 3})
     with pytest.raises(DataError, match=r"'image_folder' at .*: the valid split holds a single class, 'a' \(2 images\)"):
         build_image_splits(DataConfig(source="image_folder", root=str(tmp_path), valid_size=2))
+
+
+@pytest.mark.parametrize("value", [1.5, 0, 0.0, -1, 2.25])
+def test_split_size_neither_fraction_nor_whole_count_is_refused(value):
+    # 1.5 used to be truncated to a one-image valid split, and the search ran and exited 0
+    with pytest.raises(ConfigError, match=rf"data.valid_size: {value!r} is neither a fraction in \(0, 1\) nor a "
+                                          "whole count"):
+        DataConfig(valid_size=value)
+    with pytest.raises(ConfigError, match=rf"data.test_size: {value!r} is neither"):
+        DataConfig(test_size=value)
+
+
+@pytest.mark.parametrize("valid_size", [1, 0.001])
+def test_a_valid_split_of_fewer_than_two_images_is_refused_naming_the_key(valid_size):
+    with pytest.raises(DataError, match=rf"data.valid_size = {valid_size!r} leaves the valid split of data.source "
+                                        r"'digits' [01] image\(s\); every split needs at least 2 images"):
+        build_image_splits(DataConfig(image_size=8, train_limit=300, valid_size=valid_size))
+
+
+def test_a_train_limit_that_leaves_classes_untrained_is_refused_naming_the_key():
+    # train_limit=5 used to fail after WarmUp and ground truth with "looks like fractions"
+    with pytest.raises(DataError, match=r"data.train_limit = 5 leaves \d+ of the 10 classes of data.source 'digits' "
+                                        r"without a training image .*at least 1 image in the train split"):
+        build_image_splits(DataConfig(image_size=8, train_limit=5))
+    build_image_splits(DataConfig(image_size=8, train_limit=40, valid_size=0.25))  # 3 a class: fine
 
 
 def _tss_pairs(tss, acc):
