@@ -78,8 +78,11 @@ def test_read_only_output_folder_is_not_writable(tmp_path):
         folder.chmod(0o755)
 
 
-def test_output_check_creates_the_folder_and_leaves_no_probe(tmp_path):
+def test_output_check_probes_the_folder_and_leaves_nothing_behind(tmp_path):
     target = tmp_path / "new" / "deeper" / "a.pt"
+    check_output_location(target, 1, "output 'a'")
+    assert not (tmp_path / "new").exists()  # no empty (version) folder left by the check
+    target.parent.mkdir(parents=True)
     check_output_location(target, 1, "output 'a'")
     assert target.parent.is_dir() and list(target.parent.iterdir()) == []
 

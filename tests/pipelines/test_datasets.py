@@ -4,7 +4,6 @@
 
 import errno
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -74,15 +73,14 @@ def test_a_full_disk_mid_write_leaves_no_new_version(tmp_path, monkeypatch, kind
         assert loaded == good
 
 
-def test_every_catalog_entry_writes_atomically():
+def test_every_catalog_entry_writes_atomically(kedro_project):
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
     from wpnas.pipelines.datasets import AtomicLocalFileSystem, TorchCheckpointDataset, TorchScriptDataset
 
-    project = Path(__file__).resolve().parents[2]
-    bootstrap_project(project)
-    with KedroSession.create(project_path=project) as session:
+    bootstrap_project(kedro_project)
+    with KedroSession.create(project_path=kedro_project) as session:
         catalog = session.load_context().catalog
         for name in catalog.keys():
             if name == "parameters" or name.startswith("params:"):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from tests.conftest import die_after_save
 import pytest
+import torch
 
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.errors import ConfigError, DataError
@@ -49,7 +50,15 @@ def test_warmup_node_resumes_a_killed_run_from_the_checkpoint_folder(splits8, tm
     checkpoint, summary = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
     assert left.name == f"warmup-{checkpoint['fingerprint']['fingerprint']}.pt"
     assert summary["epochs"] == 3 and [h["epoch"] for h in checkpoint["history"]] == [1, 2, 3]
-    assert not left.exists()
+    # the finished stage keeps its final state until Kedro has saved the artifact (StageFileHooks
+    # removes it then): a failed save is redone by running the node again, with no training
+    assert left.exists()
+    die_after_save(monkeypatch, when=lambda state: not state.get("resume_finished"), error=AssertionError)
+    again, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
+    monkeypatch.undo()
+    assert again["history"] == checkpoint["history"] and again["fingerprint"] == checkpoint["fingerprint"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in checkpoint["state_dict"].items())
+    left.unlink()
     # resume: false starts afresh; checkpoint_every: 0 writes nothing during the stage
     die_after_save(monkeypatch)  # any save would now raise
     checkpoint, _ = warmup_node(splits8, _run(tmp_path), SPACE, {**WARMUP, "checkpoint_every": 0, "resume": False})
@@ -64,7 +73,7 @@ def test_ground_truth_refuses_a_supernet_warmed_on_other_splits(splits8, tmp_pat
         finetune_pairs(warmed, resized, _run(tmp_path), SPACE, gt)
     assert warmed["inputs"]["image_splits"]["fingerprint"] in str(err.value)
     assert resized.fingerprint()["fingerprint"] in str(err.value)
-    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
+    assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # refused before any fine-tuning
 
 
 def test_an_unwritable_checkpoint_folder_fails_before_training(tmp_path):
@@ -116,7 +125,8 @@ def test_ground_truth_summary_names_what_the_pairs_came_from(splits8, tmp_path):
     assert summary["inputs"] == {"image_splits": splits8.fingerprint()["fingerprint"],
                                  "warmed_supernet": warmed["fingerprint"]["fingerprint"]}
     assert summary["pairs_fingerprint"] == pairs_fingerprint(pairs)["fingerprint"]
-    assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # finished: removed
+    (left,) = (tmp_path / "checkpoints").glob("ground_truth-*")  # finished: kept until Kedro saved the pairs
+    assert sorted(torch.load(left, weights_only=True)["rows"]) == [0, 1]
 
 
 def test_search_refuses_pairs_fine_tuned_from_another_warmed_supernet():

@@ -48,7 +48,7 @@ def atomic_write(path: str | Path, mode: str = "wb", what: str = "file", **open_
     if "r" in mode or "a" in mode or "+" in mode:
         raise ValueError(f"atomic_write writes a whole new file; mode {mode!r} is not supported")
     path = Path(path)
-    created = _make_folders(path.parent)
+    created = make_folders(path.parent)
     kwargs = {k: v for k, v in open_args.items() if k in _TEXT_ARGS and "b" not in mode}
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
     try:
@@ -71,7 +71,7 @@ def atomic_write(path: str | Path, mode: str = "wb", what: str = "file", **open_
         raise StorageError(problem) from err
 
 
-def _make_folders(folder: Path) -> list[Path]:
+def make_folders(folder: Path) -> list[Path]:
     """Create ``folder`` and its missing parents; return the ones created (outermost first)."""
     missing = []
     current = Path(os.path.abspath(folder))

@@ -11,6 +11,7 @@ and its disk has room for an estimated size.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 
 from wpnas.errors import CheckpointError, StorageError
-from wpnas.io.atomic import atomic_write, free_bytes, mib, nearest_existing
+from wpnas.io.atomic import atomic_write, free_bytes, make_folders, mib, nearest_existing
 
 
 def save_checkpoint(obj: dict[str, Any], path: str | Path) -> None:
@@ -36,10 +37,12 @@ def check_output_location(path: str | Path, needed_bytes: int, what: str) -> Non
     and its disk must have ``needed_bytes`` free. ``what`` names the output in the message.
 
     The folder is created (as a save would) and probed with a real temporary file, so the
-    check agrees with what the save will meet (permissions, read-only mounts, ACLs, root)."""
+    check agrees with what the save will meet (permissions, read-only mounts, ACLs, root);
+    the folders the check created are removed again."""
     folder = Path(path).parent
+    created: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        created = make_folders(folder)
         probe = folder / f".wpnas-write-probe.{uuid.uuid4().hex}"
         with open(probe, "wb"):
             pass
@@ -52,6 +55,9 @@ def check_output_location(path: str | Path, needed_bytes: int, what: str) -> Non
             "before training, not after"
         ) from None
     free = free_bytes(folder)
+    for made in reversed(created):
+        with contextlib.suppress(OSError):
+            made.rmdir()
     if free is not None and free < needed_bytes:
         raise StorageError(
             f"{what}: not enough free space in {str(folder)!r}: the output needs about {mib(needed_bytes)}, "
@@ -86,7 +92,7 @@ def check_output_locations(outputs: list[tuple[str | Path, int, str]]) -> None:
     for path, needed, what in outputs:
         check_output_location(path, needed, what)
         folder = Path(path).parent
-        per_disk.setdefault(os.stat(folder).st_dev, []).append((folder, needed, what))
+        per_disk.setdefault(os.stat(nearest_existing(folder)).st_dev, []).append((folder, needed, what))
     for items in per_disk.values():
         total = sum(n for _, n, _ in items)
         free = free_bytes(items[0][0])

@@ -55,8 +55,9 @@ def checkpoint_policy(section: Any, run: Any, stage: str) -> CheckpointPolicy:
     (default true), in ``run.checkpoint_dir``."""
     settings = dict(section or {})
     try:
+        # kept when the stage ends; removed once its node's outputs are saved (StageFileHooks)
         return CheckpointPolicy(every=settings.get("checkpoint_every", 1), resume=settings.get("resume", True),
-                                folder=run_config(run).checkpoint_dir)
+                                folder=run_config(run).checkpoint_dir, keep_finished=True)
     except ConfigError as err:  # the policy names the setting; the message names its full key
         raise ConfigError(qualify(str(err), stage, CHECKPOINT_KEYS)) from None
 

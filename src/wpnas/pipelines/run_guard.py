@@ -446,6 +446,14 @@ class RunStatusHooks:
             logger.warning("could not check for MLflow runs left RUNNING by dead processes: %s", err)
         if guard.lock is not None:
             guard.lock.update(mlflow_run_id=guard.run_id)
+        try:
+            from wpnas.pipelines.preflight import check_artifact_store
+
+            check_artifact_store(mlflow.get_artifact_uri(), pipeline, catalog)
+        except BaseException as err:
+            # Kedro calls no error hook for a failing before_pipeline_run: close the run here
+            guard.end("FAILED", f"{type(err).__name__}: {err}")
+            raise
 
     @hook_impl(trylast=True)
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -260,7 +260,7 @@ def warmup_supernet(
         restore_ops()
     result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
     if store is not None and world.is_main:
-        store.remove()
+        store.finish(result)
     return result
 
 
