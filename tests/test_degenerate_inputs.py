@@ -194,3 +194,21 @@ def test_ground_truth_from_a_fraction_table_needs_the_declared_scale(shared_data
     cfg = from_dict(GroundTruthConfig, dict(section, accuracy_scale="fraction"), where="ground_truth")
     pairs = acquire_ground_truth(space, cfg, seed=1)
     assert pairs["accuracy"].between(1.0, 100.0).all()
+
+
+def test_data_parameters_that_disagree_with_the_stored_splits_are_refused_or_recorded(caplog):
+    # Before: `kedro run --pipelines=warmup --params data.image_size=12` trained on the stored 8x8
+    # splits while MLflow's params and run name said 12.
+    from wpnas.pipelines.hooks import check_stored_splits
+
+    stored = build_image_splits(DataConfig(image_size=8, train_limit=60, valid_size=0.5)).to_checkpoint()
+    with pytest.raises(DataError, match=r"image_splits: the stored splits disagree with this run's parameters "
+                                        r"\(data.image_size = 12, the stored splits hold 8x8 images\)"):
+        check_stored_splits({"image_size": 12, "train_limit": 60}, stored)
+    with pytest.raises(DataError, match=r"data.source = 'cifar10', the stored splits hold 'digits' images"):
+        check_stored_splits({"source": "cifar10", "root": "/nowhere", "download": True}, stored)
+    with caplog.at_level(logging.WARNING, logger="wpnas.pipelines.hooks"):
+        check_stored_splits({"image_size": 8, "valid_size": 0.25}, stored)  # recorded as what was used
+    assert any("made with data.valid_size = 0.5" in r.getMessage() for r in caplog.records)
+    check_stored_splits({"image_size": 8, "valid_size": 0.5}, stored)  # agrees
+    check_stored_splits({"valid_size": 0.5}, stored)  # no size given: the stored one is used, nothing to refuse

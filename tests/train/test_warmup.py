@@ -164,3 +164,29 @@ def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_sp
     assert lrs[2] == pytest.approx(cosine(3 * steps)) and lrs[3] == pytest.approx(cosine(4 * steps))
     # the first step of the extension runs on the new schedule (0.055 here), not the old run's final 0.01
     assert step_lrs[0] == pytest.approx(cosine(2 * steps)) and step_lrs[0] > 0.05
+
+
+def test_a_warmup_resumed_under_another_world_records_both(tiny_splits, tmp_path, monkeypatch, caplog):
+    # Before: a WarmUp killed under 2 processes resumed silently under 1 and recorded world size 1.
+    import logging
+
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space = get_space("nats_tss", C=4, N=1)
+    policy = CheckpointPolicy(every=1, folder=str(tmp_path / "ck"))
+    _kill_after(monkeypatch, at=1)
+    with pytest.raises(_Killed):
+        warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    monkeypatch.undo()
+    (path,) = (tmp_path / "ck").glob("warmup-*.pt")
+    state = load_checkpoint(path)  # as the 2-process run would have written it (no "worlds": an older file)
+    state["world"] = {"size": 2, "backend": "gloo"}
+    state.pop("worlds", None)
+    save_checkpoint(state, path)
+    with caplog.at_level(logging.WARNING, logger="wpnas.train.warmup"):
+        resumed = warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    assert resumed["worlds"] == [{"size": 2, "backend": "gloo", "from_epoch": 0},
+                                 {"size": 1, "backend": "none", "from_epoch": 1}]
+    assert resumed["world"] == {"size": 1, "backend": "none"}
+    assert any("epochs 1-1 ran on 2 process(es) (gloo), the rest run on 1 (none)" in r.getMessage()
+               for r in caplog.records)

@@ -190,6 +190,30 @@ def check_classes(cfg: DataConfig, classes: list[str], labels: dict[str, torch.T
         )
 
 
+def compare_stored_splits(cfg: DataConfig, splits: ImageSplits) -> tuple[list[str], dict[str, object]]:
+    """How the ``data`` settings of a run disagree with stored image splits it reads (a stage run
+    on its own reads the splits an earlier ``data_processing`` run made).
+
+    Returns (refusals, used): a disagreement in the images themselves (source, size, folder) is a
+    refusal, the stage would train on other images than its parameters (and MLflow) say; one in
+    how they were split (``valid_size``, ``seed``) is returned in ``used`` (key: the value the
+    splits were made with), to be recorded as what was actually used."""
+    refusals: list[str] = []
+    used: dict[str, object] = {}
+    shape = "x".join(str(s) for s in splits.input_shape[1:])
+    if splits.source != cfg.source:
+        refusals.append(f"data.source = {cfg.source!r}, the stored splits hold {splits.source!r} images")
+    if cfg.image_size is not None and tuple(splits.input_shape[1:]) != (cfg.image_size, cfg.image_size):
+        refusals.append(f"data.image_size = {cfg.image_size}, the stored splits hold {shape} images")
+    meta = splits.meta or {}
+    if cfg.source == "image_folder" and splits.source == cfg.source and "root" in meta and meta["root"] != cfg.root:
+        refusals.append(f"data.root = {cfg.root!r}, the stored splits come from {meta['root']!r}")
+    for key in ("valid_size", "seed"):
+        if key in meta and meta[key] != getattr(cfg, key):
+            used[f"data.{key}"] = meta[key]
+    return refusals, used
+
+
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
     """Bilinear (antialiased) resize of uint8 NCHW images to ``size`` x ``size``."""
     if images.shape[-2:] == (size, size):
