@@ -137,3 +137,10 @@ def test_gpu_check_runs_every_step_and_projects(tmp_path):
     assert set(projection["stages"]) == {"warmup", "search", "ground_truth"}
     assert "fast_2_workers" in projection["stages"]["ground_truth"]["variants"]
     assert projection["total"]["best_h"] > 0 and projection["target_h"] == 1.0
+
+
+def test_fault_battery_runs_its_cases_and_counts_them(tmp_path):
+    out = tmp_path / "faults.md"
+    printed = _script("faults.py", "--only", "pairs-out-of-range", "empty-class-folder", "--markdown", out)
+    assert "tried 2, handled 2, lost 0, silently wrong 0" in printed
+    assert out.read_text().count("| handled |") == 2

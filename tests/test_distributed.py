@@ -216,7 +216,8 @@ def test_a_signal_to_the_parent_of_a_launch_reaches_its_own_handler(signum):
 def _worker_pids(pid: int) -> list[int]:
     """Child processes of ``pid`` that are spawned Python workers."""
     try:
-        out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+        out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                             text=True).stdout
     except OSError:
         return []
     return [int(line.split()[0]) for line in out.splitlines() if "multiprocessing" in line or "spawn" in line]

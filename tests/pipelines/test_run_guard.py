@@ -198,7 +198,8 @@ def test_sigterm_during_a_two_process_warmup_ends_the_run_killed(kedro_project):
 
 
 def _spawned_workers(pid: int) -> list[str]:
-    out = subprocess.run(["ps", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True, text=True).stdout
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
     return [line for line in out.splitlines() if "spawn_main" in line]
 
 
