@@ -8,7 +8,7 @@ how it is handled; the battery runs them with pytest and counts a case handled w
 test passes. ``harm`` is what the case did before the fix: ``lost`` (work thrown away) or
 ``wrong`` (a wrong result recorded, or a run that should have failed exiting 0).
 
-    python benchmarks/faults.py                 # every case (about 10 minutes on 2 CPU cores)
+    python benchmarks/faults.py                 # every case (about 4 minutes on 2 shared CPU cores)
     python benchmarks/faults.py --fast          # without the cases that start kedro runs or workers
     python benchmarks/faults.py --only pairs-out-of-range --markdown out.md
 """

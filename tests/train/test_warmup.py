@@ -119,7 +119,8 @@ def test_killed_and_resumed_warmup_is_bit_identical(tiny_splits, tmp_path, monke
     assert resumed["fingerprint"] == straight["fingerprint"]
 
 
-def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_path, monkeypatch):
+def _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch):
+    """A 3-epoch warm-up killed after its first in-progress checkpoint; (space, policy)."""
     from wpnas.io.stage_checkpoint import CheckpointPolicy
 
     space = get_space("nats_tss", C=4, N=1)
@@ -128,6 +129,13 @@ def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_p
     with pytest.raises(_Killed):
         warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
     monkeypatch.undo()
+    return space, policy
+
+
+def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_path, monkeypatch):
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space, policy = _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch)
     # another total (another schedule) or seed is another fingerprint: starts afresh, leaves the file alone
     other = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=3, checkpoint=policy)
     assert [h["epoch"] for h in other["history"]] == [1, 2]
@@ -170,14 +178,7 @@ def test_a_warmup_resumed_under_another_world_records_both(tiny_splits, tmp_path
     # Before: a WarmUp killed under 2 processes resumed silently under 1 and recorded world size 1.
     import logging
 
-    from wpnas.io.stage_checkpoint import CheckpointPolicy
-
-    space = get_space("nats_tss", C=4, N=1)
-    policy = CheckpointPolicy(every=1, folder=str(tmp_path / "ck"))
-    _kill_after(monkeypatch, at=1)
-    with pytest.raises(_Killed):
-        warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
-    monkeypatch.undo()
+    space, policy = _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch)
     (path,) = (tmp_path / "ck").glob("warmup-*.pt")
     state = load_checkpoint(path)  # as the 2-process run would have written it (no "worlds": an older file)
     state["world"] = {"size": 2, "backend": "gloo"}
