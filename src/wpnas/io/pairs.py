@@ -2,8 +2,9 @@
 (predictor training, landmark regularisation, ranking against ground truth).
 
 Accuracies are percent, in [0, 100]; a value outside is refused, naming its row. Pairs
-whose accuracies are all <= 1.0 look like fractions and are refused unless the reading stage's ``accuracy_scale`` says ``fraction`` (they are
-then converted to percent) or ``percent`` (taken as they are)."""
+whose accuracies are all <= 1.0 look like fractions and are refused unless the reading
+stage's ``accuracy_scale`` says ``fraction`` (they are then converted to percent) or
+``percent`` (taken as they are)."""
 
 from __future__ import annotations
 
