@@ -37,72 +37,51 @@ class Case:
     slow: bool = False
 
 
-DEG = "tests/test_degenerate_inputs.py::"
-SAVE = "tests/pipelines/test_save_failures.py::"
-DIST = "tests/test_distributed.py::"
+#: One case a row: key | harm before the fix | fast or slow (starts kedro runs or workers) | the fault |
+#: how it is handled now | its tests (DEG:, SAVE:, DIST: abbreviate the three test files most cases live in).
+CASE_TABLE = """
+valid-size-1.5 | wrong | fast | `data.valid_size=1.5` (and 0, -1, 2.25) | ConfigError before the run: neither a fraction in (0, 1) nor a whole count | DEG:test_split_size_neither_fraction_nor_whole_count_is_refused
+one-image-split | wrong | fast | `data.valid_size=1` or `0.001`: a valid split of 0-1 images | DataError in data processing naming `data.valid_size`: every split needs 2 images of 2 classes | DEG:test_a_valid_split_of_fewer_than_two_images_is_refused_naming_the_key
+train-limit-5 | lost | fast | `data.train_limit=5` (10 classes) | DataError in data processing naming `data.train_limit`: classes without a training image | DEG:test_a_train_limit_that_leaves_classes_untrained_is_refused_naming_the_key
+version-folder | lost | fast | version folder not creatable (a file or an immutable entry at `warmed_supernet.pt`) | StorageError before any node, naming `<filepath>/<version>` | SAVE:test_preflight_checks_the_version_folder_the_save_will_write
+version-folder-full | lost | fast | a tiny disk mounted at the artifact's folder | StorageError before any node (free space measured in the version folder) | SAVE:test_preflight_measures_free_space_where_the_version_folder_is
+save-after-stage | lost | slow | disk full when Kedro saves `warmed_supernet` after the WarmUp | the finished stage's checkpoint is kept; the same `kedro run` again saves only | SAVE:test_a_failed_artifact_save_leaves_the_finished_stage_resumable
+mlartifacts | lost | slow | `mlartifacts/` not writable | StorageError before any node | SAVE:test_an_unwritable_mlflow_artifact_folder_fails_before_any_node
+json-csv-enospc | lost | fast | disk full mid-file writing `final_genotype.json` / a CSV | StorageError; no new (truncated) version, no temporary file; the previous version loads | tests/pipelines/test_datasets.py::test_a_full_disk_mid_write_leaves_no_new_version tests/pipelines/test_datasets.py::test_every_catalog_entry_writes_atomically
+sigterm-two-processes | wrong | slow | SIGTERM to `kedro run` during a 2-process Gloo WarmUp | MLflow run KILLED (`interrupted by SIGTERM`), lock released | tests/pipelines/test_run_guard.py::test_sigterm_during_a_two_process_warmup_ends_the_run_killed
+signal-launch-parent | wrong | slow | SIGTERM / Ctrl-C to the parent of a 2-process launch | the process's own handler gets the signal; its handlers are back afterwards | DIST:test_a_signal_to_the_parent_of_a_launch_reaches_its_own_handler
+sigstop-rank | wrong | slow | rank 1 of 2 stopped with SIGSTOP | WorkerError names rank 1 (its heartbeat went silent), not rank 0 that timed out | DIST:test_a_stopped_rank_is_the_rank_named
+rendezvous-interfaces | wrong | slow | single-node rendezvous store on every interface | the launching process listens on 127.0.0.1 only | DIST:test_a_single_node_launch_listens_on_the_loopback_only
+pairs-out-of-range | wrong | fast | pairs with 250 % and -5 % | DataError naming the row | DEG:test_impossible_accuracies_are_refused_naming_the_row
+stored-splits-differ | wrong | fast | `--params data.image_size=12` on stored 8x8 splits | DataError naming the key; split settings that differ recorded as `data_used.*` tags | DEG:test_data_parameters_that_disagree_with_the_stored_splits_are_refused_or_recorded
+world-size-resume | wrong | fast | WarmUp killed under 2 processes, resumed under 1 | warning; the checkpoint and summary record both worlds (`worlds`) | tests/train/test_warmup.py::test_a_warmup_resumed_under_another_world_records_both
+nan-checkpoint | wrong | fast | a diverging run, and a truncated in-progress checkpoint | no NaN checkpoint written (TrainingError); NaN or corrupt files refused with how to recover | SAVE:test_a_diverged_state_is_never_checkpointed_and_a_nan_file_is_refused_with_a_way_out
+stale-tmp | wrong | fast | 0-byte `.tmp` left by a kill during a write | removed (with the empty version folder) before the next run, under the lock | SAVE:test_temporary_files_of_killed_writes_are_removed_before_the_run
+prune-dead-lock | wrong | slow | `kedro prune --apply` after a run killed with SIGKILL | the dead run's lock is taken over (a live one still refuses) | tests/pipelines/test_logs_and_cli.py::test_prune_lists_then_removes_old_versions_and_waits_for_a_run
+empty-class-folder | wrong | fast | an empty class folder in an image tree | DataError naming the folder | DEG:test_an_empty_class_folder_is_an_error_naming_it
+empty-genotype | wrong | fast | an empty or truncated `final_genotype.json` | one line naming the file and how to fall back (no traceback) | tests/pipelines/test_logs_and_cli.py::test_an_empty_or_truncated_artifact_is_one_line_naming_its_file
+"""
 
-CASES = (
-    Case("valid-size-1.5", "`data.valid_size=1.5` (and 0, -1, 2.25)", "wrong",
-         "ConfigError before the run: neither a fraction in (0, 1) nor a whole count",
-         (DEG + "test_split_size_neither_fraction_nor_whole_count_is_refused",)),
-    Case("one-image-split", "`data.valid_size=1` or `0.001`: a valid split of 0-1 images", "wrong",
-         "DataError in data processing naming `data.valid_size`: every split needs 2 images of 2 classes",
-         (DEG + "test_a_valid_split_of_fewer_than_two_images_is_refused_naming_the_key",)),
-    Case("train-limit-5", "`data.train_limit=5` (10 classes)", "lost",
-         "DataError in data processing naming `data.train_limit`: classes without a training image",
-         (DEG + "test_a_train_limit_that_leaves_classes_untrained_is_refused_naming_the_key",)),
-    Case("version-folder", "version folder not creatable (a file or an immutable entry at `warmed_supernet.pt`)",
-         "lost", "StorageError before any node, naming `<filepath>/<version>`",
-         (SAVE + "test_preflight_checks_the_version_folder_the_save_will_write",)),
-    Case("version-folder-full", "a tiny disk mounted at the artifact's folder", "lost",
-         "StorageError before any node (free space measured in the version folder)",
-         (SAVE + "test_preflight_measures_free_space_where_the_version_folder_is",)),
-    Case("save-after-stage", "disk full when Kedro saves `warmed_supernet` after the WarmUp", "lost",
-         "the finished stage's checkpoint is kept; the same `kedro run` again saves only",
-         (SAVE + "test_a_failed_artifact_save_leaves_the_finished_stage_resumable",), slow=True),
-    Case("mlartifacts", "`mlartifacts/` not writable", "lost", "StorageError before any node",
-         (SAVE + "test_an_unwritable_mlflow_artifact_folder_fails_before_any_node",), slow=True),
-    Case("json-csv-enospc", "disk full mid-file writing `final_genotype.json` / a CSV", "lost",
-         "StorageError; no new (truncated) version, no temporary file; the previous version loads",
-         ("tests/pipelines/test_datasets.py::test_a_full_disk_mid_write_leaves_no_new_version",
-          "tests/pipelines/test_datasets.py::test_every_catalog_entry_writes_atomically")),
-    Case("sigterm-two-processes", "SIGTERM to `kedro run` during a 2-process Gloo WarmUp", "wrong",
-         "MLflow run KILLED (`interrupted by SIGTERM`), lock released",
-         ("tests/pipelines/test_run_guard.py::test_sigterm_during_a_two_process_warmup_ends_the_run_killed",),
-         slow=True),
-    Case("signal-launch-parent", "SIGTERM / Ctrl-C to the parent of a 2-process launch", "wrong",
-         "the process's own handler gets the signal; its handlers are back afterwards",
-         (DIST + "test_a_signal_to_the_parent_of_a_launch_reaches_its_own_handler",), slow=True),
-    Case("sigstop-rank", "rank 1 of 2 stopped with SIGSTOP", "wrong",
-         "WorkerError names rank 1 (its heartbeat went silent), not rank 0 that timed out",
-         (DIST + "test_a_stopped_rank_is_the_rank_named",), slow=True),
-    Case("rendezvous-interfaces", "single-node rendezvous store on every interface", "wrong",
-         "the launching process listens on 127.0.0.1 only",
-         (DIST + "test_a_single_node_launch_listens_on_the_loopback_only",), slow=True),
-    Case("pairs-out-of-range", "pairs with 250 % and -5 %", "wrong", "DataError naming the row",
-         (DEG + "test_impossible_accuracies_are_refused_naming_the_row",)),
-    Case("stored-splits-differ", "`--params data.image_size=12` on stored 8x8 splits", "wrong",
-         "DataError naming the key; split settings that differ recorded as `data_used.*` tags",
-         (DEG + "test_data_parameters_that_disagree_with_the_stored_splits_are_refused_or_recorded",)),
-    Case("world-size-resume", "WarmUp killed under 2 processes, resumed under 1", "wrong",
-         "warning; the checkpoint and summary record both worlds (`worlds`)",
-         ("tests/train/test_warmup.py::test_a_warmup_resumed_under_another_world_records_both",)),
-    Case("nan-checkpoint", "a diverging run, and a truncated in-progress checkpoint", "wrong",
-         "no NaN checkpoint written (TrainingError); NaN or corrupt files refused with how to recover",
-         (SAVE + "test_a_diverged_state_is_never_checkpointed_and_a_nan_file_is_refused_with_a_way_out",)),
-    Case("stale-tmp", "0-byte `.tmp` left by a kill during a write", "wrong",
-         "removed (with the empty version folder) before the next run, under the lock",
-         (SAVE + "test_temporary_files_of_killed_writes_are_removed_before_the_run",)),
-    Case("prune-dead-lock", "`kedro prune --apply` after a run killed with SIGKILL", "wrong",
-         "the dead run's lock is taken over (a live one still refuses)",
-         ("tests/pipelines/test_logs_and_cli.py::test_prune_lists_then_removes_old_versions_and_waits_for_a_run",),
-         slow=True),
-    Case("empty-class-folder", "an empty class folder in an image tree", "wrong", "DataError naming the folder",
-         (DEG + "test_an_empty_class_folder_is_an_error_naming_it",)),
-    Case("empty-genotype", "an empty or truncated `final_genotype.json`", "wrong",
-         "one line naming the file and how to fall back (no traceback)",
-         ("tests/pipelines/test_logs_and_cli.py::test_an_empty_or_truncated_artifact_is_one_line_naming_its_file",)),
-)
+PREFIXES = {"DEG:": "tests/test_degenerate_inputs.py::", "SAVE:": "tests/pipelines/test_save_failures.py::",
+            "DIST:": "tests/test_distributed.py::"}
+
+
+def _test_id(short: str) -> str:
+    for prefix, path in PREFIXES.items():
+        if short.startswith(prefix):
+            return path + short[len(prefix):]
+    return short
+
+
+def parse_cases(text: str) -> tuple[Case, ...]:
+    cases = []
+    for line in text.strip().splitlines():
+        key, harm, speed, fault, handling, tests = (part.strip() for part in line.split(" | "))
+        cases.append(Case(key, fault, harm, handling, tuple(_test_id(t) for t in tests.split()), speed == "slow"))
+    return tuple(cases)
+
+
+CASES = parse_cases(CASE_TABLE)
 
 
 def run_cases(cases: list[Case]) -> dict[str, bool]:
