@@ -12,7 +12,7 @@ import torch
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.errors import ConfigError, DataError
 from wpnas.pipelines.ground_truth.nodes import finetune_pairs
-from wpnas.pipelines.params import checkpoint_policy, validate_parameters
+from wpnas.pipelines.params import KEEP_FINISHED_ENV, checkpoint_policy, validate_parameters
 from wpnas.pipelines.warmup.nodes import warmup as warmup_node
 
 SPACE = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
@@ -50,14 +50,17 @@ def test_warmup_node_resumes_a_killed_run_from_the_checkpoint_folder(splits8, tm
     checkpoint, summary = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
     assert left.name == f"warmup-{checkpoint['fingerprint']['fingerprint']}.pt"
     assert summary["epochs"] == 3 and [h["epoch"] for h in checkpoint["history"]] == [1, 2, 3]
-    # the finished stage keeps its final state until Kedro has saved the artifact (StageFileHooks
-    # removes it then): a failed save is redone by running the node again, with no training
-    assert left.exists()
-    die_after_save(monkeypatch, when=lambda state: not state.get("resume_finished"), error=AssertionError)
-    again, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
-    monkeypatch.undo()
-    assert again["history"] == checkpoint["history"] and again["fingerprint"] == checkpoint["fingerprint"]
-    assert all(torch.equal(again["state_dict"][k], v) for k, v in checkpoint["state_dict"].items())
+    assert not left.exists()  # outside Kedro the finished node removes its file
+    # In a Kedro run (StageFileHooks sets KEEP_FINISHED_ENV) the finished state stays until the outputs are
+    # saved (the hook removes it then): a failed save is redone by running the node again, with no training.
+    with monkeypatch.context() as patch:
+        patch.setenv(KEEP_FINISHED_ENV, "1")
+        first, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
+        assert left.exists()
+        die_after_save(patch, when=lambda state: not state.get("resume_finished"), error=AssertionError)
+        again, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
+    assert again["history"] == first["history"] and again["fingerprint"] == first["fingerprint"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in first["state_dict"].items())
     left.unlink()
     # resume: false starts afresh; checkpoint_every: 0 writes nothing during the stage
     die_after_save(monkeypatch)  # any save would now raise
@@ -73,7 +76,7 @@ def test_ground_truth_refuses_a_supernet_warmed_on_other_splits(splits8, tmp_pat
         finetune_pairs(warmed, resized, _run(tmp_path), SPACE, gt)
     assert warmed["inputs"]["image_splits"]["fingerprint"] in str(err.value)
     assert resized.fingerprint()["fingerprint"] in str(err.value)
-    assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # refused before any fine-tuning
+    assert not (tmp_path / "checkpoints").exists() or not list((tmp_path / "checkpoints").iterdir())
 
 
 def test_an_unwritable_checkpoint_folder_fails_before_training(tmp_path):
@@ -125,8 +128,7 @@ def test_ground_truth_summary_names_what_the_pairs_came_from(splits8, tmp_path):
     assert summary["inputs"] == {"image_splits": splits8.fingerprint()["fingerprint"],
                                  "warmed_supernet": warmed["fingerprint"]["fingerprint"]}
     assert summary["pairs_fingerprint"] == pairs_fingerprint(pairs)["fingerprint"]
-    (left,) = (tmp_path / "checkpoints").glob("ground_truth-*")  # finished: kept until Kedro saved the pairs
-    assert sorted(torch.load(left, weights_only=True)["rows"]) == [0, 1]
+    assert not list((tmp_path / "checkpoints").glob("ground_truth-*"))  # finished: removed
 
 
 def test_search_refuses_pairs_fine_tuned_from_another_warmed_supernet():

@@ -1,8 +1,11 @@
 """A stage's in-progress checkpoint outlives the stage until Kedro has saved what it produced.
 
-The stages called by the nodes of :data:`~wpnas.pipelines.preflight.CHECKPOINTING_NODES`
-keep their final state in ``run.checkpoint_dir`` when they finish
-(``CheckpointPolicy.keep_finished``, set by :func:`~wpnas.pipelines.params.checkpoint_policy`).
+While a pipeline runs, the stages called by the nodes of
+:data:`~wpnas.pipelines.preflight.CHECKPOINTING_NODES` keep their final state in
+``run.checkpoint_dir`` when they finish (``CheckpointPolicy.keep_finished``, set by
+:func:`~wpnas.pipelines.params.checkpoint_policy` when this hook has set
+``KEEP_FINISHED_ENV``, which the workers a node starts inherit; a node called outside Kedro
+removes the file itself, as a library call does).
 Once the catalog has saved every output of such a node, :class:`StageFileHooks` removes the
 files of that folder written while the node ran (the project folder's lock guarantees they
 are this run's). A save that fails (a full disk, a read-only version folder) leaves them, so
@@ -54,8 +57,29 @@ class StageFileHooks:
 
     @hook_impl
     def after_context_created(self, context: Any) -> None:
+        from wpnas.pipelines.params import KEEP_FINISHED_ENV
+
         self._params = dict(context.params)
         self._nodes.clear()
+        os.environ.pop(KEEP_FINISHED_ENV, None)  # left by an interrupted session of this process
+
+    @hook_impl
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from wpnas.pipelines.params import KEEP_FINISHED_ENV
+
+        os.environ[KEEP_FINISHED_ENV] = "1"  # the stages keep their finished state; inherited by workers
+
+    @hook_impl
+    def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from wpnas.pipelines.params import KEEP_FINISHED_ENV
+
+        os.environ.pop(KEEP_FINISHED_ENV, None)
+
+    @hook_impl
+    def on_pipeline_error(self, error: Exception, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from wpnas.pipelines.params import KEEP_FINISHED_ENV
+
+        os.environ.pop(KEEP_FINISHED_ENV, None)
 
     @hook_impl
     def before_node_run(self, node: Any, **_: Any) -> None:
