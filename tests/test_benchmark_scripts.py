@@ -165,3 +165,10 @@ def test_search_seeds_table(shared_data, image_tree, tmp_path):
     assert row["selection"]["new_evaluations"] <= 10 + 10 + 4
     assert set(row["seconds"]) >= {"warmup", "ground_truth", "landmark_phase", "predictor", "search", "selection"}
     assert result["summary"]["seeds"] == [0] and row["wall_ratio"] >= 1
+
+
+def test_fault_battery_runs_its_cases_and_counts_them(tmp_path):
+    out = tmp_path / "faults.md"
+    printed = _script("faults.py", "--only", "pairs-out-of-range", "empty-class-folder", "--markdown", out)
+    assert "tried 2, handled 2, lost 0, silently wrong 0" in printed
+    assert out.read_text().count("| handled |") == 2

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
 
 import pytest
 import torch
@@ -78,6 +83,14 @@ def _squares(n: int, mode: str = "ok"):
     assert inductor.compile_threads == 1  # compile pools sized to the worker's share of the cores
     if mode == "exit" and world.rank == 1:
         os._exit(3)  # a hard crash: no Python error, the launcher must still name the rank
+    if mode == "stop" and world.rank == 1:
+        os.kill(os.getpid(), signal.SIGSTOP)  # rank 0 is left waiting in the gather below
+    if mode == "listen":  # every rank here, so none waits for the other in a collective
+        found = _listening(os.getppid()) if world.rank == 0 else None
+        distributed.barrier()
+        return found
+    if mode == "sleep":
+        time.sleep(120)
     if mode == "params":
         distributed.check_consistent({"optim.lr": 0.1 * (1 + world.rank)}, "parameters")
 
@@ -108,3 +121,103 @@ def test_a_failing_worker_fails_the_launch_with_its_rank(mode, rank, message):
         distributed.launch(_squares, (5, mode), {"nproc_per_node": 2})
     if rank is not None:
         assert info.value.rank == rank
+
+
+def _listening(pid: int) -> list[str]:
+    """The local addresses process ``pid`` listens on (TCP, from /proc)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("tcp", "tcp6"):
+        with open(f"/proc/{pid}/net/{table}") as handle:
+            for line in handle.readlines()[1:]:
+                fields = line.split()
+                if fields[3] == "0A" and fields[9] in inodes:  # state LISTEN, a socket of that process
+                    address, port = fields[1].split(":")
+                    found.append(f"{table}:{address}:{int(port, 16)}")
+    return found
+
+
+@pytest.mark.slow
+def test_a_single_node_launch_listens_on_the_loopback_only():
+    # Before: the c10d rendezvous store (and the launcher's store for the workers) listened on
+    # every interface (0.0.0.0 / ::) for a run that never leaves the machine.
+    listening = distributed.launch(_squares, (5, "listen"), {"nproc_per_node": 2, "backend": "gloo"})
+    assert listening, "the launching process listens on nothing?"
+    assert all(entry.startswith("tcp:0100007F:") for entry in listening), listening  # 127.0.0.1 only
+
+
+@pytest.mark.slow
+def test_a_stopped_rank_is_the_rank_named():
+    # Before: rank 0, left waiting for the stopped rank 1 until the timeout, was named.
+    with pytest.raises(WorkerError, match=r"worker rank 1 failed: stopped responding: no heartbeat for \d+ s "
+                                          r"\(stopped with SIGSTOP.*rank 0 gave up waiting for it") as info:
+        distributed.launch(_squares, (5, "stop"), {"nproc_per_node": 2, "backend": "gloo", "timeout_s": 6})
+    assert info.value.rank == 1
+
+
+_PARENT = textwrap.dedent("""
+    import signal, sys
+    from tests.test_distributed import _squares
+    from wpnas import distributed
+
+    class Guarded(KeyboardInterrupt):
+        pass
+
+    def guard(signum, frame):
+        print("guard got", signal.Signals(signum).name, flush=True)
+        raise Guarded()
+
+    signal.signal(signal.SIGTERM, guard)
+    signal.signal(signal.SIGINT, guard)
+    print("launching", flush=True)
+    try:
+        distributed.launch(_squares, (5, "sleep"), {"nproc_per_node": 2, "backend": "gloo"})
+    except Guarded:
+        print("interrupted; handlers back:", signal.getsignal(signal.SIGTERM) is guard,
+              signal.getsignal(signal.SIGINT) is guard, flush=True)
+        sys.exit(7)
+    except Exception as err:
+        print("failed with", type(err).__name__, err, flush=True)
+        sys.exit(1)
+""")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_to_the_parent_of_a_launch_reaches_its_own_handler(signum):
+    # Before: the launcher replaced the handlers and raised its SignalException (an Exception), so
+    # the run guard never saw the signal and the MLflow run ended FAILED; the handlers stayed replaced.
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    child = subprocess.Popen([sys.executable, "-c", _PARENT], cwd=root, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _worker_pids(child.pid):
+            time.sleep(0.2)
+        time.sleep(2.0)  # the workers are in the stage
+        child.send_signal(signum)
+        out = child.communicate(timeout=90)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 7, out[-3000:]
+    assert f"guard got {signal.Signals(signum).name}" in out
+    assert "interrupted; handlers back: True True" in out
+
+
+def _worker_pids(pid: int) -> list[int]:
+    """Child processes of ``pid`` that are spawned Python workers."""
+    try:
+        out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                             text=True).stdout
+    except OSError:
+        return []
+    return [int(line.split()[0]) for line in out.splitlines() if "multiprocessing" in line or "spawn" in line]

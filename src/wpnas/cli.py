@@ -11,6 +11,7 @@ other exception (a bug, a diverged training) keeps its full traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,28 @@ def check_run_targets(pipelines: Any, env: str | None, conf_source: str | None =
                               f"expected one of {envs}")
 
 
+def unreadable_artifact(error: BaseException) -> str | None:
+    """One line for an artifact that could not be read (an empty or truncated JSON or CSV, a
+    file cut short by an older non-atomic write), or None when ``error`` is something else."""
+    from kedro.io.core import DatasetError
+
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        cause = error.__cause__ or error.__context__
+        if isinstance(error, DatasetError) and str(error).startswith("Failed while loading data from") and (
+                isinstance(cause, (ValueError, EOFError, UnicodeDecodeError)) and not isinstance(cause, WpnasError)):
+            where = re.search(r"filepath=(?:\w*Path\()?'?([^,')]+)", str(error))
+            path = Path(where.group(1)) if where else None
+            versions = sorted(path.glob(f"*/{path.name}")) if path is not None and path.is_dir() else []
+            newest = versions[-1] if versions else path
+            return (f"DataError: artifact {str(newest)!r} cannot be read ({type(cause).__name__}: "
+                    f"{str(cause).splitlines()[0] if str(cause) else 'empty'}): it is empty or truncated. Delete that "
+                    "version folder to fall back to the one before, or load another with --load-versions")
+        error = cause
+    return None
+
+
 def _run(*args: Any, **kwargs: Any) -> Any:
     try:
         check_run_targets(kwargs.get("pipelines") or kwargs.get("pipeline"), kwargs.get("env"),
@@ -60,9 +83,13 @@ def _run(*args: Any, **kwargs: Any) -> Any:
         return kedro_run.callback(*args, **kwargs)
     except Exception as error:  # noqa: BLE001 - only user errors are shortened, the rest re-raised
         user_error = find_user_error(error)
-        if user_error is None:
+        if user_error is not None:
+            click.echo(f"{type(user_error).__name__}: {user_error}", err=True)
+            sys.exit(1)
+        unreadable = unreadable_artifact(error)
+        if unreadable is None:
             raise
-        click.echo(f"{type(user_error).__name__}: {user_error}", err=True)
+        click.echo(unreadable, err=True)
         sys.exit(1)
 
 
@@ -92,14 +119,15 @@ def prune(keep: int, env: str | None, apply_: bool) -> None:
     """List (or with --apply delete) the versions of the catalog's artifacts beyond the newest --keep."""
     from pathlib import Path
 
-    from wpnas.errors import RunConflictError
     from wpnas.io.versions import remove_versions, stale_versions
-    from wpnas.pipelines.run_guard import LOCK_FILE
+    from wpnas.pipelines.run_guard import LOCK_FILE, RunLock
 
+    lock = None
     try:
         stale = stale_versions(catalog_files(env), keep)
-        if apply_ and Path(LOCK_FILE).exists():
-            raise RunConflictError(f"a run holds this project folder ({LOCK_FILE} exists); prune when it has ended")
+        if apply_:
+            # refused while a live run holds the folder; a dead run's lock is taken over (with a warning)
+            lock = RunLock.acquire(Path(LOCK_FILE), "prune")
     except WpnasError as error:
         click.echo(f"{type(error).__name__}: {error}", err=True)
         sys.exit(1)
@@ -107,8 +135,11 @@ def prune(keep: int, env: str | None, apply_: bool) -> None:
     for item in stale:
         click.echo(f"{item.path}  {item.size_bytes / 2**20:.1f} MiB")
     verb = "removed" if apply_ else "would be removed (run again with --apply to delete)"
-    if apply_:
-        remove_versions(stale)
+    if lock is not None:
+        try:
+            remove_versions(stale)
+        finally:
+            lock.release()
     click.echo(f"{len(stale)} old version(s), {total / 2**20:.1f} MiB, {verb}; the newest {keep} of each artifact kept")
 
 

@@ -22,12 +22,17 @@ This module sits with the leaves (it imports numpy, torch, ``config`` and ``erro
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import hashlib
 import json
 import logging
 import os
+import signal
+import socket
 import sys
+import threading
+import time
 import traceback
 import uuid
 from collections.abc import Callable, Sequence
@@ -174,11 +179,37 @@ def init_from_env(cfg: DistributedConfig | dict | None, device: torch.device | s
     device = torch.device(device)
     if backend == "nccl":
         torch.cuda.set_device(device if device.index is not None else int(os.environ.get("LOCAL_RANK", 0)))
-    dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=cfg.timeout_s))
+    timeout = datetime.timedelta(seconds=cfg.timeout_s)
+    store = _launcher_store(timeout)
+    if store is None:
+        dist.init_process_group(backend=backend, timeout=timeout)
+    else:  # launched by :func:`launch`: its loopback store, not a server of our own on every interface
+        dist.init_process_group(backend=backend, timeout=timeout, store=store, rank=int(os.environ["RANK"]),
+                                world_size=int(os.environ["WORLD_SIZE"]))
     world = current()
     logger.info("distributed: rank %d of %d (local %d of %d), backend %s",
                 world.rank, world.size, world.local_rank, world.local_size, backend)
     return world
+
+
+#: ``host:port`` of the store :func:`launch` hosts on the loopback for its workers.
+STORE_ENV = "WPNAS_STORE"
+
+
+def _store_client(timeout: datetime.timedelta) -> dist.TCPStore | None:
+    address = os.environ.get(STORE_ENV)
+    if not address:
+        return None
+    host, _, port = address.rpartition(":")
+    return dist.TCPStore(host, int(port), is_master=False, timeout=timeout)
+
+
+def _launcher_store(timeout: datetime.timedelta) -> dist.Store | None:
+    """This launch's loopback store (keys under the run id), or None outside :func:`launch`."""
+    client = _store_client(timeout)
+    if client is None:
+        return None
+    return dist.PrefixStore(f"wpnas/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/pg/", client)
 
 
 def shutdown() -> None:
@@ -389,17 +420,83 @@ def _own_session() -> None:
             pass
 
 
+class Heartbeat:
+    """Each rank of a :func:`launch` stamps the time into the launch's store every ``every_s``
+    seconds from a thread of its own. A rank that stops (SIGSTOP, a hang outside Python, a
+    machine starved of CPU) stops stamping, while a rank blocked in a collective waiting for
+    it goes on: so when a collective times out, the rank to blame is the silent one, not the
+    one that gave up waiting."""
+
+    def __init__(self, rank: int, size: int, every_s: float = 1.0) -> None:
+        self.rank, self.size, self.every_s = rank, size, every_s
+        self._client = _store_client(datetime.timedelta(seconds=30))
+        self._prefix = f"wpnas/{os.environ.get('TORCHELASTIC_RUN_ID', 'run')}/alive/"
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="wpnas-heartbeat", daemon=True)
+        if self._client is not None:
+            self._client.set(self._key(rank), repr(time.time()))
+            self._thread.start()
+
+    def _key(self, rank: int) -> str:
+        return f"{self._prefix}{rank}"
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self._client.set(self._key(self.rank), repr(time.time()))
+            except Exception:  # noqa: BLE001 - the store is gone: the launch is ending
+                return
+
+    def silent(self, quiet_s: float | None = None) -> list[tuple[int, float]]:
+        """(rank, seconds since its last stamp) of the other ranks silent for over ``quiet_s``
+        (default three beats), most silent first."""
+        if self._client is None:
+            return []
+        quiet_s = 3 * self.every_s if quiet_s is None else quiet_s
+        now, found = time.time(), []
+        for rank in range(self.size):
+            if rank == self.rank:
+                continue
+            try:
+                if not self._client.check([self._key(rank)]):
+                    continue
+                age = now - float(self._client.get(self._key(rank)).decode())
+            except Exception:  # noqa: BLE001
+                continue
+            if age > quiet_s:
+                found.append((rank, age))
+        return sorted(found, key=lambda item: -item[1])
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
 @record
 def _worker(fn: Callable[..., Any], args: tuple, cfg: dict, device: str, threads: int, fingerprint_of: Any) -> Any:
-    """One rank: join the group, check everyone got the same inputs, run ``fn(*args)``."""
+    """One rank: join the group, check everyone got the same inputs, run ``fn(*args)``.
+
+    An error while another rank has gone silent (see :class:`Heartbeat`) is reported as that
+    rank's failure: this rank only timed out waiting for it."""
     _own_session()
     _set_threads(threads)
     world = init_from_env(cfg, device)
+    heartbeat = Heartbeat(world.rank, world.size) if world.active else None
     try:
         check_consistent(fingerprint_of, "inputs")
         result = fn(*args)
         return result if world.is_main else None
+    except Exception as err:
+        silent = heartbeat.silent() if heartbeat is not None else []
+        if not silent:
+            raise
+        rank, age = silent[0]
+        first = (str(err).strip().splitlines() or [""])[0][:300]
+        raise WorkerError(rank, f"stopped responding: no heartbeat for {age:.0f} s (stopped with SIGSTOP, hung, "
+                                f"or starved of CPU); rank {world.rank} gave up waiting for it "
+                                f"({type(err).__name__}: {first})") from err
     finally:
+        if heartbeat is not None:
+            heartbeat.stop()
         shutdown()
 
 
@@ -427,6 +524,7 @@ def launch(
     (default: ``cfg``) is hashed and compared across ranks before ``fn`` runs. A worker that
     raises or dies fails the call with :class:`~wpnas.errors.WorkerError` (its rank and error).
     """
+    from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
     cfg = from_dict(DistributedConfig, cfg, where="run.distributed")
@@ -434,26 +532,89 @@ def launch(
     # fail here, not in every worker: NCCL on the CPU, more NCCL ranks than GPUs
     resolve_backend(cfg.backend, device, nproc)
     threads = max(1, torch.get_num_threads() // nproc)
+    store, port = loopback_store(datetime.timedelta(seconds=cfg.timeout_s))
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
         nproc_per_node=nproc,
         run_id=f"wpnas-{uuid.uuid4().hex[:12]}",
         rdzv_backend="c10d",
-        rdzv_endpoint="localhost:0",
+        rdzv_endpoint=f"{LOOPBACK}:{port}",
+        rdzv_configs={"is_host": False},  # a client of the store above
+        local_addr=LOOPBACK,
         max_restarts=0,
         start_method="spawn",
         monitor_interval=0.1,
+        shutdown_timeout=10,  # then SIGKILL (a stopped worker ignores SIGTERM)
     )
     payload = (fn, args, _plain(cfg), str(device), threads, fingerprint_of if fingerprint_of is not None else _plain(cfg))
     logger.info("%s: starting %d workers (backend %s, %d torch thread(s) each)",
                 what, nproc, resolve_backend(cfg.backend, device, nproc), threads)
+    handlers = _signal_handlers()
+    # no second store server on every interface for the workers (the launcher's shared one):
+    # they join through the loopback store (init_from_env reads STORE_ENV)
+    env = {"TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1", STORE_ENV: f"{LOOPBACK}:{port}"}
+    saved_env = {key: os.environ.get(key) for key in env}
+    os.environ.update(env)
     try:
         results = elastic_launch(config, _worker)(*payload)
     except ChildFailedError as err:
         rank, message = _first_failure(err)
         raise WorkerError(rank, message) from None
+    except SignalException as err:
+        # The launcher replaced this process's handlers while the workers ran and turned the
+        # signal into an Exception (which a pipeline would record as a failure). The workers
+        # are stopped; give the signal to the handler the process had (e.g. the run guard's).
+        _restore_signal_handlers(handlers)
+        logger.warning("%s: received %s while the workers ran; workers stopped", what, err.sigval.name)
+        signal.raise_signal(err.sigval)
+        raise KeyboardInterrupt(f"received {err.sigval.name}") from None
+    finally:
+        _restore_signal_handlers(handlers)
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        del store
     return results[0]
+
+
+#: A single-node launch listens on the loopback only: nothing outside this machine can join.
+LOOPBACK = "127.0.0.1"
+
+#: The signals the elastic launcher takes over while its workers run (its default list).
+LAUNCHER_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT")
+                         if hasattr(signal, name))
+
+
+def loopback_store(timeout: datetime.timedelta) -> tuple[dist.TCPStore, int]:
+    """A TCPStore server listening on 127.0.0.1 only (TCPStore itself binds every interface,
+    whatever host it is given), on a free port; (store, port)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((LOOPBACK, 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
+        store = dist.TCPStore(LOOPBACK, port, is_master=True, multi_tenant=True, wait_for_workers=False,
+                              timeout=timeout, master_listen_fd=sock.detach())
+    finally:
+        sock.close()
+    return store, port
+
+
+def _signal_handlers() -> dict[int, Any]:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {signum: signal.getsignal(signum) for signum in LAUNCHER_SIGNALS}
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    for signum, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, cannot be put back
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, handler)
 
 
 def _plain(cfg: DistributedConfig) -> dict[str, Any]:

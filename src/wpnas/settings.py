@@ -13,6 +13,7 @@ quiet_known_warnings()  # before the hooks import kedro-mlflow (and MLflow)
 from wpnas.pipelines.distributed_hooks import DistributedHooks, DistributedParamsHook  # noqa: E402
 from wpnas.pipelines.hooks import SummaryHooks, TrackingHooks, ValidationHooks  # noqa: E402
 from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks  # noqa: E402
+from wpnas.pipelines.stage_files import StageFileHooks  # noqa: E402
 
 # Project hooks run after kedro-mlflow's (which are registered later, and pluggy is LIFO):
 # the MLflow run is already open when TrackingHooks logs parameters and tags.
@@ -20,8 +21,9 @@ from wpnas.pipelines.run_guard import RunLockHooks, RunStatusHooks  # noqa: E402
 # bad parameters fail before the run takes the folder's lock.
 # DistributedHooks: rank-0-only artifacts and MLflow when torchrun starts the whole run
 # (only rank 0 takes the folder's lock).
+# StageFileHooks: a stage's in-progress checkpoint is removed only once its node's outputs are saved.
 HOOKS = (RunLockHooks(), RunStatusHooks(), ValidationHooks(), TrackingHooks(), DistributedHooks(),
-         DistributedParamsHook(), SummaryHooks())
+         DistributedParamsHook(), SummaryHooks(), StageFileHooks())
 
 CONFIG_LOADER_ARGS = {
     "base_env": "base",

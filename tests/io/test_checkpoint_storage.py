@@ -38,7 +38,7 @@ def test_short_write_from_torch_is_blamed_on_the_full_disk(tmp_path, monkeypatch
     """torch reports a full disk as 'inline_container.cc ... unexpected pos'."""
     path = tmp_path / "searched_supernet.pt"
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: usage._replace(free=0))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=0))
 
     def short_write(obj, handle):
         raise RuntimeError("[enforce fail at inline_container.cc:626] . unexpected pos 64 vs 0")
@@ -78,15 +78,18 @@ def test_read_only_output_folder_is_not_writable(tmp_path):
         folder.chmod(0o755)
 
 
-def test_output_check_creates_the_folder_and_leaves_no_probe(tmp_path):
+def test_output_check_probes_the_folder_and_leaves_nothing_behind(tmp_path):
     target = tmp_path / "new" / "deeper" / "a.pt"
+    check_output_location(target, 1, "output 'a'")
+    assert not (tmp_path / "new").exists()  # no empty (version) folder left by the check
+    target.parent.mkdir(parents=True)
     check_output_location(target, 1, "output 'a'")
     assert target.parent.is_dir() and list(target.parent.iterdir()) == []
 
 
 def test_too_little_room_names_needed_and_free(tmp_path, monkeypatch):
     usage = shutil.disk_usage(tmp_path)
-    monkeypatch.setattr(checkpoints.shutil, "disk_usage", lambda p: usage._replace(free=3 * 2**20))
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=3 * 2**20))
     with pytest.raises(StorageError, match=r"output 'big'.* needs about 5\.0 MiB, only 3\.0 MiB free"):
         check_output_location(tmp_path / "big.pt", 5 * 2**20, "output 'big'")
     # Each fits alone, not together on one disk.

@@ -1,7 +1,9 @@
 """What a run prints: catalog chatter at DEBUG, known library warnings hidden, user errors in one line."""
 
+import json
 import logging
 import os
+import socket
 import subprocess
 import sys
 import warnings
@@ -58,6 +60,29 @@ def test_user_error_is_found_behind_a_wrapper():
     assert isinstance(find_user_error(ConfigError("x")), ConfigError)
 
 
+@pytest.mark.parametrize("content", [b"", b'{"arch": "|nor_conv_3x3~0|+|'])
+def test_an_empty_or_truncated_artifact_is_one_line_naming_its_file(tmp_path, content):
+    # Before: a Kedro traceback ending in "Expecting value: line 1 column 1"
+    from kedro.io import DataCatalog
+    from kedro.io.core import DatasetError
+
+    from wpnas.cli import unreadable_artifact
+
+    path = tmp_path / "final_genotype.json"
+    (path / "2026-01-01T00.00.00.000Z").mkdir(parents=True)
+    (path / "2026-01-01T00.00.00.000Z" / "final_genotype.json").write_bytes(content)
+    config = {"final_genotype": {"type": "wpnas.pipelines.datasets.VersionedArtifactDataset", "versioned": True,
+                                 "dataset": {"type": "json.JSONDataset", "filepath": str(path)}}}
+    with pytest.raises(DatasetError) as info:
+        DataCatalog.from_config(config).load("final_genotype")
+    line = unreadable_artifact(info.value)
+    assert line is not None and "\n" not in line
+    assert line.startswith(f"DataError: artifact '{path}/2026-01-01T00.00.00.000Z/final_genotype.json' cannot be "
+                           "read (JSONDecodeError: ")
+    assert "empty or truncated" in line and "--load-versions" in line
+    assert unreadable_artifact(RuntimeError("a bug")) is None
+
+
 @pytest.mark.slow
 def test_parameter_typo_prints_one_line_and_fails(kedro_project):
     kedro = Path(sys.executable).with_name("kedro")
@@ -89,15 +114,24 @@ def test_prune_lists_then_removes_old_versions_and_waits_for_a_run(kedro_project
     assert listed.returncode == 0, listed.stderr[-2000:]
     assert f"warmed_supernet.pt/{old}" in listed.stdout and "would be removed" in listed.stdout
     assert (artifact / old).is_dir()  # only listed
-    (kedro_project / "data" / ".wpnas-run.lock").write_text("{}")
+    lock = kedro_project / "data" / ".wpnas-run.lock"
+
+    def hold(pid):
+        lock.write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "pid_start": None,
+                                    "started": "2026-01-02T03:04:05+00:00", "pipeline": "search"}))
+
+    hold(os.getpid())  # a live run
     busy = prune("--apply")
-    assert busy.returncode == 1 and "RunConflictError: a run holds this project folder" in busy.stderr
+    assert busy.returncode == 1 and "RunConflictError: another wpnas run holds this project folder" in busy.stderr
     assert (artifact / old).is_dir()
-    (kedro_project / "data" / ".wpnas-run.lock").unlink()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    hold(dead.pid)  # a run killed with SIGKILL left its lock (before: prune refused until it was deleted by hand)
     done = prune("--apply")
     assert done.returncode == 0, done.stderr[-2000:]
     assert "1 old version(s)" in done.stdout and "removed" in done.stdout
     assert sorted(p.name for p in artifact.iterdir()) == [new]
+    assert not lock.exists()  # taken over, then released
 
 
 @pytest.mark.slow

@@ -122,10 +122,11 @@ def test_lock_is_exclusive_and_a_dead_holder_is_replaced_with_a_warning(tmp_path
 # ---------------------------------------------------------------------------------- MLflow status
 
 
-def _start_long_run(project: Path, uri: str) -> subprocess.Popen:
+def _start_long_run(project: Path, uri: str, extra: str = "") -> subprocess.Popen:
     """`kedro run` of data processing + a warm-up far too long to finish."""
     kedro = Path(sys.executable).with_name("kedro")
     params = "data.image_size=8,data.train_limit=300,warmup.epochs=100000,warmup.batch_size=32,warmup.probe_every=1000"
+    params += extra
     return subprocess.Popen([str(kedro), "run", "--pipelines=search", "--params", params], cwd=project,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1", MLFLOW_TRACKING_URI=uri))
@@ -168,6 +169,38 @@ def test_sigterm_and_ctrl_c_end_the_run_killed_and_free_the_folder(kedro_project
         assert run.info.status == "KILLED", outputs[signum][-3000:]
         assert run.data.tags[TAG_END_REASON] == f"interrupted by {signal.Signals(signum).name}"
         assert not (project / LOCK_FILE).exists()
+
+
+@pytest.mark.slow
+def test_sigterm_during_a_two_process_warmup_ends_the_run_killed(kedro_project):
+    """Issue 23: the elastic launcher replaced the signal handlers while its workers ran, and its
+    SignalException (an Exception) ended the run FAILED."""
+    uri = f"sqlite:///{kedro_project / 'mlflow.db'}"
+    child = _start_long_run(kedro_project, uri, ",run.distributed.nproc_per_node=2,run.distributed.backend=gloo")
+    try:
+        run_id = _wait_for_run(child, kedro_project / LOCK_FILE)
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and not _spawned_workers(child.pid):
+            time.sleep(0.5)
+        assert _spawned_workers(child.pid), "the warm-up never started its workers"
+        time.sleep(3.0)
+        child.send_signal(signal.SIGTERM)
+        output = child.communicate(timeout=180)[0]
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode != 0
+    run = mlflow.tracking.MlflowClient(tracking_uri=uri).get_run(run_id)
+    assert run.info.status == "KILLED", output[-3000:]
+    assert run.data.tags[TAG_END_REASON] == "interrupted by SIGTERM"
+    assert not (kedro_project / LOCK_FILE).exists()
+
+
+def _spawned_workers(pid: int) -> list[str]:
+    out = subprocess.run(["ps", "-ww", "-o", "pid=,args=", "--ppid", str(pid)], capture_output=True,
+                         text=True).stdout
+    return [line for line in out.splitlines() if "spawn_main" in line]
 
 
 # ---------------------------------------------------------------------------------- output locations

@@ -144,9 +144,13 @@ def test_search_pipeline_end_to_end(kedro_project, space_name):
 
     # Stale inputs (issue 12): the splits remade at another image size, then the search alone.
     # The SuperNet was warmed on 8x8 images: the search stops and names both fingerprints.
-    run_kedro(kedro_project, "data_processing", params=dict(params, **{"data.image_size": 6}))
-    with pytest.raises(DataError, match=r"input_shape: \[1,6,6\] != \[1,8,8\]") as err:
+    # (With data.image_size still 8 the search refuses the 6x6 splits themselves, issue 23.)
+    resized = dict(params, **{"data.image_size": 6})
+    run_kedro(kedro_project, "data_processing", params=resized)
+    with pytest.raises(DataError, match=r"data.image_size = 8, the stored splits hold 6x6 images"):
         run_kedro(kedro_project, "wpnas_search", params=dict(params, **NO_PAIRS))
+    with pytest.raises(DataError, match=r"input_shape: \[1,6,6\] != \[1,8,8\]") as err:
+        run_kedro(kedro_project, "wpnas_search", params=dict(resized, **NO_PAIRS))
     recorded = load_checkpoint(latest(warmed_path))["inputs"]["image_splits"]["fingerprint"]
     assert recorded in str(err.value) and len(versions(searched_path)) == 3
 

@@ -7,11 +7,12 @@ from pathlib import Path
 
 from tests.conftest import die_after_save
 import pytest
+import torch
 
 from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.errors import ConfigError, DataError
 from wpnas.pipelines.ground_truth.nodes import finetune_pairs
-from wpnas.pipelines.params import checkpoint_policy, validate_parameters
+from wpnas.pipelines.params import KEEP_FINISHED_ENV, checkpoint_policy, validate_parameters
 from wpnas.pipelines.warmup.nodes import warmup as warmup_node
 
 SPACE = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
@@ -49,7 +50,18 @@ def test_warmup_node_resumes_a_killed_run_from_the_checkpoint_folder(splits8, tm
     checkpoint, summary = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
     assert left.name == f"warmup-{checkpoint['fingerprint']['fingerprint']}.pt"
     assert summary["epochs"] == 3 and [h["epoch"] for h in checkpoint["history"]] == [1, 2, 3]
-    assert not left.exists()
+    assert not left.exists()  # outside Kedro the finished node removes its file
+    # In a Kedro run (StageFileHooks sets KEEP_FINISHED_ENV) the finished state stays until the outputs are
+    # saved (the hook removes it then): a failed save is redone by running the node again, with no training.
+    with monkeypatch.context() as patch:
+        patch.setenv(KEEP_FINISHED_ENV, "1")
+        first, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
+        assert left.exists()
+        die_after_save(patch, when=lambda state: not state.get("resume_finished"), error=AssertionError)
+        again, _ = warmup_node(splits8, _run(tmp_path), SPACE, WARMUP)
+    assert again["history"] == first["history"] and again["fingerprint"] == first["fingerprint"]
+    assert all(torch.equal(again["state_dict"][k], v) for k, v in first["state_dict"].items())
+    left.unlink()
     # resume: false starts afresh; checkpoint_every: 0 writes nothing during the stage
     die_after_save(monkeypatch)  # any save would now raise
     checkpoint, _ = warmup_node(splits8, _run(tmp_path), SPACE, {**WARMUP, "checkpoint_every": 0, "resume": False})

@@ -119,7 +119,8 @@ def test_killed_and_resumed_warmup_is_bit_identical(tiny_splits, tmp_path, monke
     assert resumed["fingerprint"] == straight["fingerprint"]
 
 
-def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_path, monkeypatch):
+def _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch):
+    """A 3-epoch warm-up killed after its first in-progress checkpoint; (space, policy)."""
     from wpnas.io.stage_checkpoint import CheckpointPolicy
 
     space = get_space("nats_tss", C=4, N=1)
@@ -128,6 +129,13 @@ def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_p
     with pytest.raises(_Killed):
         warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
     monkeypatch.undo()
+    return space, policy
+
+
+def test_in_progress_checkpoint_of_other_settings_is_not_used(tiny_splits, tmp_path, monkeypatch):
+    from wpnas.io.stage_checkpoint import CheckpointPolicy
+
+    space, policy = _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch)
     # another total (another schedule) or seed is another fingerprint: starts afresh, leaves the file alone
     other = warmup_supernet(space, tiny_splits, _cfg(2), torch.device("cpu"), seed=3, checkpoint=policy)
     assert [h["epoch"] for h in other["history"]] == [1, 2]
@@ -164,3 +172,22 @@ def test_extending_a_finished_warmup_is_a_new_schedule_stated_in_the_log(tiny_sp
     assert lrs[2] == pytest.approx(cosine(3 * steps)) and lrs[3] == pytest.approx(cosine(4 * steps))
     # the first step of the extension runs on the new schedule (0.055 here), not the old run's final 0.01
     assert step_lrs[0] == pytest.approx(cosine(2 * steps)) and step_lrs[0] > 0.05
+
+
+def test_a_warmup_resumed_under_another_world_records_both(tiny_splits, tmp_path, monkeypatch, caplog):
+    # Before: a WarmUp killed under 2 processes resumed silently under 1 and recorded world size 1.
+    import logging
+
+    space, policy = _killed_after_epoch_1(tiny_splits, tmp_path, monkeypatch)
+    (path,) = (tmp_path / "ck").glob("warmup-*.pt")
+    state = load_checkpoint(path)  # as the 2-process run would have written it (no "worlds": an older file)
+    state["world"] = {"size": 2, "backend": "gloo"}
+    state.pop("worlds", None)
+    save_checkpoint(state, path)
+    with caplog.at_level(logging.WARNING, logger="wpnas.train.warmup"):
+        resumed = warmup_supernet(space, tiny_splits, _cfg(3), torch.device("cpu"), seed=3, checkpoint=policy)
+    assert resumed["worlds"] == [{"size": 2, "backend": "gloo", "from_epoch": 0},
+                                 {"size": 1, "backend": "none", "from_epoch": 1}]
+    assert resumed["world"] == {"size": 1, "backend": "none"}
+    assert any("epochs 1-1 ran on 2 process(es) (gloo), the rest run on 1 (none)" in r.getMessage()
+               for r in caplog.records)

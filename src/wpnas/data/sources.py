@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wpnas.data.splits import ImageSplits, channel_stats, resolve_count, stratified_holdout
+from wpnas.data.splits import ImageSplits, channel_stats, check_split_size, resolve_count, stratified_holdout
 from wpnas.errors import ConfigError, DataError
 from wpnas.progress import Progress
 from wpnas.seeds import stream_seed
@@ -52,9 +52,7 @@ class DataConfig:
         if self.image_size is not None and self.image_size < 4:
             raise ConfigError(f"data.image_size: {self.image_size} is too small; expected >= 4 or null")
         for name in ("valid_size", "test_size"):
-            value = getattr(self, name)
-            if value < 0:
-                raise ConfigError(f"data.{name}: {value} must be >= 0 (a fraction in (0, 1) or a count)")
+            check_split_size(getattr(self, name), f"data.{name}")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -137,22 +135,84 @@ def _describe_source(cfg: DataConfig) -> str:
     return f"data.source {cfg.source!r}" + (f" at {cfg.root!r}" if cfg.source == "image_folder" else "")
 
 
-def check_classes(cfg: DataConfig, classes: list[str], labels: dict[str, torch.Tensor]) -> None:
-    """A classifier needs two classes: in the source, and in every split of two or more images.
+#: Fewest images a split may hold: two, of two classes (one image scores 0 or 100 %, one class
+#: trains to loss 0, and neither ranks architectures).
+MIN_SPLIT_IMAGES = 2
 
-    One class trains to loss 0 and 100 % accuracy, and every architecture ranks alike."""
+
+def split_size_keys(cfg: DataConfig) -> dict[str, str]:
+    """The setting that decides each split's size (named when a split is too small)."""
+    return {
+        "train": "data.train_limit" if cfg.train_limit is not None else "data.valid_size",
+        "valid": "data.valid_size",
+        "test": "data.test_limit" if cfg.test_limit is not None else "data.test_size",
+    }
+
+
+def check_classes(cfg: DataConfig, classes: list[str], labels: dict[str, torch.Tensor]) -> None:
+    """What a search needs of the splits, checked before any training, each failure naming its key:
+
+    - two classes in the source (one trains to loss 0 and 100 % accuracy, and every
+      architecture ranks alike);
+    - every split at least :data:`MIN_SPLIT_IMAGES` images of two classes or more;
+    - every class of the source at least one training image (a class never trained on is
+      guessed, and its accuracy says nothing about an architecture).
+    """
     if len(classes) < 2:
         found = f"only one class, {classes[0]!r}" if classes else "no class"
         raise DataError(f"{_describe_source(cfg)} has {found}; classification needs at least 2 classes "
                         "(one sub-folder per class for an image folder)")
+    keys = split_size_keys(cfg)
     for split, y in labels.items():
+        key = keys[split]
         present = torch.unique(y)
-        if y.numel() >= 2 and present.numel() == 1:
+        if y.numel() < MIN_SPLIT_IMAGES:
+            raise DataError(
+                f"{key} = {getattr(cfg, key.split('.')[1])!r} leaves the {split} split of {_describe_source(cfg)} "
+                f"{y.numel()} image(s); every split needs at least {MIN_SPLIT_IMAGES} images of 2 classes or more"
+            )
+        if present.numel() == 1:
             raise DataError(
                 f"{_describe_source(cfg)}: the {split} split holds a single class, {classes[int(present[0])]!r} "
                 f"({y.numel()} images); classification needs at least 2 classes per split (check the class "
-                "folders, data.train_limit / data.test_limit and data.valid_size)"
+                f"folders and {key})"
             )
+    if "train" not in labels:
+        return
+    counts = torch.bincount(labels["train"], minlength=len(classes))
+    absent = [classes[i] for i in torch.nonzero(counts == 0).flatten().tolist()]
+    if absent:
+        key = keys["train"]
+        raise DataError(
+            f"{key} = {getattr(cfg, key.split('.')[1])!r} leaves {len(absent)} of the {len(classes)} classes of "
+            f"{_describe_source(cfg)} without a training image ({', '.join(map(repr, absent[:5]))}"
+            f"{', ...' if len(absent) > 5 else ''}); every class needs at least 1 image in the train split "
+            f"({int(counts.sum())} images now)"
+        )
+
+
+def compare_stored_splits(cfg: DataConfig, splits: ImageSplits) -> tuple[list[str], dict[str, object]]:
+    """How the ``data`` settings of a run disagree with stored image splits it reads (a stage run
+    on its own reads the splits an earlier ``data_processing`` run made).
+
+    Returns (refusals, used): a disagreement in the images themselves (source, size, folder) is a
+    refusal, the stage would train on other images than its parameters (and MLflow) say; one in
+    how they were split (``valid_size``, ``seed``) is returned in ``used`` (key: the value the
+    splits were made with), to be recorded as what was actually used."""
+    refusals: list[str] = []
+    used: dict[str, object] = {}
+    shape = "x".join(str(s) for s in splits.input_shape[1:])
+    if splits.source != cfg.source:
+        refusals.append(f"data.source = {cfg.source!r}, the stored splits hold {splits.source!r} images")
+    if cfg.image_size is not None and tuple(splits.input_shape[1:]) != (cfg.image_size, cfg.image_size):
+        refusals.append(f"data.image_size = {cfg.image_size}, the stored splits hold {shape} images")
+    meta = splits.meta or {}
+    if cfg.source == "image_folder" and splits.source == cfg.source and "root" in meta and meta["root"] != cfg.root:
+        refusals.append(f"data.root = {cfg.root!r}, the stored splits come from {meta['root']!r}")
+    for key in ("valid_size", "seed"):
+        if key in meta and meta[key] != getattr(cfg, key):
+            used[f"data.{key}"] = meta[key]
+    return refusals, used
 
 
 def resize_uint8(images: torch.Tensor, size: int, chunk: int = 2048) -> torch.Tensor:
@@ -230,9 +290,15 @@ def list_class_tree(root: Path) -> dict[str, list[Path]]:
         files = sorted(
             p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")
         )
-        if files:
-            tree[folder.name] = files
-    return tree
+        tree[folder.name] = files
+    empty = [name for name, files in tree.items() if not files]
+    if empty and len(empty) < len(tree):
+        # dropping it would silently change the class count (and every label after it)
+        raise DataError(
+            f"image folder {str(root)!r}: class folder(s) {empty[:5]} hold no image (extensions "
+            f"{list(IMAGE_EXTENSIONS)}); add images or remove the folder(s)"
+        )
+    return {name: files for name, files in tree.items() if files}
 
 
 def _decode_all(paths: list[Path], size: int | None) -> torch.Tensor:

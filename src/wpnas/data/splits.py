@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from wpnas.config import fraction_or_count
-from wpnas.errors import DataError
+from wpnas.errors import ConfigError, DataError
 from wpnas.fingerprint import record
 
 SPLITS = ("train", "valid", "test")
@@ -132,10 +132,17 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
     return tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
 
+def check_split_size(value: float | int, key: str) -> None:
+    """A split size is a fraction in (0, 1) or a whole count >= 1: 1.5 or 0 is neither."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
+        0 < value < 1 or (value >= 1 and float(value).is_integer())
+    ):
+        raise ConfigError(f"{key}: {value!r} is neither a fraction in (0, 1) nor a whole count of images >= 1")
+
+
 def resolve_count(size: float | int, total: int, what: str) -> int:
-    """A split size given as a fraction in (0, 1) or as a count >= 1."""
-    if isinstance(size, bool) or size < 0:
-        raise DataError(f"{what}: {size!r} must be a fraction in (0, 1) or a count >= 1")
+    """A split size given as a fraction in (0, 1) or as a whole count >= 1."""
+    check_split_size(size, what)
     count = fraction_or_count(size, total)
     if count >= total:
         raise DataError(f"{what}: {size!r} would leave no training images (only {total} available)")

@@ -232,7 +232,7 @@ class _Finished:
 
     def close(self) -> None:
         if self.store is not None and self.writes:
-            self.store.remove()
+            self.store.finish({"done": self.done})
 
 
 def _plain(value: Any) -> Any:

@@ -1,5 +1,6 @@
-"""Artifact files: atomic, device-portable torch checkpoints."""
+"""Artifact files: one atomic write for every file, device-portable torch checkpoints."""
 
-from wpnas.io.checkpoints import atomic_write, load_checkpoint, save_checkpoint
+from wpnas.io.atomic import atomic_write
+from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 
 __all__ = ["atomic_write", "load_checkpoint", "save_checkpoint"]

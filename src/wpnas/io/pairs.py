@@ -1,9 +1,10 @@
 """(architecture, accuracy) pairs: the one check shared by every stage that reads them
 (predictor training, landmark regularisation, ranking against ground truth).
 
-Accuracies are percent (0-100). Pairs whose accuracies are all <= 1.0 look like fractions
-and are refused unless the reading stage's ``accuracy_scale`` says ``fraction`` (they are
-then converted to percent) or ``percent`` (taken as they are)."""
+Accuracies are percent, in [0, 100]; a value outside is refused, naming its row. Pairs
+whose accuracies are all <= 1.0 look like fractions and are refused unless the reading
+stage's ``accuracy_scale`` says ``fraction`` (they are then converted to percent) or
+``percent`` (taken as they are)."""
 
 from __future__ import annotations
 
@@ -30,14 +31,15 @@ def to_percent(acc: np.ndarray, accuracy_scale: str | None, what: str, scale_key
     key = scale_key or "accuracy_scale"
     if accuracy_scale not in (None, *ACCURACY_SCALES):
         raise ConfigError(f"{key}: {accuracy_scale!r} is not one of {list(ACCURACY_SCALES)} or null")
-    if accuracy_scale == "percent" or acc.size == 0:
+    if acc.size == 0:
         return acc
-    low, high = float(acc.min()), float(acc.max())
     if accuracy_scale == "fraction":
-        if low < 0.0 or high > 1.0:
-            raise DataError(f"{what}: {key} is 'fraction' but the accuracies span [{low:g}, {high:g}]; "
-                            "fractions lie in [0, 1]")
+        _check_range(acc, 1.0, what, f"{key} is 'fraction', so every accuracy must lie in [0, 1]")
         return acc * 100.0
+    _check_range(acc, 100.0, what, "accuracies are percent and must lie in [0, 100]")
+    if accuracy_scale == "percent":
+        return acc
+    high = float(acc.max())
     if high <= 1.0:
         where = key if scale_key else _SCALE_HINT
         raise DataError(
@@ -46,6 +48,16 @@ def to_percent(acc: np.ndarray, accuracy_scale: str | None, what: str, scale_key
             "converts them, 'percent' takes them as they are"
         )
     return acc
+
+
+def _check_range(acc: np.ndarray, top: float, what: str, rule: str) -> None:
+    """Refuse an accuracy outside [0, ``top``], naming the first such row (an impossible accuracy
+    would otherwise train a predictor or rank a SuperNet without complaint)."""
+    bad = np.flatnonzero((acc < 0.0) | (acc > top))
+    if bad.size:
+        low, high = float(acc.min()), float(acc.max())
+        raise DataError(f"{what}: accuracy {float(acc[bad[0]]):g} of row {int(bad[0])} is impossible: {rule} "
+                        f"({bad.size} row(s) outside, span [{low:g}, {high:g}])")
 
 
 def check_pairs(space: SearchSpace, archs: Sequence[Any], accuracies: Sequence[float], min_pairs: int = 2,

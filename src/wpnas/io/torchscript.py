@@ -20,7 +20,7 @@ from typing import Any
 import torch
 
 from wpnas.errors import CheckpointError
-from wpnas.io.checkpoints import atomic_write
+from wpnas.io.atomic import atomic_write
 
 #: Name of the JSON extra file that carries the metadata.
 METADATA_FILE = "wpnas_model.json"
@@ -39,7 +39,7 @@ def save_torchscript(export: TorchScriptExport, path: str | Path) -> None:
     if export.module is None:
         raise CheckpointError(f"nothing to write to {str(path)!r}: the export holds no module")
     extra = {METADATA_FILE: json.dumps(export.metadata, sort_keys=True)}
-    with atomic_write(path) as handle, warnings.catch_warnings():
+    with atomic_write(path, what="TorchScript file") as handle, warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*torch\.jit\.save.* is deprecated", category=FutureWarning)
         torch.jit.save(export.module, handle, _extra_files=extra)
 

@@ -3,7 +3,7 @@
 The file logic lives in :mod:`wpnas.io.checkpoints` and :mod:`wpnas.io.torchscript` (plain
 library); these classes only adapt it to Kedro's catalog (paths, versioning,
 ``exists``/``describe``). :class:`VersionedArtifactDataset` makes kedro-mlflow's report
-wrapper versionable.
+wrapper versionable, and its writes atomic (:class:`AtomicLocalFileSystem`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from kedro_mlflow.io.artifacts import MlflowArtifactDataset
 
 from wpnas.errors import CheckpointError
+from wpnas.io.atomic import atomic_write
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.io.torchscript import TorchScriptExport, load_torchscript, save_torchscript
 
@@ -92,6 +93,36 @@ class TorchScriptDataset(_LocalFileDataset):
         save_torchscript(data, str(self._get_save_path()))
 
 
+class AtomicLocalFileSystem:
+    """A local fsspec filesystem whose writes go through :func:`wpnas.io.atomic.atomic_write`.
+
+    Kedro's file datasets (JSON, CSV, Matplotlib, text) write with
+    ``with self._fs.open(path, mode="w...") as f``; given this proxy as their ``_fs``, every
+    such write lands in a temporary file that becomes ``path`` only once complete, so a full
+    disk or a kill leaves no truncated file (and no new version) behind. Everything else is
+    the wrapped filesystem's."""
+
+    def __init__(self, fs: Any) -> None:
+        self._wrapped_fs = fs
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "w" not in mode and "x" not in mode:
+            return self._wrapped_fs.open(path, mode=mode, **kwargs)
+        return atomic_write(path, mode, what="artifact", **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._wrapped_fs, name)
+
+
+def make_writes_atomic(dataset: Any) -> Any:
+    """Give a local file dataset (one with an fsspec ``_fs`` on the local protocol) atomic writes."""
+    fs = getattr(dataset, "_fs", None)
+    if fs is not None and not isinstance(fs, AtomicLocalFileSystem) and getattr(
+            dataset, "_protocol", "file") in ("file", "local"):
+        dataset._fs = AtomicLocalFileSystem(fs)
+    return dataset
+
+
 class VersionedArtifactDataset(MlflowArtifactDataset):
     """kedro-mlflow's ``MlflowArtifactDataset`` that takes part in Kedro's catalog versioning.
 
@@ -133,4 +164,4 @@ class VersionedArtifactDataset(MlflowArtifactDataset):
             # the wrapped dataset made up its own save version; use the catalog's (one per run)
             instance._version = version
             instance._clear_version_cache()
-        return instance
+        return make_writes_atomic(instance)

@@ -130,6 +130,37 @@ class ValidationHooks:
             self._splits_shown = True
             logger.info("image_splits: %s", ImageSplits.coerce(data).summary())
 
+    @hook_impl
+    def after_dataset_loaded(self, dataset_name: str, data: Any, node: Any) -> None:
+        """Stored image splits read by a stage must be the ones its ``data`` parameters describe."""
+        if dataset_name == "image_splits":
+            check_stored_splits(self._params.get("data"), data)
+
+
+def check_stored_splits(data_section: Any, stored: Any) -> None:
+    """Refuse ``data`` parameters that disagree with the images of the stored splits (one line,
+    naming the keys); record split settings that disagree as what was actually used."""
+    from wpnas.data.splits import ImageSplits
+    from wpnas.data.sources import compare_stored_splits
+    from wpnas.errors import DataError
+    from wpnas.pipelines.params import data_config
+
+    try:
+        splits = ImageSplits.coerce(stored)
+    except Exception:  # noqa: BLE001 - not splits at all: the node that reads them says so
+        return
+    refusals, used = compare_stored_splits(data_config(data_section), splits)
+    if refusals:
+        raise DataError(
+            f"image_splits: the stored splits disagree with this run's parameters ({'; '.join(refusals)}): the "
+            "stage would train on the stored images while MLflow records these parameters. Run the data_processing "
+            "pipeline with them first, or leave them out of --params"
+        )
+    if used:
+        logger.warning("image_splits: the stored splits were made with %s (the parameters say otherwise); "
+                       "recorded as MLflow tags data_used.*", ", ".join(f"{k} = {v!r}" for k, v in used.items()))
+        tracking.set_tags({f"data_used.{k.split('.', 1)[1]}": str(v) for k, v in used.items()})
+
 
 class TrackingHooks:
     """Point kedro-mlflow at the project's SQLite store and log params + tags per run."""

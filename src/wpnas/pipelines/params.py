@@ -50,13 +50,20 @@ def _without_checkpoint_keys(section: Any) -> dict[str, Any]:
     return {k: v for k, v in dict(section or {}).items() if k not in CHECKPOINT_KEYS}
 
 
+#: Set (to "1") by ``StageFileHooks`` while a Kedro pipeline runs, and inherited by the workers a
+#: node starts: a finished stage then keeps its in-progress checkpoint until the catalog has
+#: saved the node's outputs (the hook removes it). A node called outside Kedro removes it itself.
+KEEP_FINISHED_ENV = "WPNAS_KEEP_FINISHED_STAGES"
+
+
 def checkpoint_policy(section: Any, run: Any, stage: str) -> CheckpointPolicy:
     """``<stage>.checkpoint_every`` (default 1; 0 = none during the stage) and ``<stage>.resume``
     (default true), in ``run.checkpoint_dir``."""
     settings = dict(section or {})
     try:
         return CheckpointPolicy(every=settings.get("checkpoint_every", 1), resume=settings.get("resume", True),
-                                folder=run_config(run).checkpoint_dir)
+                                folder=run_config(run).checkpoint_dir,
+                                keep_finished=os.environ.get(KEEP_FINISHED_ENV) == "1")
     except ConfigError as err:  # the policy names the setting; the message names its full key
         raise ConfigError(qualify(str(err), stage, CHECKPOINT_KEYS)) from None
 

@@ -3,6 +3,9 @@
 A save that fails after hours of training loses the hours. Each file output of the
 pipeline (catalog datasets with a local ``filepath``) must have a folder that can be
 created and written (probed with a real file), and each disk room for what will land on it.
+For a versioned dataset that folder is the version folder the save will write
+(``<filepath>/<save version>/``), not ``<filepath>``'s parent. Temporary files left by a
+write that was killed are removed from the output folders first.
 
 Expected sizes (conservative, documented in the README):
 
@@ -19,6 +22,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from wpnas.io.atomic import remove_stale_temporaries
 from wpnas.io.checkpoints import check_output_locations
 
 logger = logging.getLogger(__name__)
@@ -38,6 +42,19 @@ def dataset_filepath(dataset: Any) -> Path | None:
     if protocol not in (None, "file", "local"):
         return None
     return Path(str(path))
+
+
+def dataset_save_path(dataset: Any) -> Path | None:
+    """The exact local file a catalog dataset's next save writes: for a versioned dataset
+    ``<filepath>/<save version>/<name>``, whose folder may be another mount, or not creatable
+    (a file, an immutable folder) where ``<filepath>``'s parent is fine."""
+    base = dataset_filepath(dataset)
+    if base is None or getattr(dataset, "_version", None) is None:
+        return base
+    try:
+        return Path(str(dataset._get_save_path()))
+    except Exception:  # noqa: BLE001 - e.g. that version exists already: Kedro's save will say so
+        return base
 
 
 def supernet_checkpoint_bytes(params: dict[str, Any]) -> int:
@@ -80,7 +97,8 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
 
 
 #: node -> the stage whose in-progress checkpoints it writes (``run.checkpoint_dir``)
-CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
+CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "landmark_warmup": "landmark_phase",
+                      "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
                       "evaluate_final_model": "evaluation", "ablation_warmup_uniform": "warmup",
                       "ablation_ground_truth": "ground_truth", "ablation_warmup_landmark": "warmup",
                       "ablation_rows": "search"}
@@ -109,19 +127,51 @@ def in_progress_outputs(nodes: set[str], params: dict[str, Any], cache: dict[str
     return outputs
 
 
+def check_artifact_store(artifact_uri: str | None, pipeline: Any, catalog: Any) -> None:
+    """The MLflow run's artifact folder (``mlartifacts/...`` by default), when local, must take
+    the reports kedro-mlflow logs as they are saved (1 MiB each, see the module docstring)."""
+    from urllib.parse import urlparse
+    from urllib.request import url2pathname
+
+    if not artifact_uri:
+        return
+    parsed = urlparse(artifact_uri)
+    if parsed.scheme not in ("", "file"):
+        return  # a remote store: not ours to probe
+    folder = Path(url2pathname(parsed.path))
+    names = {out for node in pipeline.nodes for out in node.outputs}
+    logged = [n for n in names if hasattr(catalog, "get") and hasattr(catalog.get(n), "_logging_activated")]
+    if logged:
+        check_output_locations([(folder / "probe", SMALL_OUTPUT_BYTES * len(logged),
+                                 f"MLflow artifacts of this run ({len(logged)} report(s))")])
+
+
+def remove_left_temporaries(folders: list[Path]) -> None:
+    """Remove the temporary files of writes killed mid-way (SIGKILL) in the run's output folders;
+    called under the project folder's lock, so no write of another run can be in flight."""
+    removed = [p for folder in dict.fromkeys(folders) for p in remove_stale_temporaries(folder)]
+    if removed:
+        logger.warning("removed %d temporary file(s) left by a write that was killed: %s", len(removed),
+                       ", ".join(str(p) for p in removed[:5]))
+
+
 def check_pipeline_outputs(pipeline: Any, catalog: Any, params: dict[str, Any]) -> None:
     """Raise :class:`~wpnas.errors.StorageError` now for an output that could not be saved later."""
     outputs: list[tuple[Path, int, str]] = []
     cache: dict[str, int] = {}
     names = list(dict.fromkeys(out for node in pipeline.nodes for out in node.outputs))  # in running order
+    artifact_folders = []
     for name in names:
         dataset = catalog.get(name) if hasattr(catalog, "get") else None
-        path = dataset_filepath(dataset) if dataset is not None else None
+        path = dataset_save_path(dataset) if dataset is not None else None
         if path is None:
             continue
         path = path if path.is_absolute() else Path.cwd() / path  # Kedro resolves against the working folder
         outputs.append((path, expected_output_bytes(name, dataset, params, cache), f"output {name!r}"))
+        base = dataset_filepath(dataset)
+        artifact_folders.append(base if base.is_absolute() else Path.cwd() / base)
     outputs += in_progress_outputs({node.name for node in pipeline.nodes}, params, cache)
+    remove_left_temporaries([*artifact_folders, *(path.parent for path, _, _ in outputs)])
     check_output_locations(outputs)
     if outputs:
         logger.info("output locations checked: %d file(s) writable, about %.1f MiB needed", len(outputs),

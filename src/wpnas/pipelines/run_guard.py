@@ -35,6 +35,7 @@ from kedro.framework.hooks import hook_impl
 
 from wpnas import tracking
 from wpnas.errors import RunConflictError
+from wpnas.io.atomic import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -180,9 +181,8 @@ class RunLock:
     def update(self, **fields: Any) -> None:
         """Rewrite the lock with more about this run (e.g. its MLflow run id), atomically."""
         self.info.update(fields)
-        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.info, indent=1))
-        os.replace(tmp, self.path)
+        with atomic_write(self.path, "w", what="lock file") as handle:
+            handle.write(json.dumps(self.info, indent=1))
 
     def release(self) -> None:
         """Remove the lock if it is still ours."""
@@ -209,9 +209,8 @@ def _take_over(path: Path, stale: dict[str, Any] | None, payload: bytes) -> bool
     try:
         if read_lock(path) != stale:
             return False  # changed meanwhile: look again
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        tmp.write_bytes(payload)
-        os.replace(tmp, path)
+        with atomic_write(path, what="lock file") as handle:
+            handle.write(payload)
         return True
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -447,6 +446,14 @@ class RunStatusHooks:
             logger.warning("could not check for MLflow runs left RUNNING by dead processes: %s", err)
         if guard.lock is not None:
             guard.lock.update(mlflow_run_id=guard.run_id)
+        try:
+            from wpnas.pipelines.preflight import check_artifact_store
+
+            check_artifact_store(mlflow.get_artifact_uri(), pipeline, catalog)
+        except BaseException as err:
+            # Kedro calls no error hook for a failing before_pipeline_run: close the run here
+            guard.end("FAILED", f"{type(err).__name__}: {err}")
+            raise
 
     @hook_impl(trylast=True)
     def after_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:

@@ -165,7 +165,7 @@ class SearchRunner:
                     self.store.save(self.checkpoint())
         self.elapsed += time.monotonic() - started
         if self.store is not None and self.epoch >= total and distributed.current().is_main:
-            self.store.remove()
+            self.store.finish(self.checkpoint())
 
     def _epoch(self, epoch: int, bar: Progress | None = None) -> dict[str, Any]:
         cfg = self.cfg

@@ -210,7 +210,7 @@ def acquire_ground_truth(
     rows_by_index = {**done, **{i: row for (i, _), row in zip(pending, new_rows)}}
     pairs = pd.DataFrame([rows_by_index[i] for i in range(len(archs))], columns=COLUMNS)
     if store is not None and (not world.active or world.is_main):  # every rank is past its saves (the gather)
-        store.remove()
+        store.finish({"rows": rows_by_index})
     if world.active and world.is_main:
         log_pair_metrics(pairs)
     if not world.active or world.is_main:

@@ -401,18 +401,21 @@ def train_from_scratch(
         set_drop_path(done)
         return out
 
+    def snapshot(done: int, hist: list[dict[str, float]]) -> dict[str, Any]:
+        return {"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+                "trainer": trainer.state_dict(), "batch_generator": train.generator.get_state(),
+                "rng": rng_state(), "epoch": done, "history": hist}
+
     def after_epoch(done: int, new: list[dict[str, float]]) -> None:
         if store is not None and done < cfg.epochs and store.due(done) and writes:
-            store.save({"state_dict": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-                        "trainer": trainer.state_dict(), "batch_generator": train.generator.get_state(),
-                        "rng": rng_state(), "epoch": done, "history": past + new})
+            store.save(snapshot(done, past + new))
 
     set_drop_path(start_epoch)
     history = past + train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation",
                                   start_epoch=start_epoch, on_epoch_end=on_epoch_end, metric_prefix=metric_prefix,
                                   modules=[net], after_epoch=after_epoch)
     if store is not None and writes:
-        store.remove()
+        store.finish(snapshot(cfg.epochs, history))
     net.eval()
     scores = evaluate(net, test, engine)
     final = {"test_accuracy": scores["acc"], "test_loss": scores["loss"], "test_images": test.num_images}

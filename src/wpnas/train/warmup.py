@@ -138,6 +138,8 @@ def warmup_supernet(
     in_progress = None if store is None else store.load()
     rng = np.random.default_rng(seed)
     start_epoch, history, elapsed = 0, [], 0.0
+    here = {"size": world.size, "backend": world.backend or "none"}
+    worlds = [{**here, "from_epoch": 0}]  # the world of each stretch of epochs (a resumed run may change it)
     state = in_progress if in_progress is not None else resume
     if state is not None:
         source = f"in-progress checkpoint {str(store.path)!r}" if in_progress is not None else "warmup.resume_from checkpoint"
@@ -157,6 +159,14 @@ def warmup_supernet(
         if regularizer is not None and state.get("landmark", {}).get("state") is not None:
             regularizer.load_state_dict(state["landmark"]["state"])
         planned = int(state.get("planned_epochs", start_epoch))
+        worlds = resumed_worlds(state, here, start_epoch)
+        if worlds[-1]["from_epoch"] == start_epoch and len(worlds) > 1 and start_epoch < cfg.epochs:
+            before = worlds[-2]
+            logger.warning(
+                "warm-up: epochs 1-%d ran on %d process(es) (%s), the rest run on %d (%s): the global batches are "
+                "the same, their split over the processes is not, so the result differs from an uninterrupted "
+                "run; the checkpoint records both worlds (worlds)", start_epoch, before["size"], before["backend"],
+                here["size"], here["backend"])
         if in_progress is not None:
             logger.info("warm-up: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
                         store.path)
@@ -231,7 +241,8 @@ def warmup_supernet(
             inputs={"image_splits": splits_record},
             seconds=elapsed + time.monotonic() - started,
             device=str(device),
-            world={"size": world.size, "backend": world.backend or "none"},
+            world=here,
+            worlds=worlds,
             landmark=(
                 {"enabled": False, "pairs": 0} if regularizer is None
                 else {**regularizer.describe(), "state": regularizer.state_dict()}
@@ -260,8 +271,23 @@ def warmup_supernet(
         restore_ops()
     result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
     if store is not None and world.is_main:
-        store.remove()
+        store.finish(result)
     return result
+
+
+def resumed_worlds(state: dict[str, Any], here: dict[str, Any], start_epoch: int) -> list[dict[str, Any]]:
+    """The worlds a resumed warm-up ran on: the checkpoint's (``worlds``, or its one ``world`` for an
+    older checkpoint) and, when this one differs from the last, this one from ``start_epoch``."""
+    worlds = [dict(w) for w in state.get("worlds") or []]
+    if not worlds and isinstance(state.get("world"), dict):
+        worlds = [{"size": state["world"].get("size", 1), "backend": state["world"].get("backend", "none"),
+                   "from_epoch": 0}]
+    if not worlds:
+        return [{**here, "from_epoch": 0}]
+    last = worlds[-1]
+    if (last.get("size"), last.get("backend")) != (here["size"], here["backend"]):
+        worlds.append({**here, "from_epoch": start_epoch})
+    return worlds
 
 
 def warmup_fingerprint(

@@ -41,6 +41,8 @@ def warmup(
         "device": checkpoint.get("device", str(device)),
         **{k: v for k, v in last.items() if k != "epoch"},
     }
+    if len(checkpoint.get("worlds") or []) > 1:  # resumed under another number of processes
+        summary["worlds"] = checkpoint["worlds"]
     return checkpoint, summary
 
 
