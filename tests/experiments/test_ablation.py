@@ -216,3 +216,41 @@ def test_ablation_ground_truth_shares_each_seeds_fine_tunes_over_map_workers(tmp
     assert list(shared["seed"]) == [0, 0, 0, 1, 1, 1]
     pd.testing.assert_frame_equal(shared[same], alone[same], check_exact=False, rtol=1e-5)
     assert not list((tmp_path / "two").glob("ablation_ground_truth*"))  # finished: removed
+
+
+def test_the_search_pipeline_row_is_the_full_row_plus_the_final_selection(monkeypatch):
+    """The ``search_pipeline`` row reuses the full row's search (one search per seed for both rows),
+    and its architecture scores at least the best ground-truth pair by the ground-truth method."""
+    import dataclasses
+
+    import wpnas.experiments.ablation as ablation
+    from wpnas.predictors.stage import PredictorStageConfig
+    from wpnas.train.ground_truth import GroundTruthConfig
+
+    space, splits, warmup, _, _, cfg, cpu = _tiny_stage_inputs()
+    truth = GroundTruthConfig(num_archs=6, epochs=1, calib_batches=1, batch_size=64)
+    search = from_dict(SearchConfig, {
+        "epochs": 1, "steps_per_epoch": 2, "batch_size": 32, "valid_batch_size": 32, "eval_every": 0,
+        "eval_valid_limit": 60, "eval_batch_size": 60, "calib_batches": 1,
+        "wpnas": {"reward": {"b1": 0.01}, "hypernet": {"mode": "fixed"}},
+        "selection": {"search_top_k": 2, "predictor_top_k": 2, "ground_truth_top_k": 2, "refine_budget": 2,
+                      "refine_per_step": 2}})
+    cfg = dataclasses.replace(cfg, seeds=(0,), rows=("ps_predictor_wws", "search_pipeline"))
+    warmed = ablation.warm_up(space, splits, warmup, cpu, cfg.seeds)
+    pairs = ablation.ground_truth(space, splits, truth, cpu, warmed, cfg.seeds)
+    predictors = ablation.train_predictors(space, pairs, from_dict(PredictorStageConfig, {
+        "valid_size": 2, "model": {"support_size": 2, "epochs": 2}}), cfg.seeds)
+    with pytest.raises(ConfigError, match="search_pipeline"):
+        ablation.run_rows(space, splits, search, cfg, cpu, warmed, warmed, pairs, predictors)
+    calls = _spy(monkeypatch, ablation, "run_search")
+    chosen = []
+    selection = ablation.run_selection
+    monkeypatch.setattr(ablation, "run_selection", lambda *a, **k: chosen.append(selection(*a, **k)) or chosen[-1])
+    results = ablation.run_rows(space, splits, search, cfg, cpu, warmed, warmed, pairs, predictors,
+                                ground_truth=truth)
+    assert calls == [0]  # the selection row did not search again
+    full, selected = (results[results["row"] == r].iloc[0] for r in ("ps_predictor_wws", "search_pipeline"))
+    assert selected["hours"] >= full["hours"] and selected["kendall_tau"] == full["kendall_tau"]
+    (genotype, table), = chosen
+    assert selected["arch"] == genotype["arch"] == table.loc[table["chosen"], "arch"].item()
+    assert genotype["selection"]["score"] >= pairs["accuracy"].max()  # never below the best pair

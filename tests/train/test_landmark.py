@@ -320,6 +320,9 @@ def test_landmark_phase_term_starts_within_the_phase():
     assert settings.epochs == 40 and settings.landmark.enabled and settings.landmark.start == pytest.approx(0.75)
     later = from_dict(LandmarkPhaseConfig, {"epochs": 10, "landmark": {"start": 0.5}}).warmup_settings(_warm_cfg(), 30)
     assert later.landmark.start == pytest.approx(35 / 40)
+    # a partial landmark section keeps the phase's own start (0: from the phase's first step)
+    partial = from_dict(LandmarkPhaseConfig, {"epochs": 10, "landmark": {"weight": 5.0}})
+    assert partial.landmark.start == 0.0 and partial.warmup_settings(_warm_cfg(), 30).landmark.start == pytest.approx(0.75)
     with pytest.raises(ConfigError, match="landmark_phase.epochs"):
         LandmarkPhaseConfig(epochs=0)
 

@@ -19,7 +19,15 @@ row                    SuperNet    method
 ``ps_predictor``       landmark    WPNAS, b1 = ``search.wpnas.reward.b1``, HyperNet off
 ``ps_predictor_wws``   landmark    WPNAS, b1, HyperNet ``search.wpnas.hypernet.mode``
                                    (``trained`` when that is ``off``)
+``search_pipeline``    landmark    the row above, then the final selection
+                                   (``search.selection``, always on here): what the
+                                   ``search`` pipeline runs (beyond the paper)
 =====================  ==========  ====================================================
+
+The ``search_pipeline`` row reuses the search of ``ps_predictor_wws`` for the same seed
+when both rows run in one process (the same settings give the same search); its cost adds
+the selection's time. Its new candidates are scored by the ground-truth method of the run
+(fine-tuned from the uniform SuperNet, as the pairs were, or looked up in the benchmark).
 
 All other settings come from the ``search`` section (epochs, b2, alpha, evolution ...).
 Two references are measured in the same run: the best ground-truth architecture (what
@@ -58,6 +66,7 @@ from wpnas.nasbench import kendall_tau, load_benchmark
 from wpnas.predictors import load_predictor
 from wpnas.predictors.stage import PredictorStageConfig, fit_predictor
 from wpnas.search import SearchConfig, restore_search, run_search
+from wpnas.search.selection import run_selection
 from wpnas.spaces.base import ENUMERATION_LIMIT, SearchSpace
 from wpnas.train.ground_truth import COLUMNS as GROUND_TRUTH_COLUMNS
 from wpnas.train.ground_truth import GroundTruthConfig, acquire_ground_truth
@@ -75,6 +84,7 @@ class Row:
     method: Literal["spos_evolution", "wpnas"]
     predictor: bool = False
     hypernet: bool = False
+    selection: bool = False
 
 
 ROWS: dict[str, Row] = {
@@ -84,6 +94,8 @@ ROWS: dict[str, Row] = {
     "ps_predictor": Row("SPOS + landmark + PS + predictor", "landmark", "wpnas", predictor=True),
     "ps_predictor_wws": Row("SPOS + landmark + PS + predictor + WWS", "landmark", "wpnas", predictor=True,
                             hypernet=True),
+    "search_pipeline": Row("+ final selection (the `search` pipeline)", "landmark", "wpnas", predictor=True,
+                           hypernet=True, selection=True),
 }
 REFERENCES: dict[str, str] = {
     "best_ground_truth": "reference: best ground-truth architecture",
@@ -176,6 +188,8 @@ def check_ablation(
             f"ablation.rows {[r for r in cfg.rows if ROWS[r].predictor]} use the predictor, but "
             f"search.wpnas.reward.b1 = {search.wpnas.reward.b1}; set b1 > 0 or drop those rows"
         )
+    if any(ROWS[r].selection for r in cfg.rows):
+        dataclasses.replace(search.selection, enabled=True).check_space(space)
     if any(ROWS[r].method == "spos_evolution" for r in cfg.rows) and input_shape is not None:
         from wpnas.search.evolution import check_evolution
 
@@ -193,6 +207,7 @@ def row_search_config(name: str, search: SearchConfig, landmark: LandmarkConfig)
     return dataclasses.replace(
         search,
         method="wpnas",
+        selection=dataclasses.replace(search.selection, enabled=row.selection),
         wpnas=dataclasses.replace(
             wpnas,
             sampling="probabilistic",
@@ -357,13 +372,21 @@ def run_rows(
     pairs: pd.DataFrame,
     predictors: dict[str, dict[str, Any]] | None,
     checkpoint: CheckpointPolicy | None = None,
+    ground_truth: GroundTruthConfig | None = None,
 ) -> pd.DataFrame:
     """Every row for every seed, each row in its own MLflow run nested under the active one.
+
+    ``ground_truth``: the run's ground-truth method, which scores the final selection's new
+    candidates (the ``search_pipeline`` row; required for it).
 
     ``checkpoint``: each search writes its in-progress checkpoint, and the finished (row,
     seed) results are kept until all are done, so a killed run started again redoes only the
     unfinished ones (their metrics are logged again in the new run)."""
     scorer = _Scorer(space, splits, cfg.ranking, device)
+    if ground_truth is None and any(ROWS[r].selection for r in cfg.rows):
+        raise ConfigError(f"ablation.rows {[r for r in cfg.rows if ROWS[r].selection]}: the final selection scores "
+                          "with the ground-truth method; pass the run's ground_truth settings")
+    searches: dict[tuple[int, str], Any] = {}  # (seed, search settings without the selection) -> its result
     if len(cfg.seeds) < 3:
         logger.warning("ablation over %d seed(s): one or two seeds mislead; use at least 3 for a claim",
                        len(cfg.seeds))
@@ -386,7 +409,8 @@ def run_rows(
                 if unit not in finished.done:
                     logger.info("ablation row %r, seed %d", name, seed)
                     finished.add(unit, _plain(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
-                                                       warmed_landmark, pairs, predictors, checkpoint)))
+                                                       warmed_landmark, pairs, predictors, checkpoint,
+                                                       ground_truth=ground_truth, searches=searches)))
                 record = finished.done[unit]
                 records.append(record)
                 tracking.log_metrics({k: v for k, v in record.items() if k not in ("row", "seed")}, step=seed,
@@ -403,9 +427,16 @@ RESULT_COLUMNS = ["row", "label", "seed", "arch", "flops_m", "params_m", "supern
 _SUMMARY = ("kendall_tau", "mse", "params_kendall_tau", "best_rank", "best_acc", "hours")
 
 
+def _search_key(seed: int, row_cfg: SearchConfig) -> tuple[int, str]:
+    settings = to_dict(row_cfg)
+    settings.pop("selection", None)
+    return seed, content_fingerprint(settings)
+
+
 def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_landmark, pairs, predictors,
-             checkpoint=None):
+             checkpoint=None, ground_truth=None, searches=None):
     row = ROWS[name]
+    searches = {} if searches is None else searches
     seed_everything(seed)
     own_pairs = pairs[pairs["seed"] == seed].drop(columns="seed").reset_index(drop=True)
     start = (warmed_landmark if row.warmup == "landmark" else warmed)[_key(seed)]
@@ -418,8 +449,12 @@ def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_
         predictor = load_predictor(entry["predictor"], space, device=str(device))
         seconds += float(entry["seconds"])
     landmarks = own_pairs if row.method == "wpnas" else None
-    result = run_search(space, splits, start, row_cfg, device, seed=seed, predictor=predictor, landmarks=landmarks,
-                        checkpoint=checkpoint)
+    key = _search_key(seed, row_cfg)
+    result = searches.get(key)
+    if result is None:
+        result = run_search(space, splits, start, row_cfg, device, seed=seed, predictor=predictor,
+                            landmarks=landmarks, checkpoint=checkpoint)
+        searches[key] = result
     seconds += float(result.checkpoint["seconds"])
     if row.method == "wpnas":
         net, _ = restore_search(result.checkpoint, device)
@@ -428,6 +463,11 @@ def _run_row(name, row_cfg, space, splits, device, seed, scorer, warmed, warmed_
         supernet, offsets_for = restore_supernet(result.checkpoint, device), None
     ranking = scorer.rank(supernet, seed, offsets_for, own_pairs)
     genotype = result.final_genotype
+    if row.selection:
+        begun = time.monotonic()
+        genotype, _ = run_selection(space, genotype, row_cfg.selection, ground_truth, own_pairs, predictor=predictor,
+                                    warmed=warmed[_key(seed)], splits=splits, device=device, seed=seed)
+        seconds += time.monotonic() - begun
     return {
         "row": name, "label": row.label, "seed": seed, "arch": genotype["arch"], "flops_m": genotype["flops_m"],
         "params_m": genotype["params_m"], "supernet_valid_acc": genotype["supernet_valid_acc"],

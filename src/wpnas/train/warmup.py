@@ -332,6 +332,15 @@ def _landmark_regularizer(
 
 
 @dataclass(frozen=True)
+class PhaseLandmarkConfig(LandmarkConfig):
+    """The landmark term's settings inside the landmark phase: always on, and ``start`` is a
+    fraction of the phase, 0 by default (the WarmUp before the phase is the term's delay)."""
+
+    enabled: bool = True
+    start: float = 0.0
+
+
+@dataclass(frozen=True)
 class LandmarkPhaseConfig:
     """``landmark_phase``: the WarmUp continued with the landmark ranking term, once the ground
     truth exists (the search's SuperNet in the paper's full method, Table 1).
@@ -346,7 +355,7 @@ class LandmarkPhaseConfig:
 
     enabled: bool = True
     epochs: int = 10
-    landmark: LandmarkConfig = field(default_factory=lambda: LandmarkConfig(enabled=True, start=0.0))
+    landmark: PhaseLandmarkConfig = field(default_factory=PhaseLandmarkConfig)
 
     def __post_init__(self) -> None:
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:

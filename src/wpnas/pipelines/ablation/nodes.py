@@ -75,12 +75,13 @@ def warmup_landmark(pairs: pd.DataFrame, image_splits: Any, run: dict, space: di
 
 
 def rows(warmed: dict, warmed_landmark: dict, pairs: pd.DataFrame, trained: dict, image_splits: Any, run: dict,
-         space: dict, search: dict, ablation: dict) -> pd.DataFrame:
+         space: dict, search: dict, ablation: dict, ground_truth: dict) -> pd.DataFrame:
     _, search_space = space_config(space)
     _, device = setup_run(run)
     return lib.run_rows(search_space, ImageSplits.coerce(image_splits), search_config(search),
                         ablation_config(ablation), device, warmed, warmed_landmark, pairs, trained,
-                        checkpoint=checkpoint_policy(search, run, "search"))
+                        checkpoint=checkpoint_policy(search, run, "search"),
+                        ground_truth=ground_truth_config(ground_truth))
 
 
 def references(pairs: pd.DataFrame, trained: dict, run: dict, space: dict, ablation: dict) -> pd.DataFrame:

@@ -18,7 +18,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                  name="ablation_warmup_landmark"),
             node(nodes.rows, ["ablation_warmed_uniform", "ablation_warmed_landmark", "ablation_pairs",
                               "ablation_predictors", "image_splits", "params:run", "params:space", "params:search",
-                              "params:ablation"], "ablation_results", name="ablation_rows"),
+                              "params:ablation", "params:ground_truth"], "ablation_results", name="ablation_rows"),
             node(nodes.references, ["ablation_pairs", "ablation_predictors", "params:run", "params:space",
                                     "params:ablation"], "ablation_references", name="ablation_references"),
             node(nodes.table, ["ablation_results", "ablation_references", "params:space", "params:ablation"],
