@@ -167,6 +167,23 @@ def test_search_seeds_table(shared_data, image_tree, tmp_path):
     assert result["summary"]["seeds"] == [0] and row["wall_ratio"] >= 1
 
 
+@pytest.mark.slow
+def test_ground_truth_signal_scores_one_sample_per_recipe(shared_data, image_tree, tmp_path):
+    report = tmp_path / "signal.json"
+    params = ",".join(["data.image_size=8", "data.train_limit=80", "space.options.nats_tss.C=4", "warmup.epochs=1",
+                       "warmup.batch_size=16", "warmup.probe_archs=0", "ground_truth.batch_size=16",
+                       "ground_truth.valid_limit=32", f"run.checkpoint_dir={tmp_path / 'ck'}"])
+    _script("ground_truth_signal.py", "--env", "base", "--data", image_tree, "--epochs", 0, 1, "--archs", 6,
+            "--params", params, "--json", report)
+    rows = json.loads(report.read_text())["rows"]
+    assert [r["epochs"] for r in rows] == [0, 1] and all(r["archs"] == 6 for r in rows)
+    for row in rows:
+        assert -1 <= row["kendall_tau"] <= 1 and -1 <= row["params_kendall_tau"] <= 1
+        assert 1 <= row["best_rank"] <= 15625 and row["seconds"] > 0
+    # the same sample for every recipe: the free proxies agree
+    assert rows[0]["params_kendall_tau"] == rows[1]["params_kendall_tau"]
+
+
 def test_fault_battery_runs_its_cases_and_counts_them(tmp_path):
     out = tmp_path / "faults.md"
     printed = _script("faults.py", "--only", "pairs-out-of-range", "empty-class-folder", "--markdown", out)
