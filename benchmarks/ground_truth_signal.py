@@ -25,7 +25,7 @@ import time
 from typing import Any
 
 from _common import cifar10_tree, emit
-from search_seeds import RANKING, parameters
+from search_seeds import parameters, ranking_table
 
 from wpnas.nasbench import BenchmarkTable, kendall_tau
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits
@@ -83,12 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     data_root = None if args.data == "none" else str(cifar10_tree(args.data))
     params = parameters(args.env, args.params, args.seed, data_root)
-    _, space = space_config(params["space"])
-    if space.name not in RANKING and not (args.table and args.metric):
-        raise SystemExit(f"space {space.name!r} has no default benchmark table: pass --table and --metric")
-    default_table, default_metric = RANKING.get(space.name, (None, None))
-    table = BenchmarkTable.from_csv(args.table or default_table, space)
-    metric = args.metric or default_metric
+    table, metric = ranking_table(params["space"], args.table, args.metric)
     report: dict[str, Any] = {"env": args.env, "params": args.params, "metric": metric, "rows": []}
     run(params, args.epochs, args.archs, table, metric, report, args.json)
     print(json.dumps(report, indent=1))

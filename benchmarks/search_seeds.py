@@ -88,6 +88,15 @@ def _nested(flat: dict[str, str]) -> dict[str, Any]:
     return nested
 
 
+def ranking_table(space_params: dict[str, Any], table: str | None, metric: str | None) -> tuple[BenchmarkTable, str]:
+    """The table and column found architectures are ranked in: the given ones, else the space's default."""
+    _, space = space_config(space_params)
+    if space.name not in RANKING and not (table and metric):
+        raise SystemExit(f"space {space.name!r} has no default benchmark table: pass --table and --metric")
+    default_table, default_metric = RANKING.get(space.name, (None, None))
+    return BenchmarkTable.from_csv(table or default_table, space), metric or default_metric
+
+
 def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselines: bool,
              save_to: Path | None = None) -> dict[str, Any]:
     validate_parameters(params, SEARCH_NODES)
@@ -179,12 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     data_root = None if args.data == "none" else str(cifar10_tree(args.data))
     first = parameters(args.env, args.params, args.seeds[0], data_root)
-    _, space = space_config(first["space"])
-    if space.name not in RANKING and not (args.table and args.metric):
-        raise SystemExit(f"space {space.name!r} has no default benchmark table: pass --table and --metric")
-    default_table, default_metric = RANKING.get(space.name, (None, None))
-    table = BenchmarkTable.from_csv(args.table or default_table, space)
-    metric = args.metric or default_metric
+    table, metric = ranking_table(first["space"], args.table, args.metric)
     report: dict[str, Any] = {"env": args.env, "params": args.params, "metric": metric, "rows": []}
     for seed in args.seeds:
         row = run_seed(parameters(args.env, args.params, seed, data_root), table, metric, not args.no_baselines,
