@@ -38,8 +38,8 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     assert "evaluation/test_accuracy" in run.data.metrics
     # the sections this run used, not the other pipelines' (ablation, predictor_benchmark)
     sections = {key.split(".")[0] for key in run.data.params}
-    assert sections == {"run", "data", "space", "warmup", "ground_truth", "predictor", "landmark_phase", "search", "evaluation",
-                        "distributed"}  # the last: the world the run had (DistributedParamsHook)
+    assert sections == {"run", "data", "space", "warmup", "ground_truth", "predictor", "landmark_phase", "search",
+                        "evaluation", "distributed"}  # the last: the world the run had (DistributedParamsHook)
     logged = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"summary.md", *FIGURES} <= logged, logged
     # the network trained from scratch is the run's MLflow model, loadable with its flavour
