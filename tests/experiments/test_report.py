@@ -214,3 +214,19 @@ def test_the_notebook_compares_runs_through_compare_runs():
     assert "check_report_inputs(genotype, evaluation" in code
     for column in ("params.space.name", "params.data.source", "params.search.method"):
         assert column in code  # kept in the table compare_runs groups
+
+
+def test_the_final_selections_score_is_shown_as_measured_with_its_source(genotype, pairs):
+    selected = dict(genotype, arch="not among the pairs", supernet_valid_acc=None, selection={
+        "enabled": True, "score": 91.25, "scored_by": "benchmark:cifar10_valid_12ep", "origin": "refine",
+        "new_evaluations": 7})
+    line = closing_line(selected)
+    assert ("measured: final selection's ground-truth score 91.25 % by benchmark:cifar10_valid_12ep "
+            "(from the refine candidates, 7 new evaluations)") in line
+    assert "SuperNet valid" not in line  # not measured for this architecture
+    text = summary_markdown(selected, None, None, pairs)
+    assert "| measured: final selection's ground-truth score (benchmark:cifar10_valid_12ep) | 91.25 % |" in text
+    labels = accuracy_flops_figure(pairs, selected).axes[0].get_legend_handles_labels()[1]
+    assert "found (its ground-truth score, final selection): 91.25 %" in labels
+    off = dict(genotype, selection={"enabled": False})
+    assert "final selection" not in closing_line(off)

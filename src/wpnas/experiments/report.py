@@ -31,6 +31,8 @@ __all__ = [
     "compare_runs",
     "ground_truth_summary",
     "prediction_text",
+    "selection_score",
+    "selection_text",
     "predictor_scatter_figure",
     "summary_markdown",
 ]
@@ -75,6 +77,27 @@ def ground_truth_summary(pairs: pd.DataFrame | None) -> dict[str, Any]:
     }
 
 
+def selection_score(genotype: Mapping[str, Any]) -> tuple[float, str] | None:
+    """The final selection's score of the found architecture and what measured it (the
+    ground-truth method: a benchmark column or a fine-tune), or None without a selection."""
+    chosen = genotype.get("selection") or {}
+    score = _number(chosen.get("score")) if chosen.get("enabled") else None
+    if score is None:
+        return None
+    scored_by = str(chosen.get("scored_by") or "the ground-truth method")
+    return score, scored_by
+
+
+def selection_text(genotype: Mapping[str, Any]) -> str | None:
+    """The selection's score labelled with its source and origin, for the closing line and summary."""
+    found = selection_score(genotype)
+    if found is None:
+        return None
+    chosen = genotype["selection"]
+    return (f"measured: final selection's ground-truth score {found[0]:.2f} % by {found[1]} "
+            f"(from the {chosen.get('origin', '?')} candidates, {chosen.get('new_evaluations', '?')} new evaluations)")
+
+
 def prediction_text(genotype: Mapping[str, Any], predictor_metrics: Mapping[str, Any] | None = None) -> str | None:
     """The predictor's number for the found architecture, labelled as a prediction: with the
     predictor's Kendall tau on its held-out pairs, and saying so when the value sits at a
@@ -109,6 +132,9 @@ def closing_line(genotype: Mapping[str, Any], evaluation: Mapping[str, Any] | No
         test = _number(evaluation.get("test_accuracy"))
         if test is not None:
             parts.append(f"measured: from scratch test {test:.2f} % ({evaluation.get('epochs', '?')} epochs)")
+    selected = selection_text(genotype)
+    if selected is not None:
+        parts.append(selected)
     supernet = _number(genotype.get("supernet_valid_acc"))
     if supernet is not None:
         parts.append(f"measured: SuperNet valid (inherited weights) {supernet:.2f} %")
@@ -174,6 +200,9 @@ def _found_accuracy(pairs: pd.DataFrame, genotype: Mapping[str, Any]) -> tuple[f
     match = pairs[pairs["arch"].astype(str) == str(genotype["arch"])]
     if len(match):
         return float(match["accuracy"].iloc[0]), "found (its ground truth)"
+    selected = selection_score(genotype)
+    if selected is not None:  # scored by the same method as the pairs
+        return selected[0], "found (its ground-truth score, final selection)"
     supernet = _number(genotype.get("supernet_valid_acc"))
     if supernet is not None:
         return supernet, "found (SuperNet valid, inherited weights)"
@@ -306,6 +335,9 @@ def summary_markdown(
     lines.append("")
     lines += _choices_table(genotype)
     lines += ["", "## Accuracy", "", "| measure | value |", "|---|---|"]
+    selected = selection_score(genotype)
+    if selected is not None:
+        lines.append(f"| measured: final selection's ground-truth score ({selected[1]}) | {selected[0]:.2f} % |")
     lines.append(f"| measured: SuperNet (inherited weights, valid) | {_percent(genotype.get('supernet_valid_acc'))} |")
     if evaluation:
         lines.append(f"| measured: trained from scratch, valid | {_percent(evaluation.get('valid_accuracy'))} |")
