@@ -1,5 +1,5 @@
 """The fault battery of issue 23: every fault and bad input that lost work or recorded a wrong
-result, tried again, with the table of docs/reliability.md ("Issue 23") as its output.
+result, tried again, with the table of docs/reliability.md ("Fault cases: save-time failures, ...") as its output.
 
 Each case is a test under tests/ that first reproduces the fault (a writer that fills the
 disk mid-file, a file where a version folder goes, a one-image split, a signal to the

@@ -1,6 +1,6 @@
 """Kedro under torch.distributed: one MLflow run and one set of artifacts, whatever the world size.
 
-Two launches are supported (see README, "Several processes"):
+Two launches are supported (see docs/distributed.md):
 
 - ``kedro run`` in one process with ``run.distributed.nproc_per_node: N``: the nodes that
   fan out (warmup, ground truth, search, evaluation) start N workers through the elastic launcher

@@ -255,7 +255,7 @@ class SummaryHooks:
         version = resolve() if callable(resolve) else None
         saved = filepath / version / filepath.name if version else filepath
         if saved.is_absolute() and saved.is_relative_to(Path.cwd()):
-            saved = saved.relative_to(Path.cwd())  # as the README writes catalog paths
+            saved = saved.relative_to(Path.cwd())  # as the docs write catalog paths
         with atomic_write(LATEST_SUMMARY, "w") as handle:
             handle.write(data)
         logger.info("Summary: %s (the newest also at %s)", saved, LATEST_SUMMARY)

@@ -7,7 +7,7 @@ For a versioned dataset that folder is the version folder the save will write
 (``<filepath>/<save version>/``), not ``<filepath>``'s parent. Temporary files left by a
 write that was killed are removed from the output folders first.
 
-Expected sizes (conservative, documented in the README):
+Expected sizes (conservative, documented in docs/reliability.md):
 
 - a torch checkpoint of a stage (SuperNet, predictor): the SuperNet's parameters and
   buffers in float32 x 3 (weights, optimizer momentum, slack for metadata and the
