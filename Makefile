@@ -1,13 +1,14 @@
 # Two commands do all the set-up on a fresh machine with Python 3.11:
 #   make run    creates .venv, installs the project, runs `kedro run` (search, evaluation, report)
 #   make test   creates .venv, installs the project + test tools, runs the test suite
+#   make test-fast   the fast tier for the inner loop (no end-to-end Kedro runs)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= __default__
 ENV ?=
 
-.PHONY: install install-test run test viz mlflow-ui clean
+.PHONY: install install-test run test test-fast viz mlflow-ui clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,9 @@ run: install
 
 test: install
 	$(BIN)/python -m pytest tests -q
+
+test-fast: install
+	$(BIN)/python -m pytest tests -q -m "not slow"
 
 viz: install
 	$(BIN)/kedro viz run
