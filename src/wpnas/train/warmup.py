@@ -36,6 +36,7 @@ from wpnas.train.fast import LANDMARK_REFUSAL, first_batch, graph_candidate_ops
 from wpnas.train.evaluation import evaluate_many
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
+from wpnas.train.stage import EpochLoop, StageRunner
 from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
@@ -112,17 +113,8 @@ def warmup_supernet(
         splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
         channels_last=engine.channels_last,
     )
-    model: torch.nn.Module = supernet
-    train_batches: Any = train
-    if world.active:
-        from torch.nn.parallel import DistributedDataParallel
-
-        # paths leave most of the SuperNet unused each step: find_unused_parameters marks
-        # them ready; they are unused on every rank alike, so their gradients stay None
-        model = DistributedDataParallel(
-            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-        )
-        train_batches = distributed.ShardedBatches(train, world)
+    model: torch.nn.Module = distributed.data_parallel(supernet, device) if world.active else supernet
+    train_batches: Any = distributed.ShardedBatches(train, world) if world.active else train
     valid = DeviceBatches.from_splits(
         splits, "valid", device, cfg.eval_batch_size, train=False, seed=seed,
         channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
@@ -134,15 +126,16 @@ def warmup_supernet(
         regularizer.schedule(cfg.epochs * len(train))
     splits_record = splits.fingerprint()
     produced = warmup_fingerprint(supernet, splits_record, cfg, seed, resume, landmarks if regularizer else None)
-    store = None if checkpoint is None else checkpoint.store("warmup", produced["fingerprint"])
-    in_progress = None if store is None else store.load()
+    runner = StageRunner("warmup", produced["fingerprint"], checkpoint, cfg.epochs, writes=world.is_main,
+                         label="warm-up")
+    in_progress = runner.load()
     rng = np.random.default_rng(seed)
     start_epoch, history, elapsed = 0, [], 0.0
     here = {"size": world.size, "backend": world.backend or "none"}
     worlds = [{**here, "from_epoch": 0}]  # the world of each stretch of epochs (a resumed run may change it)
     state = in_progress if in_progress is not None else resume
     if state is not None:
-        source = f"in-progress checkpoint {str(store.path)!r}" if in_progress is not None else "warmup.resume_from checkpoint"
+        source = f"in-progress checkpoint {str(runner.store.path)!r}" if in_progress is not None else "warmup.resume_from checkpoint"
         check_checkpoint(state, source)
         check_fingerprint(splits_record, state.get("inputs", {}).get("image_splits"), source, CheckpointError,
                           hint="the image splits changed since; start a new warm-up")
@@ -168,8 +161,7 @@ def warmup_supernet(
                 "run; the checkpoint records both worlds (worlds)", start_epoch, before["size"], before["backend"],
                 here["size"], here["backend"])
         if in_progress is not None:
-            logger.info("warm-up: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
-                        store.path)
+            runner.log_resume(start_epoch)
         elif start_epoch >= cfg.epochs:
             logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
         elif planned != cfg.epochs:
@@ -194,15 +186,8 @@ def warmup_supernet(
         arch = tuple(int(rng.integers(0, k)) for k in space.num_choices)
         return lambda x: model(x, arch)
 
-    seen = [0]
-
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         extra = {}
-        if world.active:  # the train loss / accuracy of the whole global batches, not of this rank's share
-            images = train_batches.images - seen[0]
-            seen[0] = train_batches.images
-            extra.update(distributed.all_reduce_mean(
-                {k: metrics[k] for k in ("train_loss", "train_acc")}, float(images)))
         if regularizer is not None and (mean := regularizer.pop_mean()) is not None:
             extra["landmark_loss"] = mean
         return {**extra, **probe_metrics(epoch)}
@@ -249,29 +234,21 @@ def warmup_supernet(
             ),
         )
 
-    def after_epoch(done: int, new: list[dict[str, float]]) -> None:
-        if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
-            store.save(snapshot(done, history + new))
-
     # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
     restore_ops = graph_candidate_ops(
         supernet, engine, lambda: first_batch(splits, cfg.batch_size, engine), "warm-up",
         refuse=None if regularizer is None else LANDMARK_REFUSAL,
     ) if start_epoch < cfg.epochs else (lambda: None)
     try:
+        loop = EpochLoop("warmup", "warmup/", runner, lambda done, new: snapshot(done, history + new))
         history += train_epochs(
-            trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
-            on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
-            extra_loss_for_step=None if regularizer is None else (
-                lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
-            ),
-            after_epoch=after_epoch,
+            trainer, train_batches, cfg.epochs, sample_forward, loop, start_epoch, [supernet], on_epoch_end,
+            None if regularizer is None else lambda step, x, y: regularizer.extra_loss(step, supernet, x, y),
         )
     finally:
         restore_ops()
     result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
-    if store is not None and world.is_main:
-        store.finish(result)
+    runner.finish(lambda: result)
     return result
 
 
