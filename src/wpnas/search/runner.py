@@ -144,7 +144,7 @@ class SearchRunner:
         loop = EpochLoop(self.cfg.method, "search/", self.stage, lambda done, new: self._timed_checkpoint(),
                          log_every=self.cfg.log_every, progress_keys=_PROGRESS_KEYS, untracked=("epoch", "argmax"))
         try:
-            loop.run(self._recorded_epoch, self.epoch, stop)
+            loop.run(self._epoch, self.epoch, stop)
         finally:
             restore_ops()
         self._fold_time()
@@ -162,13 +162,8 @@ class SearchRunner:
         self._fold_time()
         return self.checkpoint()
 
-    def _recorded_epoch(self, epoch: int, bar: Progress) -> dict[str, Any]:
-        metrics = self._epoch(epoch, bar)
-        self.history.append(metrics)
-        self.epoch = epoch + 1
-        return metrics
-
     def _epoch(self, epoch: int, bar: Progress | None = None) -> dict[str, Any]:
+        """One epoch of the method; its metrics, also added to the history."""
         cfg = self.cfg
         begun = time.monotonic()
         meter = self.method.begin_epoch(epoch)
@@ -199,6 +194,8 @@ class SearchRunner:
         metrics["epoch_seconds"] = time.monotonic() - begun
         metrics["epoch"] = epoch + 1
         metrics["argmax"] = self.space.to_string(current)
+        self.history.append(metrics)
+        self.epoch = epoch + 1
         return metrics
 
     def evaluate(self, arch: Arch) -> dict[str, float]:

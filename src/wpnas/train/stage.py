@@ -1,12 +1,10 @@
 """What every resumable stage shares: its in-progress checkpoint and its loop over epochs.
 
-:class:`StageRunner` is the life of a stage's in-progress file (see
-:mod:`wpnas.io.stage_checkpoint`): named by the fingerprint of the stage's inputs, read back
-to resume, written when due, and finished (removed, or kept with ``keep_finished``) by
-the process that writes it. :class:`EpochLoop` is the loop over epochs of an epoch-based
-stage (WarmUp, training from scratch, fine-tuning, the search): the progress display, the
-per-epoch metrics to MLflow under the stage's prefix, the history, and the checkpoint after
-each epoch. A stage supplies only what is its own: what one epoch does and its state.
+:class:`StageRunner`: the stage's file (:mod:`wpnas.io.stage_checkpoint`) named by the
+fingerprint of its inputs, read back to resume, written when due, finished by its writer.
+:class:`EpochLoop`: the epochs of WarmUp, training from scratch, fine-tuning and the
+search, with progress, MLflow metrics, history and the checkpoint after each epoch. A stage
+supplies only what is its own: what one epoch does and its state.
 """
 
 from __future__ import annotations
@@ -22,20 +20,16 @@ from wpnas.progress import Progress
 
 logger = logging.getLogger(__name__)
 
-#: A stage's state to checkpoint, built only when it is written.
-Snapshot = Callable[[], dict[str, Any]]
-#: The progress display's metrics of a training stage, when an epoch has them.
+Snapshot = Callable[[], dict[str, Any]]  # a stage's state, built only when it is written
 TRAIN_PROGRESS_KEYS = ("train_loss", "train_acc", "valid_acc", "probe_valid_acc_mean")
 
 
 class StageRunner:
-    """The in-progress checkpoint of one run of a stage (all no-ops without a policy).
+    """The in-progress checkpoint of one run of a stage (no-ops without a policy).
 
-    ``total``: the stage's length in the units ``done`` counts (epochs); nothing is written
-    once it is reached (the finish writes the end). None: no limit (a map's items, whose
-    count is this process's own). ``writes``: whether this process writes the file (rank 0
-    of a data-parallel world; every rank its own ``part`` of a map). ``label`` names the
-    stage in log lines.
+    ``total``: the stage's length in the units ``done`` counts (epochs), at which the finish
+    takes over; None: none (a map's rows). ``writes``: whether this process writes (rank 0
+    of a data-parallel world; each rank its own ``part`` of a map).
     """
 
     def __init__(
@@ -54,25 +48,19 @@ class StageRunner:
         self.label = label or stage
 
     def load(self) -> dict[str, Any] | None:
-        """The state a killed run of the same inputs left (resume on), or None."""
         return None if self.store is None else self.store.load()
 
     def load_parts(self) -> list[dict[str, Any]]:
-        """Every part's state (a map whose processes each wrote one); empty when none."""
         return [] if self.store is None else self.store.load_parts()
 
     def log_resume(self, done: int) -> None:
         logger.info("%s: resuming at epoch %d of %d from %s (same schedule)", self.label, done, self.total,
                     self.store.path if self.store is not None else None)
 
-    def due(self, done: int) -> bool:
-        """Whether this process writes a checkpoint after ``done`` units."""
-        return (self.store is not None and self.writes and (self.total is None or done < self.total)
-                and self.store.due(done))
-
     def checkpoint(self, done: int, snapshot: Snapshot) -> None:
         """Write ``snapshot()`` when a checkpoint is due after ``done`` units."""
-        if self.due(done):
+        if (self.store is not None and self.writes and (self.total is None or done < self.total)
+                and self.store.due(done)):
             self.store.save(snapshot())
 
     def finish(self, snapshot: Snapshot) -> None:
@@ -83,14 +71,10 @@ class StageRunner:
 
 @dataclass(frozen=True)
 class EpochLoop:
-    """How an epoch-based stage shows and records its epochs, and when it checkpoints.
-
-    ``run`` calls ``epoch(e, progress)`` for each epoch ``e`` (from 0) that is left; the
-    returned metrics get ``epoch`` (e + 1), go to the active MLflow run under
-    ``metric_prefix`` (all but ``untracked``, step = epoch) and into the history, the
-    progress display shows ``progress_keys``, and ``runner`` writes ``snapshot(done,
-    new)`` (``new``: this call's history) when due.
-    """
+    """How a stage shows, records and checkpoints its epochs: ``run`` calls ``epoch(e, progress)``
+    for each epoch left; its metrics get ``epoch`` (e + 1), go to MLflow under
+    ``metric_prefix`` (but ``untracked``; step = epoch) and to the history, the display shows
+    ``progress_keys``, and ``runner`` writes ``snapshot(done, new)`` (new: this run's history)."""
 
     desc: str
     metric_prefix: str = ""
