@@ -129,19 +129,8 @@ def acquire_ground_truth(
     archs = list(archs) if archs is not None else sample_architectures(space, cfg.num_archs, seed)
     input_shape = splits.input_shape if splits is not None else (3, 32, 32)
     num_classes = splits.num_classes if splits is not None else 10
-    rows: list[dict[str, Any]] = []
     if cfg.source == "benchmark":
-        table = load_benchmark(cfg.benchmark, space)
-        accs = table.lookup_many(archs, cfg.benchmark.metric)
-        # a table has >= 2 rows (num_archs); a few extra architectures scored later may be fewer
-        _, accs = check_pairs(space, archs, accs, min_pairs=min(2, len(archs)),
-                              what=f"ground truth from {cfg.benchmark.path!r}",
-                              accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
-        for arch, acc in zip(archs, accs):
-            cost = space.cost(arch, input_shape, num_classes)
-            rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
-                             params_m=cost.params_m, source=f"benchmark:{cfg.benchmark.metric}", seconds=0.0))
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return benchmark_pairs(space, cfg, archs, input_shape, num_classes)
     if supernet is None or splits is None:
         raise ConfigError("ground_truth.source 'finetune' needs the warmed SuperNet and the image splits")
     engine = Engine(device, cfg.engine)
@@ -208,6 +197,23 @@ def acquire_ground_truth(
                     stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
                     stats["best_arch"])
     return pairs
+
+
+def benchmark_pairs(space: SearchSpace, cfg: GroundTruthConfig, archs: Sequence[Arch], input_shape: Sequence[int],
+                    num_classes: int) -> pd.DataFrame:
+    """The pairs of ``source: benchmark``: the architectures looked up in ``cfg.benchmark``'s table."""
+    table = load_benchmark(cfg.benchmark, space)
+    accs = table.lookup_many(archs, cfg.benchmark.metric)
+    # a table has >= 2 rows (num_archs); a few extra architectures scored later may be fewer
+    _, accs = check_pairs(space, archs, accs, min_pairs=min(2, len(archs)),
+                          what=f"ground truth from {cfg.benchmark.path!r}",
+                          accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
+    rows = []
+    for arch, acc in zip(archs, accs):
+        cost = space.cost(arch, input_shape, num_classes)
+        rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
+                         params_m=cost.params_m, source=f"benchmark:{cfg.benchmark.metric}", seconds=0.0))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def ground_truth_fingerprint(

@@ -334,23 +334,7 @@ def train_from_scratch(
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
     train = _batches(splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
                      seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last)
-    model: nn.Module = net
-    train_batches: Any = train
-    if parallel:
-        # Data parallel: every rank draws the same seeded global batch and trains on its share;
-        # DDP averages the gradients.
-        model = distributed.data_parallel(net, engine.device)
-        train_batches = distributed.ShardedBatches(train, world)
-        # drop-path masks are drawn per image from the global torch generator: a stream per
-        # rank, or every rank would drop the same positions of its share
-        torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
-    else:
-        refuse = (f"evaluation.drop_path is {cfg.drop_path}: drop-path draws random masks, which compiled "
-                  "code draws differently") if cfg.drop_path > 0 else None
-        model = fast_fixed_network(
-            net, engine, lambda: next(iter(_batches(splits, "train", engine.device, cfg.batch_size, train=False,
-                                                    channels_last=engine.channels_last))),
-            "evaluation", refuse=refuse)
+    model, train_batches = _training_model(net, train, splits, cfg, engine, seed, world if parallel else None)
     valid = None
     if _split_size(splits, "valid"):
         valid = _batches(splits, "valid", engine.device, cfg.eval_batch_size, train=False,
@@ -406,6 +390,26 @@ def train_from_scratch(
         scores = evaluate(net, valid, engine)
         final.update(valid_accuracy=scores["acc"], valid_loss=scores["loss"])
     return net, history, final
+
+
+def _training_model(net: nn.Module, train: Any, splits: EvaluationData, cfg: EvaluationConfig, engine: Engine,
+                    seed: int, world: distributed.World | None) -> tuple[nn.Module, Any]:
+    """What the epochs run and on what: in a data-parallel ``world``, DDP on this rank's share of
+    every global batch (every rank draws the same seeded batches); alone, the network (compiled
+    on CUDA: :func:`~wpnas.train.fast.fast_fixed_network`) on the batches."""
+    if world is not None:
+        model = distributed.data_parallel(net, engine.device)
+        # drop-path masks are drawn per image from the global torch generator: a stream per
+        # rank, or every rank would drop the same positions of its share
+        torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
+        return model, distributed.ShardedBatches(train, world)
+    refuse = (f"evaluation.drop_path is {cfg.drop_path}: drop-path draws random masks, which compiled "
+              "code draws differently") if cfg.drop_path > 0 else None
+    model = fast_fixed_network(
+        net, engine, lambda: next(iter(_batches(splits, "train", engine.device, cfg.batch_size, train=False,
+                                                channels_last=engine.channels_last))),
+        "evaluation", refuse=refuse)
+    return model, train
 
 
 # -- artifacts ---------------------------------------------------------------------------------
