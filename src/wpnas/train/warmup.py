@@ -107,17 +107,9 @@ class WarmupRun:
     """One WarmUp (see :func:`warmup_supernet`): construction builds and checks everything and
     resumes; :meth:`run` trains the epochs left and returns the ``warmed_supernet`` checkpoint."""
 
-    def __init__(
-        self,
-        space: SearchSpace,
-        splits: ImageSplits,
-        cfg: WarmupConfig,
-        device: torch.device,
-        seed: int = 0,
-        resume: dict[str, Any] | None = None,
-        landmarks: pd.DataFrame | None = None,
-        checkpoint: CheckpointPolicy | None = None,
-    ) -> None:
+    def __init__(self, space: SearchSpace, splits: ImageSplits, cfg: WarmupConfig, device: torch.device, seed: int = 0,
+                 resume: dict[str, Any] | None = None, landmarks: pd.DataFrame | None = None,
+                 checkpoint: CheckpointPolicy | None = None) -> None:
         self.space, self.splits, self.cfg, self.device, self.seed = space, splits, cfg, device, seed
         world = distributed.current()
         if world.active:
