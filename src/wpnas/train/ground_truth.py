@@ -179,7 +179,7 @@ def acquire_ground_truth(
                                  params_m=cost.params_m, source=f"finetune:{cfg.epochs}ep", seconds=seconds)
             if not world.active:
                 log_arch_metrics(i, acc, seconds)
-            progress.update_metrics(acc=acc, best=max(row["accuracy"] for row in mine.values()))
+            progress.update_metrics(acc=acc, best=max(r["accuracy"] for r in mine.values()))
             progress.advance()
             runner.checkpoint(len(mine) - len(done), lambda: {"rows": mine})  # counted in fresh rows
             return row
