@@ -293,7 +293,6 @@ class ShardedBatches:
     def __init__(self, batches: Any, world: World | None = None) -> None:
         self.batches = batches
         self.world = world or current()
-        self.images = 0  # images this rank has seen (for exact metric averages)
 
     def __len__(self) -> int:
         return len(self.batches)
@@ -301,9 +300,18 @@ class ShardedBatches:
     def __iter__(self):
         size, rank = self.world.size, self.world.rank
         for x, y in self.batches:
-            x, y = x.tensor_split(size)[rank], y.tensor_split(size)[rank]
-            self.images += int(y.shape[0])
-            yield x, y
+            yield x.tensor_split(size)[rank], y.tensor_split(size)[rank]
+
+
+def data_parallel(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """``module`` wrapped in DistributedDataParallel for this rank (on ``device``): the one wrapper of
+    every data-parallel stage. ``find_unused_parameters``: a SuperNet path (or a zeroed edge) leaves
+    parameters unused; they are unused on every rank alike, so their gradients stay None."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    device = torch.device(device)
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None,
+                                   find_unused_parameters=True)
 
 
 def check_divisible(batch_size: int, world_size: int, key: str) -> None:

@@ -23,7 +23,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from wpnas import distributed, tracking
+from wpnas import distributed
+from wpnas import tracking  # noqa: F401  (where EpochLoop sends the search/* metrics; tests patch it here)
 from wpnas.config import rng_state, set_rng_state, to_dict
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import CheckpointError, ConfigError, DataError
@@ -37,6 +38,7 @@ from wpnas.search.registry import get_method
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, check_finite
 from wpnas.train.fast import first_batch, graph_candidate_ops
+from wpnas.train.stage import EpochLoop, StageRunner
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +116,12 @@ class SearchRunner:
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
-        self.store = None if checkpoint is None else checkpoint.store(STAGE, self.fingerprint["fingerprint"])
-        in_progress = None if self.store is None else self.store.load()
+        self.stage = StageRunner(STAGE, self.fingerprint["fingerprint"], checkpoint, self.num_epochs,
+                                 writes=distributed.current().is_main)
+        in_progress = self.stage.load()
         if in_progress is not None:
-            self._resume(in_progress, f"in-progress checkpoint {str(self.store.path)!r}")
-            logger.info("search: resuming at epoch %d of %d from %s (same schedule)", self.epoch, self.num_epochs,
-                        self.store.path)
+            self._resume(in_progress, f"in-progress checkpoint {str(self.stage.store.path)!r}")
+            self.stage.log_resume(self.epoch)
         elif resume is not None:
             self._resume(resume)
 
@@ -132,42 +134,36 @@ class SearchRunner:
         """Search up to the method's epochs (or stop after ``stop_epoch``; ``run`` again continues)."""
         total = self.num_epochs
         stop = total if stop_epoch is None else min(int(stop_epoch), total)
-        started = time.monotonic()
         restore_ops = (
             graph_candidate_ops(self.method.supernet, self.ctx.engine,
                                 lambda: first_batch(self.ctx.splits, self.cfg.batch_size, self.ctx.engine), "search",
                                 refuse=self.method.graph_refusal, offsets_for=self.method.weight_offsets)
             if self.method.graph_weight_steps and self.epoch < stop else (lambda: None)
         )
+        self._clock = time.monotonic()
+        loop = EpochLoop(self.cfg.method, "search/", self.stage, lambda done, new: self._timed_checkpoint(),
+                         log_every=self.cfg.log_every, progress_keys=_PROGRESS_KEYS, untracked=("epoch", "argmax"))
         try:
-            self._run_epochs(stop, total, started)
+            loop.run(self._epoch, self.epoch, stop)
         finally:
             restore_ops()
+        self._fold_time()
+        if self.epoch >= total:
+            self.stage.finish(self.checkpoint)
         return self.result()
 
-    def _run_epochs(self, stop: int, total: int, started: float) -> None:
-        with Progress(stop, self.cfg.method, unit="epoch", log_every=self.cfg.log_every,
-                      initial=min(self.epoch, stop)) as bar:
-            for epoch in range(self.epoch, stop):
-                metrics = self._epoch(epoch, bar)
-                self.history.append(metrics)
-                self.epoch = epoch + 1
-                tracking.log_metrics(
-                    {k: v for k, v in metrics.items() if k not in ("epoch", "argmax")}, step=epoch + 1,
-                    prefix="search/",
-                )
-                bar.update_metrics(**{k: metrics[k] for k in _PROGRESS_KEYS if k in metrics})
-                bar.advance()
-                if (self.store is not None and self.epoch < total and self.store.due(self.epoch)
-                        and distributed.current().is_main):
-                    self.elapsed += time.monotonic() - started
-                    started = time.monotonic()
-                    self.store.save(self.checkpoint())
-        self.elapsed += time.monotonic() - started
-        if self.store is not None and self.epoch >= total and distributed.current().is_main:
-            self.store.finish(self.checkpoint())
+    def _fold_time(self) -> None:
+        """Add the time since the last fold to ``elapsed`` (the checkpoint's ``seconds``)."""
+        now = time.monotonic()
+        self.elapsed += now - self._clock
+        self._clock = now
+
+    def _timed_checkpoint(self) -> dict[str, Any]:
+        self._fold_time()
+        return self.checkpoint()
 
     def _epoch(self, epoch: int, bar: Progress | None = None) -> dict[str, Any]:
+        """One epoch of the method; its metrics, also added to the history."""
         cfg = self.cfg
         begun = time.monotonic()
         meter = self.method.begin_epoch(epoch)
@@ -186,8 +182,7 @@ class SearchRunner:
         metrics: dict[str, Any] = {k: v / steps for k, v in sums.items()}
         if meter is not None and meter.count:
             # in a world of several ranks each meter saw its share: the mean of the global batches
-            train = distributed.all_reduce_mean(meter.result(), float(meter.count))
-            metrics.update({f"train_{k}": v for k, v in train.items()})
+            metrics.update({f"train_{k}": v for k, v in meter.result(across_ranks=True).items()})
             check_finite(metrics["train_loss"], f"search epoch {epoch + 1}")
         metrics.update(self.method.end_epoch(epoch))
         current = self.method.current()
@@ -199,6 +194,8 @@ class SearchRunner:
         metrics["epoch_seconds"] = time.monotonic() - begun
         metrics["epoch"] = epoch + 1
         metrics["argmax"] = self.space.to_string(current)
+        self.history.append(metrics)
+        self.epoch = epoch + 1
         return metrics
 
     def evaluate(self, arch: Arch) -> dict[str, float]:

@@ -109,12 +109,7 @@ class WPNASMethod(SearchMethod):
         # what the weight steps run: the net itself, or its DDP wrapper in a world of several ranks
         self.train_net: torch.nn.Module = self.net
         if self.world.active and self.trainer is not None:
-            from torch.nn.parallel import DistributedDataParallel
-
-            device = ctx.device
-            self.train_net = DistributedDataParallel(
-                self.net, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
-            )
+            self.train_net = distributed.data_parallel(self.net, ctx.device)
             self.trainer.data_parallel = self.train_net  # landmark steps: no_sync, averaged by hand
         if self.landmarks is not None:
             self.landmarks.schedule(self.num_epochs * ctx.steps_per_epoch)

@@ -20,10 +20,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from wpnas import distributed, tracking
+from wpnas import distributed
 from wpnas.errors import ConfigError, TrainingError
 from wpnas.progress import Progress
 from wpnas.train.optim import OptimConfig, build_optimizer, build_scheduler
+from wpnas.train.stage import EpochLoop
 
 logger = logging.getLogger(__name__)
 
@@ -115,10 +116,14 @@ class Meter:
         self.correct += (logits.detach().argmax(1) == y).sum().double()
         self.count += n
 
-    def result(self) -> dict[str, float]:
+    def result(self, across_ranks: bool = False) -> dict[str, float]:
+        """Mean loss and accuracy (%). ``across_ranks``: this meter saw one rank's share of global
+        batches, and the result is the global batches' (a mean weighted by the shares, one
+        all-reduce that every rank makes; as is alone)."""
         if self.count == 0:
             return {"loss": float("nan"), "acc": float("nan")}
-        return {"loss": float(self.loss) / self.count, "acc": 100.0 * float(self.correct) / self.count}
+        local = {"loss": float(self.loss) / self.count, "acc": 100.0 * float(self.correct) / self.count}
+        return distributed.all_reduce_mean(local, float(self.count)) if across_ranks else local
 
 
 class Trainer:
@@ -250,60 +255,42 @@ def train_epochs(
     batches: Any,
     epochs: int,
     forward_for_batch: Callable[[], Forward],
-    desc: str,
+    loop: EpochLoop | str,
     start_epoch: int = 0,
-    on_epoch_end: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
-    metric_prefix: str = "",
     modules: Iterable[nn.Module] = (),
-    log_every: float = 30.0,
-    track: bool = True,
-    show_progress: bool = True,
+    end_epoch: Callable[[int, dict[str, float]], dict[str, float] | None] | None = None,
     extra_loss_for_step: Callable[[int, torch.Tensor, torch.Tensor], ExtraLoss | None] | None = None,
-    after_epoch: Callable[[int, list[dict[str, float]]], None] | None = None,
 ) -> list[dict[str, float]]:
-    """Train for ``epochs`` epochs; ``forward_for_batch()`` picks what runs on each batch.
+    """Train epochs ``start_epoch`` .. ``epochs - 1``; ``forward_for_batch()`` picks what runs on each
+    batch, ``loop`` (or a description) shows, records and checkpoints the epochs.
 
-    ``extra_loss_for_step(step, x, y)`` (step = ``trainer.steps`` before the step) may
-    return an extra loss term for that batch (see ``Trainer.step``) or None.
-
-    Per-epoch metrics (train loss/acc, lr, seconds, plus whatever ``on_epoch_end`` returns)
-    go to the active MLflow run under ``metric_prefix`` and into the returned history.
-    ``after_epoch(epochs_done, history)`` runs once an epoch is complete and recorded (the
-    place to write an in-progress checkpoint). The progress display counts from
-    ``start_epoch`` of ``epochs`` (a resumed run shows its true position).
+    Each epoch's metrics are the train loss/accuracy (of the global batches when ``batches``
+    are this rank's share of them, :class:`~wpnas.distributed.ShardedBatches`), lr, seconds
+    and whatever ``end_epoch(epoch, metrics)`` returns. ``extra_loss_for_step(step, x, y)``
+    (step = ``trainer.steps`` before the step) may return an extra loss term for that batch
+    (see ``Trainer.step``) or None. Returns the history of the epochs trained here.
     """
-    history = []
+    loop = EpochLoop(loop) if isinstance(loop, str) else loop
     modules = list(modules)
-    with Progress(epochs, desc, unit="epoch", log_every=log_every, enabled=show_progress,
-                  initial=min(start_epoch, epochs)) as progress:
-        for epoch in range(start_epoch, epochs):
-            for m in modules:
-                m.train()
-            meter = Meter(trainer.engine.device)
-            started = time.monotonic()
-            steps = len(batches) if hasattr(batches, "__len__") else None
-            for done, (x, y) in enumerate(batches, 1):
-                forward = forward_for_batch()
-                extra = None if extra_loss_for_step is None else extra_loss_for_step(trainer.steps, x, y)
-                trainer.step(forward, x, y, meter, extra)
-                progress.within(done, steps)
-            metrics = {f"train_{k}": v for k, v in meter.result().items()}
-            check_finite(metrics["train_loss"], f"epoch {epoch + 1} of {desc}")
-            metrics["lr"] = trainer.lr
-            metrics["epoch_seconds"] = time.monotonic() - started
-            if on_epoch_end is not None:
-                metrics.update(on_epoch_end(epoch, metrics) or {})
-            metrics["epoch"] = epoch + 1
-            if track:
-                tracking.log_metrics(
-                    {k: v for k, v in metrics.items() if k != "epoch"}, step=epoch + 1, prefix=metric_prefix
-                )
-            history.append(metrics)
-            progress.update_metrics(**{k: metrics[k] for k in ("train_loss", "train_acc") if k in metrics})
-            for key in ("valid_acc", "probe_valid_acc_mean"):
-                if key in metrics:
-                    progress.update_metrics(**{key: metrics[key]})
-            progress.advance()
-            if after_epoch is not None:
-                after_epoch(epoch + 1, history)
-    return history
+    across_ranks = isinstance(batches, distributed.ShardedBatches)
+
+    def one_epoch(epoch: int, progress: Progress) -> dict[str, float]:
+        for m in modules:
+            m.train()
+        meter = Meter(trainer.engine.device)
+        started = time.monotonic()
+        steps = len(batches) if hasattr(batches, "__len__") else None
+        for done, (x, y) in enumerate(batches, 1):
+            forward = forward_for_batch()
+            extra = None if extra_loss_for_step is None else extra_loss_for_step(trainer.steps, x, y)
+            trainer.step(forward, x, y, meter, extra)
+            progress.within(done, steps)
+        metrics = {f"train_{k}": v for k, v in meter.result(across_ranks).items()}
+        check_finite(metrics["train_loss"], f"epoch {epoch + 1} of {loop.desc}")
+        metrics["lr"] = trainer.lr
+        metrics["epoch_seconds"] = time.monotonic() - started
+        if end_epoch is not None:
+            metrics.update(end_epoch(epoch, metrics) or {})
+        return metrics
+
+    return loop.run(one_epoch, start_epoch, epochs)

@@ -36,6 +36,7 @@ from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
 from wpnas.train.fast import fast_fixed_network, first_batch
 from wpnas.train.optim import OptimConfig
+from wpnas.train.stage import EpochLoop, StageRunner
 from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
@@ -93,8 +94,8 @@ def finetune_architecture(
         )
         trainer = Trainer(net.parameters(), cfg.optim, cfg.epochs * len(train), engine)
         fast = fast_fixed_network(net, engine, lambda: first_batch(splits, cfg.batch_size, engine), "ground truth")
-        train_epochs(trainer, train, cfg.epochs, lambda: fast, "finetune", modules=[net], track=False,
-                     show_progress=False)
+        train_epochs(trainer, train, cfg.epochs, lambda: fast, EpochLoop("finetune", track=False, show_progress=False),
+                     modules=[net])
     if cfg.calib_batches:
         calib = DeviceBatches.from_splits(
             splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=seed,
@@ -128,19 +129,8 @@ def acquire_ground_truth(
     archs = list(archs) if archs is not None else sample_architectures(space, cfg.num_archs, seed)
     input_shape = splits.input_shape if splits is not None else (3, 32, 32)
     num_classes = splits.num_classes if splits is not None else 10
-    rows: list[dict[str, Any]] = []
     if cfg.source == "benchmark":
-        table = load_benchmark(cfg.benchmark, space)
-        accs = table.lookup_many(archs, cfg.benchmark.metric)
-        # a table has >= 2 rows (num_archs); a few extra architectures scored later may be fewer
-        _, accs = check_pairs(space, archs, accs, min_pairs=min(2, len(archs)),
-                              what=f"ground truth from {cfg.benchmark.path!r}",
-                              accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
-        for arch, acc in zip(archs, accs):
-            cost = space.cost(arch, input_shape, num_classes)
-            rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
-                             params_m=cost.params_m, source=f"benchmark:{cfg.benchmark.metric}", seconds=0.0))
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return benchmark_pairs(space, cfg, archs, input_shape, num_classes)
     if supernet is None or splits is None:
         raise ConfigError("ground_truth.source 'finetune' needs the warmed SuperNet and the image splits")
     engine = Engine(device, cfg.engine)
@@ -157,60 +147,48 @@ def acquire_ground_truth(
     world = distributed.current()
     if world.active:
         distributed.check_work(len(archs), world.size, "architectures to fine-tune")
-    store = None
+    # the weights are hashed only when the fingerprint names a file
+    produced = None if checkpoint is None else ground_truth_fingerprint(space, cfg, seed, archs, splits, supernet)
+    runner = StageRunner("ground_truth", "" if produced is None else produced["fingerprint"], checkpoint,
+                         part=f"rank{world.rank}" if world.active else None)
     done: dict[int, dict[str, Any]] = {}
-    if checkpoint is not None:
-        produced = ground_truth_fingerprint(space, cfg, seed, archs, splits, supernet)
-        store = checkpoint.store("ground_truth", produced["fingerprint"],
-                                 part=f"rank{world.rank}" if world.active else None)
-        for part in store.load_parts():
-            done.update({int(i): dict(row) for i, row in part["rows"].items()})
-        if world.active:  # every rank has read the same files before any rank writes its own
-            distributed.barrier()
-        if done:
-            logger.info("ground truth: resuming from %s: %d of %d architectures already fine-tuned, not redone",
-                        store.path.parent / f"{store.stem}*.pt", len(done), len(archs))
-            if not world.active:
-                for i in sorted(done):
-                    log_arch_metrics(i, done[i]["accuracy"], done[i]["seconds"])
+    for part in runner.load_parts():
+        done.update({int(i): dict(row) for i, row in part["rows"].items()})
+    if world.active and runner.store is not None:  # every rank has read the files before any rank writes
+        distributed.barrier()
+    if done:
+        logger.info("ground truth: resuming from %s: %d of %d architectures already fine-tuned, not redone",
+                    runner.store.path.parent / f"{runner.store.stem}*.pt", len(done), len(archs))
+        if not world.active:
+            for i in sorted(done):
+                log_arch_metrics(i, done[i]["accuracy"], done[i]["seconds"])
     pending = [(i, arch) for i, arch in enumerate(archs) if i not in done]
     mine = dict(done)  # what this process's file holds: the rows found at the start plus its own
-    fresh = [0]
-    best = [max((row["accuracy"] for row in done.values()), default=float("-inf"))]
     total = len(archs) if not world.active else len(distributed.share(len(pending), world))
     with Progress(total, "ground truth", unit="arch", log_final=False,
                   initial=len(done) if not world.active else 0) as progress:
 
         def finetune_pending(_: int, item: tuple[int, Arch]) -> dict[str, Any]:
             i, arch = item
-            row = finetune_one(i, arch)
-            mine[i] = row
-            fresh[0] += 1
-            if store is not None and store.due(fresh[0]):
-                store.save({"rows": mine})
-            return row
-
-        def finetune_one(i: int, arch: Arch) -> dict[str, Any]:
             logger.debug("ground truth: fine-tuning architecture %d/%d %s", i + 1, len(archs), space.to_string(arch))
             started = time.monotonic()
             acc = finetune_architecture(supernet, arch, splits, cfg, engine, seed + i, valid)
             seconds = time.monotonic() - started
             cost = space.cost(arch, input_shape, num_classes)
-            text = space.to_string(arch)
-            row = dict(arch=text, accuracy=acc, flops_m=cost.flops_m, params_m=cost.params_m,
-                       source=f"finetune:{cfg.epochs}ep", seconds=seconds)
+            mine[i] = row = dict(arch=space.to_string(arch), accuracy=acc, flops_m=cost.flops_m,
+                                 params_m=cost.params_m, source=f"finetune:{cfg.epochs}ep", seconds=seconds)
             if not world.active:
                 log_arch_metrics(i, acc, seconds)
-            best[0] = max(best[0], acc)
-            progress.update_metrics(acc=acc, best=best[0])
+            progress.update_metrics(acc=acc, best=max(r["accuracy"] for r in mine.values()))
             progress.advance()
+            runner.checkpoint(len(mine) - len(done), lambda: {"rows": mine})  # counted in fresh rows
             return row
 
         new_rows = distributed.map_items(finetune_pending, pending)
     rows_by_index = {**done, **{i: row for (i, _), row in zip(pending, new_rows)}}
     pairs = pd.DataFrame([rows_by_index[i] for i in range(len(archs))], columns=COLUMNS)
-    if store is not None and (not world.active or world.is_main):  # every rank is past its saves (the gather)
-        store.finish({"rows": rows_by_index})
+    if world.is_main:  # every rank is past its saves (the gather)
+        runner.finish(lambda: {"rows": rows_by_index})
     if world.active and world.is_main:
         log_pair_metrics(pairs)
     if not world.active or world.is_main:
@@ -219,6 +197,23 @@ def acquire_ground_truth(
                     stats["count"], stats["seconds_total"], stats["accuracy_mean"], stats["accuracy_best"],
                     stats["best_arch"])
     return pairs
+
+
+def benchmark_pairs(space: SearchSpace, cfg: GroundTruthConfig, archs: Sequence[Arch], input_shape: Sequence[int],
+                    num_classes: int) -> pd.DataFrame:
+    """The pairs of ``source: benchmark``: the architectures looked up in ``cfg.benchmark``'s table."""
+    table = load_benchmark(cfg.benchmark, space)
+    accs = table.lookup_many(archs, cfg.benchmark.metric)
+    # a table has >= 2 rows (num_archs); a few extra architectures scored later may be fewer
+    _, accs = check_pairs(space, archs, accs, min_pairs=min(2, len(archs)),
+                          what=f"ground truth from {cfg.benchmark.path!r}",
+                          accuracy_scale=cfg.accuracy_scale, scale_key="ground_truth.accuracy_scale")
+    rows = []
+    for arch, acc in zip(archs, accs):
+        cost = space.cost(arch, input_shape, num_classes)
+        rows.append(dict(arch=space.to_string(arch), accuracy=float(acc), flops_m=cost.flops_m,
+                         params_m=cost.params_m, source=f"benchmark:{cfg.benchmark.metric}", seconds=0.0))
+    return pd.DataFrame(rows, columns=COLUMNS)
 
 
 def ground_truth_fingerprint(

@@ -47,6 +47,7 @@ from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
 from wpnas.train.fast import fast_fixed_network
 from wpnas.train.optim import OptimConfig
+from wpnas.train.stage import EpochLoop, StageRunner
 
 logger = logging.getLogger(__name__)
 
@@ -333,28 +334,7 @@ def train_from_scratch(
     check_drop_path(space, cfg, splits.in_channels, splits.num_classes)
     train = _batches(splits, "train", engine.device, cfg.batch_size, train=True, augment=cfg.augment,
                      seed=stream_seed(seed, "evaluation.batches"), channels_last=engine.channels_last)
-    model: nn.Module = net
-    train_batches: Any = train
-    if parallel:
-        # Data parallel: every rank draws the same seeded global batch and trains on its share;
-        # DDP averages the gradients (unused parameters, e.g. of a zeroed edge, are allowed).
-        from torch.nn.parallel import DistributedDataParallel
-
-        model = DistributedDataParallel(
-            net, device_ids=[engine.device.index] if engine.device.type == "cuda" else None,
-            find_unused_parameters=True,
-        )
-        train_batches = distributed.ShardedBatches(train, world)
-        # drop-path masks are drawn per image from the global torch generator: a stream per
-        # rank, or every rank would drop the same positions of its share
-        torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
-    else:
-        refuse = (f"evaluation.drop_path is {cfg.drop_path}: drop-path draws random masks, which compiled "
-                  "code draws differently") if cfg.drop_path > 0 else None
-        model = fast_fixed_network(
-            net, engine, lambda: next(iter(_batches(splits, "train", engine.device, cfg.batch_size, train=False,
-                                                    channels_last=engine.channels_last))),
-            "evaluation", refuse=refuse)
+    model, train_batches = _training_model(net, train, splits, cfg, engine, seed, world if parallel else None)
     valid = None
     if _split_size(splits, "valid"):
         valid = _batches(splits, "valid", engine.device, cfg.eval_batch_size, train=False,
@@ -368,8 +348,8 @@ def train_from_scratch(
         "stage": "evaluation", "space": space.name, "options": space.options(), "arch": space.to_string(arch),
         "config": to_dict(cfg), "seed": seed, "inputs": {"image_splits": splits.fingerprint()["fingerprint"]},
     })
-    store = None if checkpoint is None else checkpoint.store("evaluation", produced["fingerprint"])
-    state = None if store is None else store.load()
+    runner = StageRunner("evaluation", produced["fingerprint"], checkpoint, cfg.epochs, writes=writes)
+    state = runner.load()
     start_epoch, past = 0, []
     if state is not None:
         net.load_state_dict(state["state_dict"])
@@ -377,22 +357,14 @@ def train_from_scratch(
         train.generator.set_state(state["batch_generator"])
         set_rng_state(state["rng"])
         start_epoch, past = int(state["epoch"]), list(state["history"])
-        logger.info("evaluation: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
-                    store.path)
+        runner.log_resume(start_epoch)
 
     def set_drop_path(epoch: int) -> None:  # DARTS: p * epoch / epochs, epoch counted from 0
         if cfg.drop_path > 0.0:
             net.drop_path_prob = cfg.drop_path * epoch / max(cfg.epochs - 1, 1)
 
-    seen = [0]
-
     def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         out = {"drop_path": float(getattr(net, "drop_path_prob", 0.0))}
-        if parallel:  # the train loss / accuracy of the whole global batches, not of this rank's share
-            images = train_batches.images - seen[0]
-            seen[0] = train_batches.images
-            out.update(distributed.all_reduce_mean({k: metrics[k] for k in ("train_loss", "train_acc")},
-                                                   float(images)))
         done = epoch + 1
         if valid is not None and cfg.valid_every and (done % cfg.valid_every == 0 or done == cfg.epochs):
             net.eval()
@@ -406,16 +378,11 @@ def train_from_scratch(
                 "trainer": trainer.state_dict(), "batch_generator": train.generator.get_state(),
                 "rng": rng_state(), "epoch": done, "history": hist}
 
-    def after_epoch(done: int, new: list[dict[str, float]]) -> None:
-        if store is not None and done < cfg.epochs and store.due(done) and writes:
-            store.save(snapshot(done, past + new))
-
     set_drop_path(start_epoch)
-    history = past + train_epochs(trainer, train_batches, cfg.epochs, lambda: model, "evaluation",
-                                  start_epoch=start_epoch, on_epoch_end=on_epoch_end, metric_prefix=metric_prefix,
-                                  modules=[net], after_epoch=after_epoch)
-    if store is not None and writes:
-        store.finish(snapshot(cfg.epochs, history))
+    loop = EpochLoop("evaluation", metric_prefix, runner, lambda done, new: snapshot(done, past + new))
+    history = past + train_epochs(trainer, train_batches, cfg.epochs, lambda: model, loop, start_epoch, [net],
+                                  on_epoch_end)
+    runner.finish(lambda: snapshot(cfg.epochs, history))
     net.eval()
     scores = evaluate(net, test, engine)
     final = {"test_accuracy": scores["acc"], "test_loss": scores["loss"], "test_images": test.num_images}
@@ -423,6 +390,26 @@ def train_from_scratch(
         scores = evaluate(net, valid, engine)
         final.update(valid_accuracy=scores["acc"], valid_loss=scores["loss"])
     return net, history, final
+
+
+def _training_model(net: nn.Module, train: Any, splits: EvaluationData, cfg: EvaluationConfig, engine: Engine,
+                    seed: int, world: distributed.World | None) -> tuple[nn.Module, Any]:
+    """What the epochs run and on what: in a data-parallel ``world``, DDP on this rank's share of
+    every global batch (every rank draws the same seeded batches); alone, the network (compiled
+    on CUDA: :func:`~wpnas.train.fast.fast_fixed_network`) on the batches."""
+    if world is not None:
+        model = distributed.data_parallel(net, engine.device)
+        # drop-path masks are drawn per image from the global torch generator: a stream per
+        # rank, or every rank would drop the same positions of its share
+        torch.manual_seed(stream_seed(seed, "evaluation.drop_path") + world.rank)
+        return model, distributed.ShardedBatches(train, world)
+    refuse = (f"evaluation.drop_path is {cfg.drop_path}: drop-path draws random masks, which compiled "
+              "code draws differently") if cfg.drop_path > 0 else None
+    model = fast_fixed_network(
+        net, engine, lambda: next(iter(_batches(splits, "train", engine.device, cfg.batch_size, train=False,
+                                                channels_last=engine.channels_last))),
+        "evaluation", refuse=refuse)
+    return model, train
 
 
 # -- artifacts ---------------------------------------------------------------------------------

@@ -36,6 +36,7 @@ from wpnas.train.fast import LANDMARK_REFUSAL, first_batch, graph_candidate_ops
 from wpnas.train.evaluation import evaluate_many
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
+from wpnas.train.stage import EpochLoop, StageRunner
 from wpnas.seeds import stream_seed
 
 logger = logging.getLogger(__name__)
@@ -99,80 +100,96 @@ def warmup_supernet(
     (ground-truth ``arch``/``accuracy`` pairs) are required when ``cfg.landmark.enabled``
     and ignored otherwise.
     """
-    world = distributed.current()
-    if world.active:
-        # Data parallel: every rank samples the same path per step (same seeded stream) and
-        # trains on its share of the same global batch; DDP averages the gradients.
-        distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
-    regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
-    engine = Engine(device, cfg.engine)
-    supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
-    warn_oversize_batch("warmup.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
-    train = DeviceBatches.from_splits(
-        splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
-        channels_last=engine.channels_last,
-    )
-    model: torch.nn.Module = supernet
-    train_batches: Any = train
-    if world.active:
-        from torch.nn.parallel import DistributedDataParallel
+    return WarmupRun(space, splits, cfg, device, seed, resume, landmarks, checkpoint).run()
 
-        # paths leave most of the SuperNet unused each step: find_unused_parameters marks
-        # them ready; they are unused on every rank alike, so their gradients stay None
-        model = DistributedDataParallel(
-            supernet, device_ids=[device.index] if device.type == "cuda" else None, find_unused_parameters=True
+
+class WarmupRun:
+    """One WarmUp (see :func:`warmup_supernet`): construction builds and checks everything and
+    resumes; :meth:`run` trains the epochs left and returns the ``warmed_supernet`` checkpoint."""
+
+    def __init__(self, space: SearchSpace, splits: ImageSplits, cfg: WarmupConfig, device: torch.device, seed: int = 0,
+                 resume: dict[str, Any] | None = None, landmarks: pd.DataFrame | None = None,
+                 checkpoint: CheckpointPolicy | None = None) -> None:
+        self.space, self.splits, self.cfg, self.device, self.seed = space, splits, cfg, device, seed
+        world = distributed.current()
+        if world.active:
+            # Data parallel: every rank samples the same path per step (same seeded stream) and
+            # trains on its share of the same global batch; DDP averages the gradients.
+            distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
+        self.regularizer = regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
+        self.engine = engine = Engine(device, cfg.engine)
+        self.supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
+        warn_oversize_batch("warmup.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
+        self.train = DeviceBatches.from_splits(
+            splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
+            channels_last=engine.channels_last,
         )
-        train_batches = distributed.ShardedBatches(train, world)
-    valid = DeviceBatches.from_splits(
-        splits, "valid", device, cfg.eval_batch_size, train=False, seed=seed,
-        channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
-    )
-    trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)
-    if model is not supernet:
-        trainer.data_parallel = model  # landmark steps: no_sync, averaged by hand
-    if regularizer is not None:
-        regularizer.schedule(cfg.epochs * len(train))
-    splits_record = splits.fingerprint()
-    produced = warmup_fingerprint(supernet, splits_record, cfg, seed, resume, landmarks if regularizer else None)
-    store = None if checkpoint is None else checkpoint.store("warmup", produced["fingerprint"])
-    in_progress = None if store is None else store.load()
-    rng = np.random.default_rng(seed)
-    start_epoch, history, elapsed = 0, [], 0.0
-    here = {"size": world.size, "backend": world.backend or "none"}
-    worlds = [{**here, "from_epoch": 0}]  # the world of each stretch of epochs (a resumed run may change it)
-    state = in_progress if in_progress is not None else resume
-    if state is not None:
-        source = f"in-progress checkpoint {str(store.path)!r}" if in_progress is not None else "warmup.resume_from checkpoint"
+        self.model = distributed.data_parallel(self.supernet, device) if world.active else self.supernet
+        self.train_batches: Any = distributed.ShardedBatches(self.train, world) if world.active else self.train
+        self.valid = DeviceBatches.from_splits(
+            splits, "valid", device, cfg.eval_batch_size, train=False, seed=seed,
+            channels_last=engine.channels_last, limit=cfg.probe_valid_limit,
+        )
+        self.trainer = Trainer(self.supernet.parameters(), cfg.optim, cfg.epochs * len(self.train), engine)
+        if world.active:
+            self.trainer.data_parallel = self.model  # landmark steps: no_sync, averaged by hand
+        if regularizer is not None:
+            regularizer.schedule(cfg.epochs * len(self.train))
+        self.splits_record = splits.fingerprint()
+        self.produced = warmup_fingerprint(self.supernet, self.splits_record, cfg, seed, resume,
+                                           landmarks if regularizer else None)
+        self.stage = StageRunner("warmup", self.produced["fingerprint"], checkpoint, cfg.epochs,
+                                 writes=world.is_main, label="warm-up")
+        in_progress = self.stage.load()
+        self.rng = np.random.default_rng(seed)  # the path sampler
+        self.epoch, self.history, self.elapsed = 0, [], 0.0
+        self.here = {"size": world.size, "backend": world.backend or "none"}
+        self.worlds = [{**self.here, "from_epoch": 0}]  # the world of each stretch of epochs
+        if in_progress is not None:
+            self._resume(in_progress, f"in-progress checkpoint {str(self.stage.store.path)!r}")
+            self.stage.log_resume(self.epoch)
+        elif resume is not None:
+            self._resume(resume, "warmup.resume_from checkpoint")
+            self._replan()
+        self.probes = probe_architectures(space, cfg.probe_archs, seed)
+        self.calib_source = DeviceBatches.from_splits(
+            splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=stream_seed(seed, "calibration"),
+            channels_last=engine.channels_last,
+        )
+
+    def _resume(self, state: dict[str, Any], source: str) -> None:
+        """Continue from ``state`` (an in-progress file, or ``warmup.resume_from``): checked, then loaded."""
         check_checkpoint(state, source)
-        check_fingerprint(splits_record, state.get("inputs", {}).get("image_splits"), source, CheckpointError,
+        check_fingerprint(self.splits_record, state.get("inputs", {}).get("image_splits"), source, CheckpointError,
                           hint="the image splits changed since; start a new warm-up")
-        supernet.check_compatible(state["supernet"], source)
-        supernet.load_state_dict(state["state_dict"])
-        trainer.load_state_dict(state["trainer"])
-        start_epoch = int(state["epoch"])
-        history = list(state.get("history", []))
-        elapsed = float(state.get("seconds", 0.0))
+        self.supernet.check_compatible(state["supernet"], source)
+        self.supernet.load_state_dict(state["state_dict"])
+        self.trainer.load_state_dict(state["trainer"])
+        self.epoch = int(state["epoch"])
+        self.history = list(state.get("history", []))
+        self.elapsed = float(state.get("seconds", 0.0))
         set_rng_state(state["rng"])
-        rng = np.random.default_rng()
-        rng.bit_generator.state = state["sampler_state"]
-        train.generator.set_state(state["batch_generator"])
-        if regularizer is not None and state.get("landmark", {}).get("state") is not None:
-            regularizer.load_state_dict(state["landmark"]["state"])
-        planned = int(state.get("planned_epochs", start_epoch))
-        worlds = resumed_worlds(state, here, start_epoch)
-        if worlds[-1]["from_epoch"] == start_epoch and len(worlds) > 1 and start_epoch < cfg.epochs:
-            before = worlds[-2]
+        self.rng = np.random.default_rng()
+        self.rng.bit_generator.state = state["sampler_state"]
+        self.train.generator.set_state(state["batch_generator"])
+        if self.regularizer is not None and state.get("landmark", {}).get("state") is not None:
+            self.regularizer.load_state_dict(state["landmark"]["state"])
+        self.planned = int(state.get("planned_epochs", self.epoch))
+        self.worlds = resumed_worlds(state, self.here, self.epoch)
+        if self.worlds[-1]["from_epoch"] == self.epoch and len(self.worlds) > 1 and self.epoch < self.cfg.epochs:
+            before = self.worlds[-2]
             logger.warning(
                 "warm-up: epochs 1-%d ran on %d process(es) (%s), the rest run on %d (%s): the global batches are "
                 "the same, their split over the processes is not, so the result differs from an uninterrupted "
-                "run; the checkpoint records both worlds (worlds)", start_epoch, before["size"], before["backend"],
-                here["size"], here["backend"])
-        if in_progress is not None:
-            logger.info("warm-up: resuming at epoch %d of %d from %s (same schedule)", start_epoch, cfg.epochs,
-                        store.path)
-        elif start_epoch >= cfg.epochs:
-            logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", start_epoch, cfg.epochs)
-        elif planned != cfg.epochs:
+                "run; the checkpoint records both worlds (worlds)", self.epoch, before["size"], before["backend"],
+                self.here["size"], self.here["backend"])
+
+    def _replan(self) -> None:
+        """After ``warmup.resume_from``: nothing to do, or the same plan, or a new schedule (logged)."""
+        cfg, trainer = self.cfg, self.trainer
+        if self.epoch >= cfg.epochs:
+            logger.info("warm-up checkpoint already has %d >= %d epochs; nothing to do", self.epoch, cfg.epochs)
+        elif self.planned != cfg.epochs:
             # Extending (or re-planning) a run: the cosine is laid over the new total, from the
             # step reached. Set the learning rate of the next step now (the optimizer state holds
             # the old schedule's).
@@ -182,97 +199,84 @@ def warmup_supernet(
                 "warm-up: warmup.resume_from continues a run planned for %d epochs (at epoch %d) to %d epochs: "
                 "a new cosine schedule over %d epochs from the step reached, lr %.4g -> %.4g for epoch %d "
                 "(an uninterrupted %d-epoch run would have had another schedule)",
-                planned, start_epoch, cfg.epochs, cfg.epochs, before, trainer.lr, start_epoch + 1, cfg.epochs,
+                self.planned, self.epoch, cfg.epochs, cfg.epochs, before, trainer.lr, self.epoch + 1, cfg.epochs,
             )
-    probes = probe_architectures(space, cfg.probe_archs, seed)
-    calib_source = DeviceBatches.from_splits(
-        splits, "train", device, cfg.batch_size, train=False, shuffle=True, seed=stream_seed(seed, "calibration"),
-        channels_last=engine.channels_last,
-    )
 
-    def sample_forward():
-        arch = tuple(int(rng.integers(0, k)) for k in space.num_choices)
-        return lambda x: model(x, arch)
+    def run(self) -> dict[str, Any]:
+        """Train the epochs left; the ``warmed_supernet`` checkpoint (the stage's file finished)."""
+        cfg, regularizer = self.cfg, self.regularizer
+        self._started = time.monotonic()
+        # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
+        restore_ops = graph_candidate_ops(
+            self.supernet, self.engine, lambda: first_batch(self.splits, cfg.batch_size, self.engine), "warm-up",
+            refuse=None if regularizer is None else LANDMARK_REFUSAL,
+        ) if self.epoch < cfg.epochs else (lambda: None)
+        try:
+            loop = EpochLoop("warmup", "warmup/", self.stage, lambda done, new: self.snapshot(done, self.history + new))
+            self.history += train_epochs(
+                self.trainer, self.train_batches, cfg.epochs, self._sample_forward, loop, self.epoch,
+                [self.supernet], self._end_epoch,
+                None if regularizer is None else lambda step, x, y: regularizer.extra_loss(step, self.supernet, x, y),
+            )
+        finally:
+            restore_ops()
+        result = self.snapshot(max(self.epoch, self.history[-1]["epoch"] if self.history else 0), self.history)
+        self.stage.finish(lambda: result)
+        return result
 
-    seen = [0]
+    def _sample_forward(self):
+        arch = tuple(int(self.rng.integers(0, k)) for k in self.space.num_choices)
+        return lambda x: self.model(x, arch)
 
-    def on_epoch_end(epoch: int, metrics: dict[str, float]) -> dict[str, float]:
+    def _end_epoch(self, epoch: int, metrics: dict[str, float]) -> dict[str, float]:
         extra = {}
-        if world.active:  # the train loss / accuracy of the whole global batches, not of this rank's share
-            images = train_batches.images - seen[0]
-            seen[0] = train_batches.images
-            extra.update(distributed.all_reduce_mean(
-                {k: metrics[k] for k in ("train_loss", "train_acc")}, float(images)))
-        if regularizer is not None and (mean := regularizer.pop_mean()) is not None:
+        if self.regularizer is not None and (mean := self.regularizer.pop_mean()) is not None:
             extra["landmark_loss"] = mean
-        return {**extra, **probe_metrics(epoch)}
+        return {**extra, **self._probe_metrics(epoch)}
 
-    def probe_metrics(epoch: int) -> dict[str, float]:
-        if not probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
+    def _probe_metrics(self, epoch: int) -> dict[str, float]:
+        cfg = self.cfg
+        if not self.probes or not cfg.probe_every or (epoch + 1) % cfg.probe_every and epoch + 1 != cfg.epochs:
             return {}
-        calib_source.generator.manual_seed(stream_seed(seed, "calibration") + epoch)  # same draw whether resumed or not
-        calib = calib_source.take(cfg.calib_batches)
-        accs = [r["acc"] for r in evaluate_many(supernet, probes, valid, engine, calib)]
+        # the same draw whether resumed or not
+        self.calib_source.generator.manual_seed(stream_seed(self.seed, "calibration") + epoch)
+        calib = self.calib_source.take(cfg.calib_batches)
+        accs = [r["acc"] for r in evaluate_many(self.supernet, self.probes, self.valid, self.engine, calib)]
         return {
             "probe_valid_acc_mean": float(np.mean(accs)),
             "probe_valid_acc_max": float(np.max(accs)),
             "probe_valid_acc_min": float(np.min(accs)),
         }
 
-    started = time.monotonic()
-
-    def snapshot(epoch: int, past: list[dict[str, float]]) -> dict[str, Any]:
+    def snapshot(self, epoch: int, history: list[dict[str, float]]) -> dict[str, Any]:
+        """The warm-up checkpoint after ``epoch`` epochs with ``history``."""
+        splits, regularizer = self.splits, self.regularizer
         return make_checkpoint(
-            supernet,
+            self.supernet,
             stage="warmup",
             epoch=epoch,
-            planned_epochs=cfg.epochs,
-            trainer=trainer.state_dict(),
+            planned_epochs=self.cfg.epochs,
+            trainer=self.trainer.state_dict(),
             rng=rng_state(),
-            sampler_state=rng.bit_generator.state,
-            batch_generator=train.generator.get_state(),
-            config=to_dict(cfg),
-            seed=seed,
-            history=past,
-            probes=[space.to_string(a) for a in probes],
+            sampler_state=self.rng.bit_generator.state,
+            batch_generator=self.train.generator.get_state(),
+            config=to_dict(self.cfg),
+            seed=self.seed,
+            history=history,
+            probes=[self.space.to_string(a) for a in self.probes],
             data={"source": splits.source, "input_shape": list(splits.input_shape), "mean": list(splits.mean),
                   "std": list(splits.std), "classes": list(splits.classes)},
-            fingerprint=produced,
-            inputs={"image_splits": splits_record},
-            seconds=elapsed + time.monotonic() - started,
-            device=str(device),
-            world=here,
-            worlds=worlds,
+            fingerprint=self.produced,
+            inputs={"image_splits": self.splits_record},
+            seconds=self.elapsed + time.monotonic() - self._started,
+            device=str(self.device),
+            world=self.here,
+            worlds=self.worlds,
             landmark=(
                 {"enabled": False, "pairs": 0} if regularizer is None
                 else {**regularizer.describe(), "state": regularizer.state_dict()}
             ),
         )
-
-    def after_epoch(done: int, new: list[dict[str, float]]) -> None:
-        if store is not None and done < cfg.epochs and store.due(done) and world.is_main:
-            store.save(snapshot(done, history + new))
-
-    # the fast path of random-path steps: each candidate op replayed as a CUDA graph (GPU only)
-    restore_ops = graph_candidate_ops(
-        supernet, engine, lambda: first_batch(splits, cfg.batch_size, engine), "warm-up",
-        refuse=None if regularizer is None else LANDMARK_REFUSAL,
-    ) if start_epoch < cfg.epochs else (lambda: None)
-    try:
-        history += train_epochs(
-            trainer, train_batches, cfg.epochs, sample_forward, "warmup", start_epoch=start_epoch,
-            on_epoch_end=on_epoch_end, metric_prefix="warmup/", modules=[supernet],
-            extra_loss_for_step=None if regularizer is None else (
-                lambda step, x, y: regularizer.extra_loss(step, supernet, x, y)
-            ),
-            after_epoch=after_epoch,
-        )
-    finally:
-        restore_ops()
-    result = snapshot(max(start_epoch, history[-1]["epoch"] if history else 0), history)
-    if store is not None and world.is_main:
-        store.finish(result)
-    return result
 
 
 def resumed_worlds(state: dict[str, Any], here: dict[str, Any], start_epoch: int) -> list[dict[str, Any]]:
