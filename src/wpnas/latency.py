@@ -338,7 +338,7 @@ def measure_units(net: nn.Module, input_shape: Sequence[int], meter: Meter, batc
 def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[int], seed: int = 0,
                       bases: int = 3) -> int:
     """How far apart the decisions that shape one unit lie: from ``bases`` random architectures, each
-    decision is changed to every other choice (at most 3) and the positions whose key changed are
+    decision is changed to two other choices (where it has them) and the positions whose key changed are
     noted; the window is the largest span of decisions that changed one position's key."""
     rng = np.random.default_rng(stream_seed(seed, "latency.cover") + 1)
     depends: dict[str, set[int]] = {}
@@ -347,7 +347,7 @@ def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[
         reference = {u.name: u.key for u in trace_units(build, base, input_shape)}
         for d, count in enumerate(space.num_choices):
             others = [c for c in range(count) if c != base[d]]
-            for c in (rng.permutation(others)[:3] if others else []):
+            for c in (rng.permutation(others)[:2] if others else []):
                 arch = list(base)
                 arch[d] = int(c)
                 try:
