@@ -11,6 +11,10 @@ table-build seconds.
     python benchmarks/latency_table.py --spaces nats_tss --archs 20 --repeats 5   # a quick look
     python benchmarks/latency_table.py --device cuda --batch-size 64             # on a GPU
 
+Each architecture is timed twice (two passes over the sample): the Kendall tau between the
+two passes is how well the measurement ranks itself on this machine, the ceiling for the
+table's.
+
 ``--space-set default`` uses the embedded default's sizes (digits 16x16, NATS-TSS C=8 N=1,
 SSS channels 8..32) for the NATS spaces and the search skeletons at 32x32 for DARTS and
 MobileNet; ``--space-set paper`` uses NATS-TSS C=16 N=5 and SSS 8..64 at 32x32 and DARTS's
@@ -61,10 +65,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per unit and per whole network")
+    parser.add_argument("--statistic", choices=["median", "min"], default="median")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the report (JSON) here as it grows")
     args = parser.parse_args()
-    cfg = LatencyConfig(device=args.device, threads=args.threads, batch_size=args.batch_size, repeats=args.repeats)
+    cfg = LatencyConfig(device=args.device, threads=args.threads, batch_size=args.batch_size, repeats=args.repeats,
+                        statistic=args.statistic)
     report: dict = {"command": " ".join(sys.argv), "device": device_name(__import__("torch").device(args.device)),
                     "threads": args.threads, "cpus": os.cpu_count(), "load_1min": os.getloadavg()[0], "spaces": {}}
     for name in args.spaces:
@@ -83,6 +89,8 @@ def main() -> None:
             lookup_s += time.perf_counter() - t
             measured_ms.append(measure_architecture(space, arch, cfg, shape, 10, network))
             flops.append(space.evaluation_cost(arch, shape, 10, network).flops_m)
+        # the same architectures timed again, later: how well the measurement ranks itself (the noise ceiling)
+        again = np.asarray([measure_architecture(space, arch, cfg, shape, 10, network) for arch in archs])
         table_ms, measured_ms = np.asarray(table_ms), np.asarray(measured_ms)
         rel = np.abs(table_ms - measured_ms) / measured_ms
         line = {
@@ -94,6 +102,8 @@ def main() -> None:
             "median_abs_rel_error": round(float(np.median(rel)), 4),
             "p90_abs_rel_error": round(float(np.quantile(rel, 0.9)), 4),
             "kendall_flops": round(float(kendalltau(flops, measured_ms)[0]), 4),
+            "kendall_remeasured": round(float(kendalltau(again, measured_ms)[0]), 4),
+            "median_abs_rel_error_remeasured": round(float(np.median(np.abs(again - measured_ms) / measured_ms)), 4),
             "measured_ms_range": [round(float(measured_ms.min()), 4), round(float(measured_ms.max()), 4)],
             "lookup_ms_per_arch": round(1000 * lookup_s / len(archs), 2),
             "load_1min_after": os.getloadavg()[0],

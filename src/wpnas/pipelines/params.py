@@ -255,11 +255,14 @@ def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
 def _latency_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     """A search that prices or bounds latency: the table exists, was measured for this setting, and the
     bound is not below the space's fastest architecture; WPNAS bounds its result through the selection."""
-    if "search" not in params or not nodes & {"wpnas_search", "select_final_architecture"}:
+    if "search" not in params or not search_config(params["search"]).uses_latency:
+        return
+    if "ablation_rows" in nodes:
+        raise ConfigError("ablation: its rows are the paper's FLOPs-priced searches; set search.wpnas.reward.cost: "
+                          "flops and search.max_latency_ms: null for the ablation")
+    if not nodes & {"wpnas_search", "select_final_architecture"}:
         return
     cfg = search_config(params["search"])
-    if not cfg.uses_latency:
-        return
     if cfg.max_latency_ms is not None and cfg.method == "wpnas" and not cfg.selection.enabled:
         raise ConfigError(
             "search.max_latency_ms: WPNAS's own choice (argmax alpha) is not bounded; the bound applies through "
