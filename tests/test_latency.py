@@ -211,3 +211,4 @@ def test_the_selection_never_chooses_over_the_bound():
                                   admissible=lambda a: table.latency(a) <= bound)
     assert table.latency(bounded.chosen) <= bound
     assert all(table.latency(space.parse(a)) <= bound for a in bounded.table["arch"])
+
