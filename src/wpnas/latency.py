@@ -13,12 +13,12 @@ A unit's table key is its position (qualified name), its configuration (the modu
 architecture on the ``meta`` device gives its keys without any arithmetic
 (:func:`trace_units`). The table (:func:`build_table`) times every key of a *cover*: for each
 pair of decisions at most ``cover_window`` apart, every pair of their choices (the window is
-found by changing one decision at a time and noting which units change), so a unit whose configuration depends on two nearby decisions (a
-MobileNet block's kernel and expansion, an SSS layer's input and output widths, a DARTS
-reduction op's parent and op) is seen with every combination. Each key is timed in place:
-the real network is run once to capture the unit's actual inputs, then the unit alone
-is called ``warmup`` times and timed ``repeats`` times (CUDA: synchronised around each
-call), and the median is kept.
+found by changing one decision at a time and noting which units change), so a unit whose
+configuration depends on two nearby decisions (an SSS layer's input and output widths, a
+DARTS reduction op's parent pair and op) is seen with every combination. Each key is timed
+in place: the real network is run once to capture the unit's actual inputs, then the unit
+alone is called ``warmup`` times and timed ``repeats`` times (CUDA: synchronised around
+each call), and the median (or the minimum, ``statistic``) is kept.
 
 The part of the network that is no unit (additions, concatenations, the Python between
 modules) is the table's ``glue``: the median, over ``calibration_archs`` cover
@@ -31,7 +31,8 @@ space with its options and the evaluation network's options. A search refuses a 
 whose fingerprint differs (:meth:`LatencyTable.check`).
 
 The network timed is the one deployed: ``space.build_evaluation_network(arch, options)``
-(DARTS's 20 cells, MobileNet's layout), in eval mode, with no gradients.
+(with ``evaluation.network``: DARTS's 20 cells of 36 channels; MobileNet's layout), in eval
+mode, with no gradients. A key missing from the table is an error, never a guess.
 """
 
 from __future__ import annotations
