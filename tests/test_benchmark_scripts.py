@@ -189,3 +189,12 @@ def test_fault_battery_runs_its_cases_and_counts_them(tmp_path):
     printed = _script("faults.py", "--only", "pairs-out-of-range", "empty-class-folder", "--markdown", out)
     assert "tried 2, handled 2, lost 0, silently wrong 0" in printed
     assert out.read_text().count("| handled |") == 2
+
+
+@pytest.mark.slow
+def test_latency_table(tmp_path):
+    out = tmp_path / "latency.json"
+    _script("latency_table.py", "--spaces", "nats_tss", "--archs", 6, "--repeats", 1, "--out", out)
+    line = json.loads(out.read_text())["spaces"]["nats_tss"]
+    for key in ("kendall_table", "median_abs_rel_error", "kendall_flops", "kendall_remeasured", "table_build_s"):
+        assert key in line, key

@@ -30,7 +30,7 @@ LAYERS = [
     {"pipelines", "settings", "pipeline_registry", "__main__", "cli"},
     {"experiments"},
     {"search", "train", "predictors"},
-    {"io", "nasbench"},
+    {"io", "nasbench", "latency"},
     {"spaces"},
     {"nn"},
     {"data"},

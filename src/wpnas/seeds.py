@@ -36,6 +36,8 @@ STREAMS: dict[str, int] = {
     "evolution": 3571,
     "landmark": 6007,
     "ranking.sample": 2027,
+    # latency table: the cover architectures and the calibration draw
+    "latency.cover": 5023,
     # evaluation from scratch (paper step 5)
     "evaluation.init": 8831,
     "evaluation.batches": 8837,

@@ -128,6 +128,9 @@ def closing_line(genotype: Mapping[str, Any], evaluation: Mapping[str, Any] | No
         f"{float(genotype['flops_m']):.3f} MFLOPs",
         f"{float(genotype['params_m']):.4f} M params",
     ]
+    latency = latency_text(genotype)
+    if latency is not None:
+        parts.append(latency)
     if evaluation:
         test = _number(evaluation.get("test_accuracy"))
         if test is not None:
@@ -151,6 +154,19 @@ def closing_line(genotype: Mapping[str, Any], evaluation: Mapping[str, Any] | No
     if run_id:
         parts.append(f"MLflow run {run_id}")
     return "; ".join(parts)
+
+
+def latency_text(genotype: Mapping[str, Any]) -> str | None:
+    """The found network's measured latency (the whole network timed, not the table's sum), when the
+    search priced or bounded latency."""
+    measured = _number(genotype.get("latency_ms"))
+    if measured is None:
+        return None
+    table = _number(genotype.get("latency_table_ms"))
+    bound = _number(genotype.get("max_latency_ms"))
+    return (f"measured latency {measured:.3f} ms on {genotype.get('latency_device', '?')}"
+            + (f" (table {table:.3f} ms" + (f", bound {bound:g} ms)" if bound is not None else ")")
+               if table is not None else ""))
 
 
 def _new_figure(width: float, height: float) -> Figure:
@@ -230,7 +246,9 @@ def accuracy_axis(values: np.ndarray, shown: float | None = None) -> tuple[float
 def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any]) -> Figure:
     """Measured accuracy against FLOPs of the ground-truth architectures, the found one marked
     at a measured accuracy (or, without one, as a vertical line at its FLOPs); the axis is
-    scaled to the data, outliers far below shown at its bottom edge."""
+    scaled to the data, outliers far below shown at its bottom edge. When latency was the
+    search's cost (``genotype["cost"] == "latency"``) and ``pairs`` has a ``latency_ms`` column
+    (the table's), latency is the x-axis and the found network sits at its measured latency."""
     check_genotype_keys(genotype)
     if pairs is None or len(pairs) == 0:
         return _message_figure("no ground-truth pairs to plot")
@@ -239,9 +257,12 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
             raise DataError(f"arch_accuracy_pairs: missing column {column!r}")
     figure = _new_figure(5.0, 3.8)
     ax = figure.add_subplot()
-    flops_all = pairs["flops_m"].astype(float).to_numpy()
+    by_latency = (genotype.get("cost") == "latency" and "latency_ms" in pairs
+                  and _number(genotype.get("latency_ms")) is not None)
+    column, name, unit = ("latency_ms", "latency", "ms") if by_latency else ("flops_m", "FLOPs", "millions")
+    flops_all = pairs[column].astype(float).to_numpy()
     accuracy = pairs["accuracy"].astype(float).to_numpy()
-    flops = float(genotype["flops_m"])
+    flops = float(genotype[column])
     found = _found_accuracy(pairs, genotype)
     bottom, top, cut = accuracy_axis(accuracy, None if found is None else found[0])
     low = accuracy < cut
@@ -255,11 +276,12 @@ def accuracy_flops_figure(pairs: pd.DataFrame | None, genotype: Mapping[str, Any
         ax.scatter([flops], [bottom if under else found[0]], marker="*", s=220, color="red", edgecolor="black",
                    zorder=3, clip_on=False, label=f"{found[1]}: {found[0]:.2f} %" + (" (below the axis)" if under else ""))
     else:
-        ax.axvline(flops, color="red", linewidth=1.0, linestyle="--", label="found: FLOPs (no measured accuracy)")
+        ax.axvline(flops, color="red", linewidth=1.0, linestyle="--", label=f"found: {name} (no measured accuracy)")
     ax.set_ylim(bottom, top)
-    ax.set_xlabel("FLOPs (millions)")
+    ax.set_xlabel(f"{name} ({unit})" + (f"; ground truth: table, found: measured on {genotype.get('latency_device')}"
+                                        if by_latency else ""), fontsize=8 if by_latency else None)
     ax.set_ylabel("measured accuracy (%)")
-    ax.set_title(f"{genotype['space']}: accuracy vs FLOPs", fontsize=9)
+    ax.set_title(f"{genotype['space']}: accuracy vs {name}", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return figure
@@ -327,6 +349,10 @@ def summary_markdown(
     lines.append(f"- FLOPs: {float(genotype['flops_m']):.3f} M; parameters: {float(genotype['params_m']):.4f} M"
                  + (f" (input {genotype['input_shape']}, {genotype.get('num_classes')} classes)"
                     if genotype.get("input_shape") else ""))
+    latency = latency_text(genotype)
+    if latency is not None:
+        lines.append(f"- latency: {latency} (latency table {genotype.get('latency_fingerprint', '?')}; reward cost "
+                     f"`{genotype.get('cost', 'flops')}`)")
     if _number(genotype.get("joint_probability")) is not None:
         lines.append(f"- joint probability under alpha: {float(genotype['joint_probability']):.4g}")
     undecided = alpha_warning(genotype)

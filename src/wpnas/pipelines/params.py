@@ -16,6 +16,7 @@ from wpnas.config import RunConfig, from_dict, qualify, resolve_device
 from wpnas.data.sources import DataConfig, check_data_source
 from wpnas.errors import ConfigError, DataError
 from wpnas.io.stage_checkpoint import CheckpointPolicy
+from wpnas.latency import LatencyConfig, LatencyTable, expected_fingerprint, load_table
 from wpnas.spaces import SearchSpace, SpaceConfig
 from wpnas.predictors.stage import PredictorStageConfig
 from wpnas.predictors.table2 import Table2Config
@@ -99,6 +100,24 @@ def predictor_benchmark_config(section: Any) -> Table2Config:
     return from_dict(Table2Config, section, where="predictor_benchmark")
 
 
+def latency_config(section: Any) -> LatencyConfig:
+    return from_dict(LatencyConfig, section, where="latency")
+
+
+def network_options(evaluation: Any) -> dict[str, Any]:
+    """The evaluation network's options (``evaluation.network``): the network a latency table times."""
+    return dict(evaluation_config(evaluation).network or {}) if evaluation else {}
+
+
+def latency_table_for(latency: Any, evaluation: Any, space: SearchSpace, input_shape: Any,
+                      num_classes: int) -> LatencyTable:
+    """The saved table a search uses (``latency.table_path``), refused by fingerprint when it was
+    measured for another device, threads, batch size, input, space or torch."""
+    cfg = latency_config(latency)
+    expected = expected_fingerprint(cfg, space, input_shape, num_classes, network_options(evaluation))
+    return load_table(cfg, space, expected)
+
+
 def search_config(section: Any) -> SearchConfig:
     return from_dict(SearchConfig, _without_checkpoint_keys(section), where="search")
 
@@ -124,6 +143,7 @@ SECTIONS: dict[str, Callable[[Any], Any]] = {
     "predictor_benchmark": predictor_benchmark_config,
     "ablation": ablation_config,
     "evaluation": evaluation_config,
+    "latency": latency_config,
 }
 
 
@@ -211,6 +231,11 @@ def _num_classes(params: dict[str, Any]) -> int:
     return 100 if source == "cifar100" else 10
 
 
+#: Public names for the latency nodes (the table is measured at the data's input size).
+input_shape_of = _input_shape
+num_classes_of = _num_classes
+
+
 def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     """Evolution settings against the space (population, FLOPs bound), landmarks against the ground truth."""
     if "search" not in params or "space" not in params or "wpnas_search" not in nodes:
@@ -225,6 +250,30 @@ def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
             raise ConfigError(qualify(str(err), "search", ["evolution"])) from None
     if cfg.uses_landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
         raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
+
+
+def _latency_inputs(params: dict[str, Any], nodes: set[str]) -> None:
+    """A search that prices or bounds latency: the table exists, was measured for this setting, and the
+    bound is not below the space's fastest architecture; WPNAS bounds its result through the selection."""
+    if "search" not in params or not search_config(params["search"]).uses_latency:
+        return
+    if "ablation_rows" in nodes:
+        raise ConfigError("ablation: its rows are the paper's FLOPs-priced searches; set search.wpnas.reward.cost: "
+                          "flops and search.max_latency_ms: null for the ablation")
+    if not nodes & {"wpnas_search", "select_final_architecture"}:
+        return
+    cfg = search_config(params["search"])
+    if cfg.max_latency_ms is not None and cfg.method == "wpnas" and not cfg.selection.enabled:
+        raise ConfigError(
+            "search.max_latency_ms: WPNAS's own choice (argmax alpha) is not bounded; the bound applies through "
+            "the final selection, so set search.selection.enabled: true (or use reward.cost: latency alone)"
+        )
+    shape = _input_shape(params)
+    if shape is None or "space" not in params:
+        return
+    _, space = space_config(params["space"])
+    table = latency_table_for(params.get("latency"), params.get("evaluation"), space, shape, _num_classes(params))
+    table.check_bound(cfg.max_latency_ms, "search.max_latency_ms")
 
 
 def _final_selection(params: dict[str, Any], nodes: set[str]) -> None:
@@ -342,4 +391,5 @@ CROSS_CHECKS: list[Callable[[dict[str, Any], set[str]], None]] = [
     _warmup_landmarks,
     _ablation_inputs,
     _evaluation_inputs,
+    _latency_inputs,
 ]

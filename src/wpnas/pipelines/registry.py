@@ -9,6 +9,7 @@ from wpnas.pipelines.data_processing import create_pipeline as data_processing
 from wpnas.pipelines.evaluation import create_pipeline as evaluation
 from wpnas.pipelines.ground_truth import create_pipeline as ground_truth
 from wpnas.pipelines.landmark_phase import create_pipeline as landmark_phase
+from wpnas.pipelines.latency import create_pipeline as latency
 from wpnas.pipelines.predictor import create_pipeline as predictor
 from wpnas.pipelines.predictor_benchmark import create_pipeline as predictor_benchmark
 from wpnas.pipelines.reporting import create_pipeline as reporting
@@ -34,6 +35,9 @@ def all_pipelines() -> dict[str, Pipeline]:
         # (the best of a candidate pool by the ground-truth method).
         "wpnas_search": lp + se,
         "predictor_benchmark": predictor_benchmark(),
+        # Beyond the paper: the space's latency table on latency.device (docs/latency.md); a search with
+        # search.wpnas.reward.cost: latency or search.max_latency_ms reads the newest one.
+        "latency": latency(),
         # Paper step 5: train the search's final_genotype from scratch, score it on test.
         "evaluation": evaluation(),
         # summary.md and figures from the run's artifacts (needs evaluation_metrics).

@@ -14,6 +14,7 @@ from typing import Literal
 
 from wpnas.data.batching import AugmentConfig
 from wpnas.errors import ConfigError
+from wpnas.latency import check_bound
 from wpnas.search.evolution import EvolutionConfig
 from wpnas.search.hypernet import HyperNetConfig
 from wpnas.search.registry import check_method_name
@@ -78,6 +79,8 @@ class SearchConfig:
     inherited weights after BN recalibration on ``calib_batches`` training batches
     (0 = never); evolution's fitness is the same evaluation. ``selection``: the final
     selection after the search (:mod:`wpnas.search.selection`; its own node in the pipeline).
+    ``max_latency_ms`` (beyond the paper): a hard bound on the latency table's milliseconds for
+    every candidate of SPOS evolution and for the final selection's choice (null: none).
     """
 
     method: str = "wpnas"
@@ -95,9 +98,11 @@ class SearchConfig:
     wpnas: WPNASConfig = field(default_factory=WPNASConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    max_latency_ms: float | None = None
 
     def __post_init__(self) -> None:
         check_method_name(self.method)
+        check_bound(self.max_latency_ms, "search.max_latency_ms")
         if self.epochs < 1:
             raise ConfigError(f"search.epochs: {self.epochs} must be >= 1")
         if self.steps_per_epoch is not None and self.steps_per_epoch < 1:
@@ -116,6 +121,11 @@ class SearchConfig:
     def uses_predictor(self) -> bool:
         """Does this run need the trained predictor (WPNAS with ``reward.b1 > 0``)?"""
         return self.method == "wpnas" and self.wpnas.reward.uses_predictor
+
+    @property
+    def uses_latency(self) -> bool:
+        """Does this run need the latency table (the reward prices latency, or a latency bound)?"""
+        return self.max_latency_ms is not None or (self.method == "wpnas" and self.wpnas.reward.uses_latency)
 
     @property
     def uses_landmarks(self) -> bool:

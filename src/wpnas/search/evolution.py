@@ -136,7 +136,9 @@ class Evolution:
     """SPOS evolutionary search; call :meth:`step` once per generation (or use :func:`evolve`).
 
     ``fitness`` maps a batch of new architectures to their fitness (higher is better);
-    ``cost`` maps an architecture to its FLOPs in millions (needed with ``max_flops_m``).
+    ``cost`` maps an architecture to its FLOPs in millions (needed with ``max_flops_m``);
+    ``latency`` to its milliseconds (a latency table), needed with ``max_latency_ms``: no
+    candidate over either bound is ever evaluated, so none is ever the result.
     """
 
     def __init__(
@@ -146,12 +148,18 @@ class Evolution:
         cfg: EvolutionConfig,
         seed: int = 0,
         cost: CostFn | None = None,
+        latency: CostFn | None = None,
+        max_latency_ms: float | None = None,
     ) -> None:
         check_evolution(space, cfg, cost, seed)
+        if max_latency_ms is not None and latency is None:
+            raise ConfigError(f"evolution: a latency bound of {max_latency_ms} ms needs a latency function (a table)")
         self.space = space
         self.cfg = cfg
         self._fitness = fitness
         self._cost = cost
+        self._latency = latency
+        self.max_latency_ms = max_latency_ms
         self._rng = np.random.default_rng(stream_seed(seed, "evolution"))
         self._cache: dict[Arch, float] = {}
         self._population: list[tuple[Arch, float]] = []
@@ -204,8 +212,9 @@ class Evolution:
         self._population = sorted(merged, key=lambda item: -item[1])[: self.cfg.population]
         if not self._population:  # only possible when sampling a space too large to enumerate
             raise ConfigError(
-                f"evolution.max_flops_m: no architecture within {self.cfg.max_flops_m} MFLOPs found in "
-                f"{self.cfg.max_tries} tries; expected a larger bound or evolution.max_tries"
+                f"evolution: no architecture within max_flops_m {self.cfg.max_flops_m} MFLOPs and max_latency_ms "
+                f"{self.max_latency_ms} found in {self.cfg.max_tries} tries; expected a larger bound or "
+                "evolution.max_tries"
             )
         self._generation += 1
         metrics = {
@@ -220,12 +229,14 @@ class Evolution:
 
     def _meets_bound(self, arch: Arch) -> bool:
         bound = self.cfg.max_flops_m
-        return bound is None or float(self._cost(arch)) <= bound  # type: ignore[misc]
+        if bound is not None and float(self._cost(arch)) > bound:  # type: ignore[misc]
+            return False
+        return self.max_latency_ms is None or float(self._latency(arch)) <= self.max_latency_ms  # type: ignore[misc]
 
     def _initial_population(self) -> list[Arch]:
         """``population`` distinct uniform architectures within the bound (fewer if the bound allows fewer)."""
         want = self.cfg.population
-        if self.space.size > ENUMERATION_LIMIT:
+        if self.space.size > ENUMERATION_LIMIT or self.max_latency_ms is not None:  # a table lookup per try
             return self._collect(want, lambda: self.space.sample(self._rng), set(), "initial population")
         found: list[Arch] = []
         for index in self._rng.permutation(self.space.size):
@@ -319,9 +330,11 @@ def evolve(
     cfg: EvolutionConfig,
     seed: int = 0,
     cost: CostFn | None = None,
+    latency: CostFn | None = None,
+    max_latency_ms: float | None = None,
 ) -> Evolution:
     """Run all ``cfg.generations`` generations and return the finished :class:`Evolution`."""
-    evolution = Evolution(space, fitness, cfg, seed=seed, cost=cost)
+    evolution = Evolution(space, fitness, cfg, seed=seed, cost=cost, latency=latency, max_latency_ms=max_latency_ms)
     while not evolution.done:
         evolution.step()
     return evolution

@@ -64,6 +64,7 @@ class SearchContext:
         warmed_checkpoint: dict[str, Any],
         predictor: Any = None,
         landmarks: pd.DataFrame | None = None,
+        latency: Any = None,
     ) -> None:
         self.space = space
         self.splits = splits
@@ -75,6 +76,9 @@ class SearchContext:
         self.warmed_checkpoint = warmed_checkpoint
         self.predictor = predictor
         self.landmarks = landmarks
+        #: the latency table (:class:`~wpnas.latency.LatencyTable`, ``arch -> ms``) when the reward prices
+        #: latency or ``search.max_latency_ms`` bounds it; else None
+        self.latency = latency
 
     @property
     def device(self) -> torch.device:

@@ -1,6 +1,9 @@
 """The WPNAS reward (paper Section 3.4, equations 5 and 6).
 
-    r(A) = -CE(A) + b1 * FSP(A) - b2 * FLOPs(A)
+    r(A) = -CE(A) + b1 * FSP(A) - b2 * cost(A)
+
+``cost`` is the paper's FLOPs (``reward.cost: flops``) or, beyond the paper, the latency in
+milliseconds from a measured table (``reward.cost: latency``, :mod:`wpnas.latency`).
 
 Units, fixed once so that b1 and b2 mean the same thing in every run:
 
@@ -16,6 +19,8 @@ Units, fixed once so that b1 and b2 mean the same thing in every run:
   MFLOPs, b2 = 1e-3 makes the whole CIFAR-10 range of NATS-TSS (7.8 to 220 MFLOPs)
   worth about 0.2 nats of CE, the size of CE gaps between architectures, so the penalty
   steers without dominating; in FLOPs it would swamp CE entirely.
+* latency: milliseconds of the whole evaluation network on the table's device (the glue
+  plus the units of A, :meth:`~wpnas.latency.LatencyTable.latency`); ``b2`` is reward per ms.
 
 ``reward.measure: accuracy`` (not the paper's) puts the fraction of the validation batch
 the path classifies correctly (0..1) in the place of ``-CE``; the CE is still measured,
@@ -44,6 +49,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from wpnas.errors import ConfigError, TrainingError
+from wpnas.latency import check_cost_name
 from wpnas.nn.batchnorm import TrainMode
 from wpnas.spaces.base import Arch, SearchSpace
 
@@ -57,7 +63,8 @@ MEASURES = ("ce", "accuracy")
 
 @dataclass(frozen=True)
 class RewardConfig:
-    """``b1``: reward per predicted accuracy point (%); ``b2``: penalty per MFLOP.
+    """``b1``: reward per predicted accuracy point (%); ``b2``: penalty per unit of ``cost``
+    (``flops``: per MFLOP, the paper; ``latency``: per millisecond of the latency table).
 
     ``measure``: the weight-dependent term. ``ce`` (the paper): ``-CE`` in nats, mean over
     the validation batch. ``accuracy``: the fraction of the batch classified correctly
@@ -70,6 +77,7 @@ class RewardConfig:
     b1: float = 0.0
     b2: float = 0.0
     measure: str = "ce"
+    cost: str = "flops"
 
     def __post_init__(self) -> None:
         for name in ("b1", "b2"):
@@ -78,6 +86,11 @@ class RewardConfig:
                 raise ConfigError(f"reward.{name}: {value!r} must be a finite number >= 0")
         if self.measure not in MEASURES:
             raise ConfigError(f"reward.measure: {self.measure!r} is not one of {list(MEASURES)}")
+        check_cost_name(self.cost)
+
+    @property
+    def uses_latency(self) -> bool:
+        return self.cost == "latency"
 
     @property
     def uses_predictor(self) -> bool:
@@ -132,10 +145,14 @@ class RewardParts:
     flops_m: np.ndarray
     total: np.ndarray
     accuracy: np.ndarray | None = None
+    latency_ms: np.ndarray | None = None
 
 
 class Reward:
-    """Combines measured CE with the cached predictor and FLOPs terms for one space and dataset."""
+    """Combines measured CE with the cached predictor and cost terms for one space and dataset.
+
+    ``latency``: a :class:`~wpnas.latency.LatencyTable` (or any ``arch -> ms``), needed when
+    ``cfg.cost`` is ``latency``."""
 
     def __init__(
         self,
@@ -144,7 +161,13 @@ class Reward:
         input_shape: Sequence[int],
         num_classes: int,
         predictor: Any = None,
+        latency: Callable[[Arch], float] | None = None,
     ) -> None:
+        if cfg.uses_latency and latency is None:
+            raise ConfigError(
+                "reward.cost is 'latency' but no latency table was given; build one with "
+                "kedro run --pipelines=latency (or set reward.cost: flops)"
+            )
         if cfg.uses_predictor and predictor is None:
             raise ConfigError(
                 f"reward.b1 = {cfg.b1} weights the predictor, but no predictor was given; "
@@ -156,6 +179,7 @@ class Reward:
         self.num_classes = int(num_classes)
         self.predictions = PredictionCache(predictor) if cfg.uses_predictor else None
         self._flops: dict[Arch, float] = {}
+        self.latency = latency if cfg.uses_latency else None
 
     def flops_m(self, archs: Sequence[Arch]) -> np.ndarray:
         out = []
@@ -166,6 +190,14 @@ class Reward:
             out.append(self._flops[arch])
         return np.asarray(out, dtype=np.float64)
 
+    def latency_ms(self, archs: Sequence[Arch]) -> np.ndarray:
+        """Table latency (ms) of each architecture (the table caches it)."""
+        return np.asarray([float(self.latency(tuple(a))) for a in archs], dtype=np.float64)  # type: ignore[misc]
+
+    def cost(self, archs: Sequence[Arch]) -> np.ndarray:
+        """What ``b2`` multiplies: MFLOPs, or table milliseconds."""
+        return self.latency_ms(archs) if self.latency is not None else self.flops_m(archs)
+
     def fsp(self, archs: Sequence[Arch]) -> np.ndarray:
         """Predicted accuracy (%); zeros when the predictor is off (``b1 = 0``)."""
         if self.predictions is None:
@@ -173,8 +205,8 @@ class Reward:
         return self.predictions(archs)
 
     def static(self, archs: Sequence[Arch]) -> np.ndarray:
-        """``b1 * FSP - b2 * FLOPs``: the part of the reward that does not depend on the weights."""
-        return self.cfg.b1 * self.fsp(archs) - self.cfg.b2 * self.flops_m(archs)
+        """``b1 * FSP - b2 * cost``: the part of the reward that does not depend on the weights."""
+        return self.cfg.b1 * self.fsp(archs) - self.cfg.b2 * self.cost(archs)
 
     def __call__(self, ce: Sequence[float] | np.ndarray, archs: Sequence[Arch],
                  accuracy: Sequence[float] | np.ndarray | None = None) -> RewardParts:
@@ -198,9 +230,10 @@ class Reward:
             raise ValueError("reward.measure is 'accuracy': pass each architecture's accuracy")
         fsp = self.fsp(archs)
         flops = self.flops_m(archs)
+        latency = self.latency_ms(archs) if self.latency is not None else None
         measured = accuracy if self.cfg.measure == "accuracy" else -ce
-        total = measured + self.cfg.b1 * fsp - self.cfg.b2 * flops
-        return RewardParts(ce=ce, fsp=fsp, flops_m=flops, total=total, accuracy=accuracy)
+        total = measured + self.cfg.b1 * fsp - self.cfg.b2 * (flops if latency is None else latency)
+        return RewardParts(ce=ce, fsp=fsp, flops_m=flops, total=total, accuracy=accuracy, latency_ms=latency)
 
 
 class BatchStatistics:

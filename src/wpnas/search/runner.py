@@ -79,6 +79,7 @@ class SearchRunner:
         landmarks: pd.DataFrame | None = None,
         resume: dict[str, Any] | None = None,
         checkpoint: CheckpointPolicy | None = None,
+        latency: Any = None,
     ) -> None:
         if not isinstance(cfg, SearchConfig):
             raise ConfigError(
@@ -92,8 +93,15 @@ class SearchRunner:
         check_made_from(warmed_checkpoint, splits, "warmed_supernet")
         splits_record = splits.fingerprint()
         self.inputs = {"image_splits": splits_record, "warmed_supernet": _get(warmed_checkpoint, "fingerprint")}
+        if cfg.uses_latency and latency is None:
+            raise ConfigError(
+                "search prices or bounds latency (search.wpnas.reward.cost: latency or search.max_latency_ms) but no "
+                "latency table was given; build one with kedro run --pipelines=latency"
+            )
+        if latency is not None and cfg.max_latency_ms is not None:
+            latency.check_bound(cfg.max_latency_ms, "search.max_latency_ms")
         self.ctx = SearchContext(space, splits, cfg, Engine(device, cfg.engine), seed, warmed_checkpoint, predictor,
-                                 landmarks)
+                                 landmarks, latency if cfg.uses_latency else None)
         self.device = self.ctx.device
         self.warmed_from = {k: warmed_checkpoint.get(k) for k in ("stage", "epoch", "seed") if k in warmed_checkpoint}
         method_cls = get_method(cfg.method)
@@ -111,7 +119,8 @@ class SearchRunner:
                        "landmarks": None if landmarks is None else content_fingerprint(
                            landmarks.to_dict("list") if isinstance(landmarks, pd.DataFrame) else landmarks),
                        "resume": None if resume is None else content_fingerprint(
-                           {k: resume.get(k) for k in ("epoch", "state_dict")})},
+                           {k: resume.get(k) for k in ("epoch", "state_dict")}),
+                       **({"latency": latency.fingerprint["fingerprint"]} if self.ctx.latency is not None else {})},
         })
         self.epoch = 0  # completed epochs
         self.history: list[dict[str, Any]] = []
@@ -233,6 +242,9 @@ class SearchRunner:
             "top_candidates": [self.space.to_string(a) for a in self.method.top_candidates(
                 self.cfg.selection.search_top_k if self.cfg.selection.enabled else 1)],
             **self.method.details(arch),
+            **({"latency_table_ms": float(self.ctx.latency(arch)), "cost": self.cfg.wpnas.reward.cost
+                if self.cfg.method == "wpnas" else "flops", "max_latency_ms": self.cfg.max_latency_ms}
+               if self.ctx.latency is not None else {}),
         }
 
     def checkpoint(self) -> dict[str, Any]:
@@ -323,6 +335,7 @@ def run_search(
     landmarks: pd.DataFrame | None = None,
     resume: dict[str, Any] | None = None,
     checkpoint: CheckpointPolicy | None = None,
+    latency: Any = None,
 ) -> SearchResult:
     """Run the configured search method from a warmed SuperNet checkpoint (paper step 4).
 
@@ -334,6 +347,7 @@ def run_search(
     every ``checkpoint.every`` epochs to ``<folder>/search-<fingerprint>.pt`` (the fingerprint
     of the splits, warmed SuperNet, predictor, landmarks, settings and seed) and, with
     ``checkpoint.resume``, continue a killed search from it (same schedule); removed when done.
+    ``latency``: a :class:`~wpnas.latency.LatencyTable`, needed when ``cfg.uses_latency``.
     """
     return SearchRunner(space, splits, warmed_checkpoint, cfg, device, seed, predictor, landmarks, resume,
-                        checkpoint).run()
+                        checkpoint, latency).run()

@@ -202,6 +202,7 @@ def select_architecture(
     refine_per_step: int = 8,
     rank_neighbours: Callable[[list[Arch]], np.ndarray] | None = None,
     seed: int = 0,
+    admissible: Callable[[Arch], bool] | None = None,
 ) -> Selection:
     """Score every candidate the ground truth has not scored yet with ``score`` and choose the best;
     then refine it: up to ``refine_budget`` more ground-truth evaluations of the best's
@@ -211,9 +212,12 @@ def select_architecture(
 
     Candidates already in ``pairs`` keep their ground-truth accuracy (no new evaluation).
     Ties go to the earlier candidate (the method's own choice first; a neighbour must be
-    strictly better to replace the best)."""
+    strictly better to replace the best). ``admissible``: candidates and neighbours it refuses
+    (a latency bound) are left out."""
+    if admissible is not None:
+        pool = [row for row in pool if admissible(row[0])]
     if not pool:
-        raise DataError("the final selection got no candidates")
+        raise DataError("the final selection got no candidates" + (" within the bound" if admissible else ""))
     if refine_budget < 0 or refine_per_step < 1:
         raise ConfigError(f"refine_budget ({refine_budget}) must be >= 0 and refine_per_step ({refine_per_step}) >= 1")
     known: dict[Arch, float] = {}
@@ -243,7 +247,7 @@ def select_architecture(
     rng = np.random.default_rng(stream_seed(seed, "selection"))
     spent = 0
     while spent < refine_budget:
-        options = [a for a in neighbours(space, best) if a not in scores]
+        options = [a for a in neighbours(space, best) if a not in scores and (admissible is None or admissible(a))]
         if not options:
             break
         if rank_neighbours is not None:
@@ -281,6 +285,8 @@ def run_selection(
     splits: Any = None,
     device: Any = "cpu",
     seed: int = 0,
+    latency: Callable[[Arch], float] | None = None,
+    max_latency_ms: float | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The final genotype and the candidates table of the selection after a search.
 
@@ -288,7 +294,8 @@ def run_selection(
     :class:`~wpnas.train.ground_truth.GroundTruthConfig` whose method scores new candidates
     (the benchmark lookup, or a fine-tune of ``warmed`` on ``splits``); ``predictor``: a
     :class:`~wpnas.predictors.Predictor` or None (then no predictor candidates). With
-    ``cfg.enabled`` false the search's choice is returned unchanged, marked so."""
+    ``cfg.enabled`` false the search's choice is returned unchanged, marked so. ``max_latency_ms``
+    with ``latency`` (a latency table): only candidates within the bound are chosen."""
     if not cfg.enabled:
         return {**genotype, "selection": {"enabled": False}}, pd.DataFrame(columns=COLUMNS)
     if ground_truth is None:
@@ -321,7 +328,9 @@ def run_selection(
     as_percent = None if predictor is None or not hasattr(predictor, "predict") else predictor.predict
     selection = select_architecture(space, pool, score, scored_by, pairs, predicted=as_percent,
                                     refine_budget=cfg.refine_budget, refine_per_step=cfg.refine_per_step,
-                                    rank_neighbours=predict, seed=seed)
+                                    rank_neighbours=predict, seed=seed,
+                                    admissible=None if max_latency_ms is None or latency is None
+                                    else lambda a: float(latency(a)) <= max_latency_ms)
     return chosen_genotype(space, genotype, selection, predictor), selection.table
 
 

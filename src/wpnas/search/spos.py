@@ -38,7 +38,8 @@ class SPOSEvolution(SearchMethod):
         def cost(arch: Arch) -> float:
             return space.cost(arch, shape, classes).flops_m
 
-        self.evolution = Evolution(space, self._fitness, self.cfg, seed=ctx.seed, cost=cost)  # checks the bound
+        self.evolution = Evolution(space, self._fitness, self.cfg, seed=ctx.seed, cost=cost,  # checks the bound
+                                   latency=ctx.latency, max_latency_ms=ctx.cfg.max_latency_ms)
         self._supernet = ctx.restore_warmed()
         self._supernet.requires_grad_(False)
 

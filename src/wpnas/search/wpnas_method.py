@@ -80,7 +80,7 @@ class WPNASMethod(SearchMethod):
         if ctx.predictor is not None and not cfg.reward.uses_predictor:
             logger.info("search.wpnas.reward.b1 is 0: the predictor is ignored")
         # The reward owns the rule "b1 > 0 needs a predictor"; built first, it fails before any model is.
-        self.reward = Reward(ctx.space, cfg.reward, ctx.input_shape, ctx.num_classes, ctx.predictor)
+        self.reward = Reward(ctx.space, cfg.reward, ctx.input_shape, ctx.num_classes, ctx.predictor, ctx.latency)
         self.landmarks = None
         if cfg.landmark.enabled:
             if ctx.landmarks is None:
@@ -190,6 +190,8 @@ class WPNASMethod(SearchMethod):
             valid_acc_mean=float(100 * accuracy[rows].mean()),
             flops_m_mean=float(parts.flops_m[rows].mean()),
         )
+        if parts.latency_ms is not None:
+            stats["latency_ms_mean"] = float(parts.latency_ms[rows].mean())
         if cfg.reward.uses_predictor:
             stats["fsp_mean"] = float(parts.fsp[rows].mean())
         return stats

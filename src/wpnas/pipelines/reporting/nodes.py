@@ -15,7 +15,9 @@ from wpnas.experiments.report import (
     predictor_scatter_figure,
     summary_markdown,
 )
+from wpnas.errors import WpnasError
 from wpnas.io.lineage import check_report_inputs, report_sources
+from wpnas.pipelines.params import latency_table_for
 from wpnas.search.trajectory import alpha_trajectory_figure, no_trajectory_figure
 from wpnas.spaces import get_space
 
@@ -37,6 +39,8 @@ def report_node(
     predictor_validation: pd.DataFrame,
     predictor_metrics: dict[str, Any],
     arch_accuracy_pairs: pd.DataFrame,
+    latency: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> tuple[str, Any, Any, Any]:
     check_genotype_keys(final_genotype)
     # before anything is drawn or saved: every input must come from the genotype's run
@@ -54,4 +58,22 @@ def report_node(
     tracking.set_tags({"final_arch": final_genotype["arch"], "search_seed": final_genotype.get("seed")})
     logger.info("Result: %s", closing_line(final_genotype, evaluation_metrics, run_id, predictor_metrics))
     return (summary, alpha_lines, predictor_scatter_figure(predictor_validation),
-            accuracy_flops_figure(arch_accuracy_pairs, final_genotype))
+            accuracy_flops_figure(with_table_latency(arch_accuracy_pairs, final_genotype, space, latency, evaluation),
+                                  final_genotype))
+
+
+def with_table_latency(pairs: pd.DataFrame, genotype: dict[str, Any], space: Any, latency: dict[str, Any] | None,
+                       evaluation: dict[str, Any] | None) -> pd.DataFrame:
+    """``pairs`` with the latency table's ms per architecture (``latency_ms``) when latency was the
+    search's cost and the table it used is still there; otherwise unchanged (the figure shows FLOPs)."""
+    if genotype.get("cost") != "latency" or pairs is None or not len(pairs) or "input_shape" not in genotype:
+        return pairs
+    try:
+        table = latency_table_for(latency, evaluation, space, genotype["input_shape"], int(genotype["num_classes"]))
+    except WpnasError as err:
+        logger.warning("accuracy figure: FLOPs on the x-axis, the search's latency table cannot be used: %s", err)
+        return pairs
+    if table.fingerprint["fingerprint"] != genotype.get("latency_fingerprint"):
+        logger.warning("accuracy figure: FLOPs on the x-axis, the newest latency table is not the search's")
+        return pairs
+    return pairs.assign(latency_ms=[table.latency(space.parse(str(a))) for a in pairs["arch"]])

@@ -9,7 +9,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 report_node,
                 inputs=["final_genotype", "evaluation_metrics", "alpha_trajectory", "predictor_validation",
-                        "predictor_metrics", "arch_accuracy_pairs"],
+                        "predictor_metrics", "arch_accuracy_pairs", "params:latency", "params:evaluation"],
                 outputs=["run_summary", "alpha_lines", "predictor_scatter", "accuracy_vs_flops"],
                 name="report_run",
             )

@@ -15,7 +15,9 @@ from wpnas.errors import DataError
 from wpnas.fingerprint import check_fingerprint
 from wpnas.io.lineage import LINEAGE, search_lineage
 from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
-from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, search_config, space_config
+from wpnas.pipelines.latency.nodes import measured_latency
+from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, latency_table_for, run_config, search_config, \
+    space_config
 from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, alpha_heatmap, run_search
@@ -35,6 +37,8 @@ def search_node(
     space: dict[str, Any],
     search: dict[str, Any],
     ground_truth_summary: dict[str, Any] | None = None,
+    latency: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
     """The search from ``search_supernet``: the landmark phase's SuperNet, or the warmed one when
     the phase is off (``landmark_phase.enabled: false``)."""
@@ -50,7 +54,8 @@ def search_node(
             hint="The ground-truth pairs changed after the predictor was trained: run the predictor pipeline again",
         )
     run_cfg = run_config(run)
-    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
+    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search, latency,
+              evaluation)
     if fans_out(run_cfg):  # WPNAS data parallel, evolution's fitness map sharded, on local workers
         result = on_workers(search_result, inputs, run_cfg, {"run": run, "space": space, "search": search}, "search")
         tracking.log_history(result.history, prefix="search/")
@@ -94,9 +99,31 @@ def select_final_architecture(
     search: dict[str, Any],
     ground_truth: dict[str, Any] | None,
     ground_truth_summary: dict[str, Any] | None = None,
+    latency: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """The final selection (search.selection): the best of a candidate pool by the ground-truth method."""
+    """The final selection (search.selection): the best of a candidate pool by the ground-truth method
+    (within ``search.max_latency_ms`` when set); with a latency table, the found network is timed whole."""
+    found, table = _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supernet, image_splits, run,
+                           space, search, ground_truth, ground_truth_summary, latency, evaluation)
+    if search_config(search).uses_latency:
+        found = {**found, **measured_latency(found, _latency_table(search_genotype, space, latency, evaluation), latency,
+                                             evaluation, space_config(space)[1])}
+        logger.info("Search result, timed: %s", closing_line(found, run_id=tracking.active_run_id()))
+    return found, table
+
+
+def _latency_table(genotype: dict[str, Any], space: dict[str, Any], latency: dict[str, Any] | None,
+                   evaluation: dict[str, Any] | None) -> Any:
+    return latency_table_for(latency, evaluation, space_config(space)[1], genotype["input_shape"],
+                             int(genotype["num_classes"]))
+
+
+def _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supernet, image_splits, run, space, search,
+            ground_truth, ground_truth_summary, latency, evaluation) -> tuple[dict[str, Any], pd.DataFrame]:
     cfg = search_config(search).selection
+    bound = search_config(search).max_latency_ms
+    bounded_by = _latency_table(search_genotype, space, latency, evaluation) if bound is not None else None
     _, search_space = space_config(space)
     gt_cfg = ground_truth_config(ground_truth) if ground_truth else None
     if cfg.enabled and gt_cfg is not None and gt_cfg.source == "finetune":  # new fine-tunes sit beside the pairs'
@@ -111,7 +138,8 @@ def select_final_architecture(
     splits = ImageSplits.coerce(image_splits)
     started = time.monotonic()
     found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs, predictor=predictor,
-                                 warmed=warmed_supernet, splits=splits, device=device, seed=run_cfg.seed)
+                                 warmed=warmed_supernet, splits=splits, device=device, seed=run_cfg.seed,
+                                 latency=bounded_by, max_latency_ms=bound)
     chosen = found["selection"]
     chosen["seconds"] = round(time.monotonic() - started, 2)
     tracking.log_metrics({"score": chosen["score"], "candidates": chosen["candidates"],
@@ -140,13 +168,18 @@ def search_result(
     run: dict[str, Any],
     space: dict[str, Any],
     search: dict[str, Any],
+    latency: dict[str, Any] | None = None,
+    evaluation: dict[str, Any] | None = None,
 ) -> SearchResult:
     """The search, in this process or as one rank of a world."""
     cfg = search_config(search)
     _, search_space = space_config(space)
+    splits = ImageSplits.coerce(image_splits)
+    table = (latency_table_for(latency, evaluation, search_space, splits.input_shape, splits.num_classes)
+             if cfg.uses_latency else None)
     run_cfg, device = setup_run(run)
     predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
     landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
-    return run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
+    return run_search(search_space, splits, warmed_supernet, cfg, device,
                       seed=run_cfg.seed, predictor=predictor, landmarks=landmarks,
-                      checkpoint=checkpoint_policy(search, run, "search"))
+                      checkpoint=checkpoint_policy(search, run, "search"), latency=table)

@@ -9,14 +9,16 @@ def create_pipeline(**kwargs) -> Pipeline:
             node(
                 search_node,
                 inputs=["landmark_supernet", "predictor_weights", "arch_accuracy_pairs", "image_splits", "params:run",
-                        "params:space", "params:search", "ground_truth_summary"],
+                        "params:space", "params:search", "ground_truth_summary", "params:latency",
+                        "params:evaluation"],
                 outputs=["searched_supernet", "alpha_trajectory", "alpha_heatmap", "search_genotype"],
                 name="wpnas_search",
             ),
             node(
                 select_final_architecture,
                 inputs=["search_genotype", "predictor_weights", "arch_accuracy_pairs", "warmed_supernet", "image_splits",
-                        "params:run", "params:space", "params:search", "params:ground_truth", "ground_truth_summary"],
+                        "params:run", "params:space", "params:search", "params:ground_truth", "ground_truth_summary",
+                        "params:latency", "params:evaluation"],
                 outputs=["final_genotype", "selection_candidates"],
                 name="select_final_architecture",
             ),
