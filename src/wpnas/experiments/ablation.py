@@ -65,7 +65,7 @@ from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.nasbench import kendall_tau, load_benchmark
 from wpnas.predictors import load_predictor
 from wpnas.predictors.stage import PredictorStageConfig, fit_predictor
-from wpnas.search import SearchConfig, restore_search, run_search
+from wpnas.search import SearchConfig, get_method, restore_search, run_search
 from wpnas.search.selection import run_selection
 from wpnas.spaces.base import ENUMERATION_LIMIT, SearchSpace
 from wpnas.train.ground_truth import COLUMNS as GROUND_TRUTH_COLUMNS
@@ -168,14 +168,6 @@ class AblationConfig:
         if self.predictor_archs < 1:
             raise ConfigError(f"ablation.predictor_archs: {self.predictor_archs} must be >= 1")
 
-    @property
-    def needs_landmark_warmup(self) -> bool:
-        return any(ROWS[r].warmup == "landmark" for r in self.rows)
-
-    @property
-    def needs_predictor(self) -> bool:
-        return self.references or any(ROWS[r].predictor for r in self.rows)
-
 
 def check_ablation(
     space: SearchSpace, cfg: AblationConfig, search: SearchConfig, input_shape: Sequence[int] | None = None,
@@ -190,25 +182,21 @@ def check_ablation(
         )
     if any(ROWS[r].selection for r in cfg.rows):
         dataclasses.replace(search.selection, enabled=True).check_space(space)
-    if any(ROWS[r].method == "spos_evolution" for r in cfg.rows) and input_shape is not None:
-        from wpnas.search.evolution import check_evolution
-
-        check_evolution(space, search.evolution,
-                        cost=lambda a: space.cost(a, input_shape, num_classes).flops_m)
+    for method in sorted({ROWS[r].method for r in cfg.rows}):  # each row's method checks its own settings
+        get_method(method).check(search, space, input_shape, num_classes)
 
 
 def row_search_config(name: str, search: SearchConfig, landmark: LandmarkConfig) -> SearchConfig:
     """The ``search`` settings of one row (see the module docstring)."""
     row = ROWS[name]
     if row.method == "spos_evolution":
-        return dataclasses.replace(search, method="spos_evolution")
+        return search.with_method("spos_evolution")
     wpnas = search.wpnas
     mode = "off" if not row.hypernet else (wpnas.hypernet.mode if wpnas.hypernet.mode != "off" else "trained")
-    return dataclasses.replace(
-        search,
-        method="wpnas",
+    return search.with_method(
+        "wpnas",
         selection=dataclasses.replace(search.selection, enabled=row.selection),
-        wpnas=dataclasses.replace(
+        settings=dataclasses.replace(
             wpnas,
             sampling="probabilistic",
             reward=dataclasses.replace(wpnas.reward, b1=wpnas.reward.b1 if row.predictor else 0.0),

@@ -21,8 +21,6 @@ from wpnas.predictors.stage import PredictorStageConfig
 from wpnas.predictors.table2 import Table2Config
 from wpnas.experiments.ablation import AblationConfig, check_ablation
 from wpnas.search import SearchConfig
-from wpnas.search.evolution import check_evolution
-from wpnas.search.wpnas_method import check_data_parallel
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.scratch import EvaluationConfig, check_drop_path
 from wpnas.train.warmup import LandmarkPhaseConfig, WarmupConfig
@@ -212,19 +210,15 @@ def _num_classes(params: dict[str, Any]) -> int:
 
 
 def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
-    """Evolution settings against the space (population, FLOPs bound), landmarks against the ground truth."""
+    """The method's settings against the space (its own check), landmarks against the ground truth."""
     if "search" not in params or "space" not in params or "wpnas_search" not in nodes:
         return
     cfg = search_config(params["search"])
     _, space = space_config(params["space"])
-    shape = _input_shape(params)
-    if cfg.method == "spos_evolution" and shape is not None:
-        try:
-            check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, shape, _num_classes(params)).flops_m)
-        except ConfigError as err:  # the check names "evolution.<key>"; the user writes search.evolution.<key>
-            raise ConfigError(qualify(str(err), "search", ["evolution"])) from None
-    if cfg.uses_landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
-        raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
+    cfg.method_class.check(cfg, space, _input_shape(params), _num_classes(params))
+    if cfg.needs.landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
+        raise ConfigError(f"search.method {cfg.method!r} uses landmarks (search.{cfg.method_class.settings_key}) and "
+                          "needs at least 2 ground-truth pairs (ground_truth.num_archs)")
 
 
 def _final_selection(params: dict[str, Any], nodes: set[str]) -> None:
@@ -325,8 +319,7 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
             distributed.check_divisible(evaluation.batch_size, size, "evaluation.batch_size")
     if "wpnas_search" in nodes and "search" in params:
         search = search_config(params["search"])
-        if search.method == "wpnas":
-            check_data_parallel(search, size)
+        search.method_class.check_world(search, size)
     if nodes & {"acquire_ground_truth", "ablation_ground_truth"} and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":

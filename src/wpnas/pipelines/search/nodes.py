@@ -18,10 +18,9 @@ from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, search_config, space_config
 from wpnas.pipelines.workers import fans_out, on_workers
 from wpnas.predictors import load_predictor
-from wpnas.search import SearchResult, alpha_heatmap, run_search
+from wpnas.search import SearchResult, run_search
 from wpnas.experiments.report import closing_line
 from wpnas.search.selection import run_selection
-from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +40,10 @@ def search_node(
     cfg = search_config(search)
     _, search_space = space_config(space)
     warmed_supernet = search_supernet
-    if cfg.uses_predictor or cfg.uses_landmarks:  # the pairs (through the predictor, or as landmarks) are used
+    needs = cfg.needs
+    if needs.pairs:  # the pairs (through the predictor, or as landmarks) are used
         check_pairs_source(ground_truth_summary, arch_accuracy_pairs, warmed_fingerprint(search_supernet))
-    if cfg.uses_predictor:
+    if needs.predictor:
         check_fingerprint(
             pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),
             "predictor_weights", DataError,
@@ -51,15 +51,12 @@ def search_node(
         )
     run_cfg = run_config(run)
     inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
-    if fans_out(run_cfg):  # WPNAS data parallel, evolution's fitness map sharded, on local workers
+    if fans_out(run_cfg):  # the method's world (WPNAS data parallel, fitness maps sharded), on local workers
         result = on_workers(search_result, inputs, run_cfg, {"run": run, "space": space, "search": search}, "search")
         tracking.log_history(result.history, prefix="search/")
     else:
         result = search_result(*inputs)
-    if cfg.method == "wpnas":
-        trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
-    else:  # methods without alpha: an empty table and a figure that says so
-        trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
+    trajectory, figure = cfg.method_class.outputs(result.trajectory, search_space)
     found = {**result.final_genotype,
              LINEAGE: search_lineage((result.checkpoint.get("fingerprint") or {}).get("fingerprint"), trajectory,
                                      arch_accuracy_pairs, predictor_weights)}
@@ -145,8 +142,9 @@ def search_result(
     cfg = search_config(search)
     _, search_space = space_config(space)
     run_cfg, device = setup_run(run)
-    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
-    landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
+    needs = cfg.needs
+    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if needs.predictor else None
+    landmarks = arch_accuracy_pairs if needs.landmarks else None
     return run_search(search_space, ImageSplits.coerce(image_splits), warmed_supernet, cfg, device,
                       seed=run_cfg.seed, predictor=predictor, landmarks=landmarks,
                       checkpoint=checkpoint_policy(search, run, "search"))
