@@ -49,3 +49,11 @@ def stream_seed(seed: int, stream: str) -> int:
         return int(seed) + STREAMS[stream]
     except KeyError:
         raise KeyError(f"unknown random stream {stream!r}; known: {sorted(STREAMS)}") from None
+
+
+def add_stream(name: str, offset: int) -> None:
+    """Add the stream of a module that brings its own draws (a search method in one file); adding
+    a name again with the same offset is a no-op, with another one an error."""
+    if STREAMS.get(name, offset) != offset:
+        raise ValueError(f"random stream {name!r} already has offset {STREAMS[name]}, not {offset}")
+    STREAMS[name] = offset
