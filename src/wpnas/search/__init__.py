@@ -30,7 +30,7 @@ from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, res
 from wpnas.search.wpnas_method import WPNASConfig, WPNASMethod, restore_search
 
 # Importing the method modules registers the methods (a new method adds its module here).
-from wpnas.search import spos, wpnas_method  # noqa: E402,F401  isort: skip
+from wpnas.search import random_search, spos, wpnas_method  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ArchDistribution",
