@@ -7,6 +7,7 @@ at the start of a run with the offending key named, not hours later.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import random
@@ -213,22 +214,31 @@ def qualify(message: str, where: str, fields: Iterable[str] = ()) -> str:
     return f"{where}: {message}"
 
 
+def json_ready(value: Any, nonfinite_as_none: bool = False) -> Any:
+    """``value`` as JSON gives it back: mappings with string keys, tuples as lists, numpy scalars
+    as Python values (and, when asked, NaN and infinities as None), for checkpoints, logs and
+    JSON artifacts."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v, nonfinite_as_none) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v, nonfinite_as_none) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if nonfinite_as_none and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-dict view of a config dataclass (tuples become lists), for logging and checkpoints."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
+    """Plain-dict view of a config dataclass (tuples become lists), for logging and checkpoints;
+    keyed sections (:data:`SECTIONS`) stand at the top level, as in the parameters."""
     keyed = _keyed_sections(type(obj)) if dataclasses.is_dataclass(obj) else {}
     view: dict[str, Any] = {}
-    for key, value in plain(dataclasses.asdict(obj)).items():  # keyed sections at the top level, as in the parameters
-        view.update(value) if key in keyed else view.__setitem__(key, value)
+    for key, value in json_ready(dataclasses.asdict(obj)).items():
+        if key in keyed:
+            view.update(value)
+        else:
+            view[key] = value
     return view
 
 

@@ -56,7 +56,8 @@ import pandas as pd
 import torch
 
 from wpnas import distributed, tracking
-from wpnas.config import describe_device, seed_everything, to_dict
+from wpnas.config import describe_device, json_ready, seed_everything, to_dict
+from wpnas.seeds import fixed_seed
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.fingerprint import content_fingerprint
@@ -238,15 +239,6 @@ class _Finished:
             self.store.finish({"done": self.done})
 
 
-def _plain(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers (what an in-progress checkpoint may hold)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
-
-
 def _frame_content(frame: pd.DataFrame | None) -> Any:
     return None if frame is None else {str(k): frame[k].tolist() for k in frame.columns}
 
@@ -396,7 +388,7 @@ def run_rows(
                 unit = f"{name}/{_key(seed)}"
                 if unit not in finished.done:
                     logger.info("ablation row %r, seed %d", name, seed)
-                    finished.add(unit, _plain(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
+                    finished.add(unit, json_ready(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
                                                        warmed_landmark, pairs, predictors, checkpoint,
                                                        ground_truth=ground_truth, searches=searches)))
                 record = finished.done[unit]
@@ -501,7 +493,8 @@ def run_references(
 def _predictor_candidates(space: SearchSpace, cfg: AblationConfig) -> list[tuple[int, ...]]:
     if space.size <= min(ENUMERATION_LIMIT, cfg.predictor_archs):
         return list(space.enumerate())
-    return space.sample_unique(np.random.default_rng(0), min(cfg.predictor_archs, space.size))
+    rng = np.random.default_rng(fixed_seed("ablation.predictor_candidates"))
+    return space.sample_unique(rng, min(cfg.predictor_archs, space.size))
 
 
 def _reference(name, seed, space, arch, benchmark, cfg, hours):

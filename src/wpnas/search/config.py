@@ -47,6 +47,9 @@ class SearchConfig:
     inherited weights after BN recalibration on ``calib_batches`` training batches
     (0 = never); evolution's fitness is the same evaluation. ``selection``: the final
     selection after the search (:mod:`wpnas.search.selection`; its own node in the pipeline).
+    ``methods``: every registered method's settings, keyed by the section each method declares
+    (``search.wpnas``, ``search.evolution``, ...; absent sections at their defaults), so a new
+    method adds no field here; ``settings`` is the chosen method's.
     """
 
     method: str = "wpnas"

@@ -291,3 +291,28 @@ class SearchMethod(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
         """Restore from a search checkpoint written by the same method."""
+
+
+class FrozenSuperNetMethod(SearchMethod):
+    """Base of the methods that score architectures with the warmed SuperNet's weights, unchanged
+    (SPOS evolution, random search): one step per epoch, and ``_fitness(archs)`` is the runner's
+    inherited-weight validation accuracy (:meth:`SearchContext.accuracies`). A subclass builds
+    its search first (so its checks fail before any model is restored), then calls
+    :meth:`restore_frozen`."""
+
+    _supernet: SuperNet
+
+    def restore_frozen(self) -> None:
+        self._supernet = self.ctx.restore_warmed()
+        self._supernet.requires_grad_(False)
+
+    def _fitness(self, archs: list[Arch]) -> list[float]:
+        # each with its own fixed calibration draw, sharded over the ranks of a world
+        return self.ctx.accuracies(self._supernet, archs)
+
+    @property
+    def supernet(self) -> SuperNet:
+        return self._supernet
+
+    def steps_per_epoch(self) -> int:
+        return 1

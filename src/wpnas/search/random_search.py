@@ -26,11 +26,10 @@ import pandas as pd
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.search.config import SearchConfig
-from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
+from wpnas.search.methods import FrozenSuperNetMethod, SearchContext, StepBatches
 from wpnas.search.registry import register_method
 from wpnas.seeds import add_stream, stream_seed
 from wpnas.spaces.base import Arch, SearchSpace
-from wpnas.spaces.supernet import SuperNet
 
 logger = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ class RandomSearch:
 
 
 @register_method(KEY)
-class RandomSearchMethod(SearchMethod):
+class RandomSearchMethod(FrozenSuperNetMethod):
     """Random architectures scored with inherited weights; the best wins (see the module docstring)."""
 
     settings_key = KEY
@@ -153,21 +152,13 @@ class RandomSearchMethod(SearchMethod):
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
         space, shape, classes = ctx.space, ctx.input_shape, ctx.num_classes
-        self.search = RandomSearch(space, lambda archs: ctx.accuracies(self._supernet, archs), self.settings,
-                                   seed=ctx.seed, cost=lambda arch: space.cost(arch, shape, classes).flops_m)
-        self._supernet = ctx.restore_warmed()
-        self._supernet.requires_grad_(False)
-
-    @property
-    def supernet(self) -> SuperNet:
-        return self._supernet
+        self.search = RandomSearch(space, self._fitness, self.settings, seed=ctx.seed,
+                                   cost=lambda arch: space.cost(arch, shape, classes).flops_m)
+        self.restore_frozen()
 
     @property
     def num_epochs(self) -> int:
         return self.search.num_steps
-
-    def steps_per_epoch(self) -> int:
-        return 1
 
     def step(self, batches: StepBatches) -> dict[str, float]:
         return self.search.step()

@@ -20,14 +20,13 @@ from wpnas.config import qualify, to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.search.config import SearchConfig
 from wpnas.search.evolution import Evolution, EvolutionConfig, check_evolution
-from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
+from wpnas.search.methods import FrozenSuperNetMethod, SearchContext, StepBatches
 from wpnas.search.registry import register_method
 from wpnas.spaces.base import Arch, SearchSpace
-from wpnas.spaces.supernet import SuperNet
 
 
 @register_method("spos_evolution")
-class SPOSEvolution(SearchMethod):
+class SPOSEvolution(FrozenSuperNetMethod):
     """Evolutionary search on inherited-weight validation accuracy (SPOS's second stage)."""
 
     settings_key = "evolution"
@@ -53,23 +52,11 @@ class SPOSEvolution(SearchMethod):
             return space.cost(arch, shape, classes).flops_m
 
         self.evolution = Evolution(space, self._fitness, self.cfg, seed=ctx.seed, cost=cost)  # checks the bound
-        self._supernet = ctx.restore_warmed()
-        self._supernet.requires_grad_(False)
-
-    def _fitness(self, archs: list[Arch]) -> list[float]:
-        # each with its own fixed calibration draw, sharded over the ranks of a world
-        return self.ctx.accuracies(self._supernet, archs)
-
-    @property
-    def supernet(self) -> SuperNet:
-        return self._supernet
+        self.restore_frozen()
 
     @property
     def num_epochs(self) -> int:
         return self.cfg.generations
-
-    def steps_per_epoch(self) -> int:
-        return 1
 
     def step(self, batches: StepBatches) -> dict[str, float]:
         metrics = self.evolution.step()

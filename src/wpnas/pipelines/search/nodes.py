@@ -16,7 +16,7 @@ from wpnas.fingerprint import check_fingerprint
 from wpnas.io.lineage import LINEAGE, search_lineage
 from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, run_config, search_config, space_config
-from wpnas.pipelines.workers import fans_out, on_workers
+from wpnas.pipelines.workers import run_stage
 from wpnas.predictors import load_predictor
 from wpnas.search import SearchResult, run_search
 from wpnas.experiments.report import closing_line
@@ -25,7 +25,7 @@ from wpnas.search.selection import run_selection
 logger = logging.getLogger(__name__)
 
 
-def search_node(
+def search_architecture(
     search_supernet: dict[str, Any],
     predictor_weights: dict[str, Any],
     arch_accuracy_pairs: pd.DataFrame,
@@ -35,8 +35,9 @@ def search_node(
     search: dict[str, Any],
     ground_truth_summary: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
-    """The search from ``search_supernet``: the landmark phase's SuperNet, or the warmed one when
-    the phase is off (``landmark_phase.enabled: false``)."""
+    """The search by ``search.method`` from ``search_supernet``: the landmark phase's SuperNet, or the
+    warmed one when the phase is off (``landmark_phase.enabled: false``). The method says what it
+    needs (predictor, landmarks) and what it writes (trajectory, heatmap)."""
     cfg = search_config(search)
     _, search_space = space_config(space)
     warmed_supernet = search_supernet
@@ -49,13 +50,13 @@ def search_node(
             "predictor_weights", DataError,
             hint="The ground-truth pairs changed after the predictor was trained: run the predictor pipeline again",
         )
-    run_cfg = run_config(run)
-    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search)
-    if fans_out(run_cfg):  # the method's world (WPNAS data parallel, fitness maps sharded), on local workers
-        result = on_workers(search_result, inputs, run_cfg, {"run": run, "space": space, "search": search}, "search")
+    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, ImageSplits.coerce(image_splits), run, space,
+              search)
+    # the method's world (WPNAS data parallel, fitness maps sharded), on local workers
+    result, on_workers = run_stage(search_result, inputs, run_config(run),
+                                   {"run": run, "space": space, "search": search}, "search")
+    if on_workers:
         tracking.log_history(result.history, prefix="search/")
-    else:
-        result = search_result(*inputs)
     trajectory, figure = cfg.method_class.outputs(result.trajectory, search_space)
     found = {**result.final_genotype,
              LINEAGE: search_lineage((result.checkpoint.get("fingerprint") or {}).get("fingerprint"), trajectory,
@@ -102,7 +103,7 @@ def select_final_architecture(
         found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs)
         logger.info("Final selection: off (search.selection.enabled: false); the search's own choice is the result")
         return found, table
-    run_cfg, device = setup_run(run)
+    run_cfg, device = setup_run(run_config(run))
     predictor = (load_predictor(predictor_weights, search_space, device=str(device))
                  if cfg.predictor_top_k and predictor_weights else None)
     splits = ImageSplits.coerce(image_splits)
@@ -141,7 +142,7 @@ def search_result(
     """The search, in this process or as one rank of a world."""
     cfg = search_config(search)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
+    run_cfg, device = setup_run(run_config(run))
     needs = cfg.needs
     predictor = load_predictor(predictor_weights, search_space, device=str(device)) if needs.predictor else None
     landmarks = arch_accuracy_pairs if needs.landmarks else None
