@@ -44,19 +44,19 @@ from kedro.config import OmegaConfigLoader  # noqa: E402  (benchmarks may use th
 from wpnas.io.checkpoints import save_checkpoint  # noqa: E402
 from wpnas.nasbench import BenchmarkTable  # noqa: E402
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits  # noqa: E402
-from wpnas.pipelines.ground_truth.nodes import acquire_pairs  # noqa: E402
+from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth  # noqa: E402
 from wpnas.pipelines.landmark_phase.nodes import landmark_warmup  # noqa: E402
 from wpnas.pipelines.params import space_config, validate_parameters  # noqa: E402
-from wpnas.pipelines.predictor.nodes import train_predictor_node  # noqa: E402
-from wpnas.pipelines.search.nodes import search_node, select_final_architecture  # noqa: E402
-from wpnas.pipelines.warmup.nodes import warmup  # noqa: E402
+from wpnas.pipelines.predictor.nodes import train_predictor  # noqa: E402
+from wpnas.pipelines.search.nodes import search_architecture, select_final_architecture  # noqa: E402
+from wpnas.pipelines.warmup.nodes import warmup_supernet  # noqa: E402
 from wpnas.settings import CONFIG_LOADER_ARGS  # noqa: E402
 
 #: Space -> (default table, the column found architectures are ranked in).
 RANKING = {"nats_tss": (NB201_TABLE, "cifar10_test_200ep"), "nats_sss": (SSS_TABLE, "cifar10_valid_90ep")}
 
 SEARCH_NODES = ["prepare_image_splits", "warmup_supernet", "acquire_ground_truth", "landmark_warmup",
-                "train_predictor", "wpnas_search", "select_final_architecture"]
+                "train_predictor", "search_architecture", "select_final_architecture"]
 
 
 def parameters(env: str, overrides: str, seed: int, data_root: str | None) -> dict[str, Any]:
@@ -110,16 +110,16 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
 
     run, space, search = params["run"], params["space"], params["search"]
     splits, _ = timed("data", prepare_image_splits, params["data"])
-    warmed, _ = timed("warmup", warmup, splits, run, space, params["warmup"])
-    pairs, gt_summary = timed("ground_truth", acquire_pairs, warmed, splits, run, space, params["ground_truth"])
+    warmed, _ = timed("warmup", warmup_supernet, splits, run, space, params["warmup"])
+    pairs, gt_summary = timed("ground_truth", acquire_ground_truth, warmed, splits, run, space, params["ground_truth"])
     phased, _ = timed("landmark_phase", landmark_warmup, warmed, pairs, gt_summary, splits, run, space,
                       params["warmup"], params["landmark_phase"])
     if save_to is not None:  # for diagnostics (benchmarks/reward_signal.py reads a SuperNet checkpoint)
         save_to.mkdir(parents=True, exist_ok=True)
         save_checkpoint(warmed, save_to / f"warmed_seed{run['seed']}.pt")
         save_checkpoint(phased, save_to / f"landmark_seed{run['seed']}.pt")
-    predictor, metrics, _ = timed("predictor", train_predictor_node, pairs, run, space, params["predictor"])
-    _, _, _, own = timed("search", search_node, phased, predictor, pairs, splits, run, space, search, gt_summary)
+    predictor, metrics, _ = timed("predictor", train_predictor, pairs, run, space, params["predictor"])
+    _, _, _, own = timed("search", search_architecture, phased, predictor, pairs, splits, run, space, search, gt_summary)
     found, candidates = timed("selection", select_final_architecture, own, predictor, pairs, warmed, splits, run,
                               space, search, params["ground_truth"], gt_summary)
     _, search_space = space_config(space)
@@ -143,7 +143,7 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
     }
     if baselines:  # SPOS + landmark: evolution on the same landmark SuperNet, its own final choice
         spos = {**search, "method": "spos_evolution", "selection": {**search.get("selection", {}), "enabled": False}}
-        _, _, _, evolved = timed("spos_landmark", search_node, phased, predictor, pairs, splits, run, space, spos,
+        _, _, _, evolved = timed("spos_landmark", search_architecture, phased, predictor, pairs, splits, run, space, spos,
                                  gt_summary)
         row["spos_landmark"] = place(evolved["arch"])
     before = sum(times[k] for k in ("data", "warmup", "ground_truth", "predictor", "search"))

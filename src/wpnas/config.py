@@ -7,6 +7,7 @@ at the start of a run with the offending key named, not hours later.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import platform
 import random
@@ -110,11 +111,15 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | T | None, where: str | Non
         raise ConfigError(f"{where}: expected a mapping of settings, got {data!r}")
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
-    unknown = sorted(set(data) - set(fields))
+    keyed = _keyed_sections(cls)
+    known = set(fields) - set(keyed) | {key for sections in keyed.values() for key in sections}
+    unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown setting(s) {unknown}{did_you_mean(unknown, fields)}; "
-                          f"expected some of {sorted(fields)}")
-    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items()}
+        raise ConfigError(f"{where}: unknown setting(s) {unknown}{did_you_mean(unknown, known)}; "
+                          f"expected some of {sorted(known)}")
+    kwargs = {k: _convert(v, hints[k], f"{where}.{k}") for k, v in data.items() if k in fields and k not in keyed}
+    for name, sections in keyed.items():  # sections named by key, each parsed by its own class
+        kwargs[name] = {key: from_dict(kind, data.get(key), where=f"{where}.{key}") for key, kind in sections.items()}
     try:
         return cls(**kwargs)
     except TypeError as err:
@@ -124,6 +129,61 @@ def from_dict(cls: type[T], data: Mapping[str, Any] | T | None, where: str | Non
         if qualified == str(err):
             raise
         raise ConfigError(qualified) from None
+
+
+#: ``dataclasses.field(metadata={SECTIONS: provider})``: the field (a dict) collects the sections
+#: ``provider()`` names (key -> dataclass) from the mapping's top level, each parsed by its class;
+#: :func:`to_dict` writes them back at the top level. ``search.wpnas`` / ``search.evolution`` are
+#: such sections: the methods' settings, keyed by the name each method declares.
+SECTIONS = "wpnas.sections"
+
+
+def _keyed_sections(cls: type) -> dict[str, dict[str, type]]:
+    return {f.name: dict(f.metadata[SECTIONS]()) for f in dataclasses.fields(cls) if SECTIONS in f.metadata}
+
+
+def keyed_defaults(provider: typing.Callable[[], Mapping[str, type]]) -> Any:
+    """A field holding the sections ``provider()`` names, each at its class's defaults when absent."""
+    return dataclasses.field(default_factory=lambda: {key: kind() for key, kind in provider().items()},
+                             metadata={SECTIONS: provider})
+
+
+class Registry:
+    """Name -> class, filled by ``@registry.register(name)`` where each class is defined
+    (search spaces, search methods); unknown names fail naming the known ones."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._classes: dict[str, type] = {}
+
+    def register(self, name: str) -> typing.Callable[[Any], Any]:
+        def wrap(cls: type) -> type:
+            if name in self._classes and self._classes[name] is not cls:
+                raise ValueError(f"{self.kind} {name!r} registered twice")
+            cls.name = name
+            self._classes[name] = cls
+            return cls
+
+        return wrap
+
+    def names(self) -> list[str]:
+        return sorted(self._classes)
+
+    def classes(self) -> list[type]:
+        return [self._classes[name] for name in self.names()]
+
+    def check(self, name: str, key: str | None = None) -> str:
+        if name not in self._classes:
+            prefix = f"{key}: " if key else ""
+            raise ConfigError(f"{prefix}unknown {self.kind} {name!r}{did_you_mean([name], self._classes)}; "
+                              f"expected one of {self.names()}")
+        return name
+
+    def get(self, name: str, key: str | None = None) -> type:
+        return self._classes[self.check(name, key)]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._classes
 
 
 _KEY_RE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?(?:\.[A-Za-z_][A-Za-z0-9_]*(?:\[\d+\])?)*)(?=[:\s=])")
@@ -154,19 +214,32 @@ def qualify(message: str, where: str, fields: Iterable[str] = ()) -> str:
     return f"{where}: {message}"
 
 
+def json_ready(value: Any, nonfinite_as_none: bool = False) -> Any:
+    """``value`` as JSON gives it back: mappings with string keys, tuples as lists, numpy scalars
+    as Python values (and, when asked, NaN and infinities as None), for checkpoints, logs and
+    JSON artifacts."""
+    if isinstance(value, Mapping):
+        return {str(k): json_ready(v, nonfinite_as_none) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_ready(v, nonfinite_as_none) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if nonfinite_as_none and isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
 def to_dict(obj: Any) -> dict[str, Any]:
-    """Plain-dict view of a config dataclass (tuples become lists), for logging and checkpoints."""
-
-    def plain(v: Any) -> Any:
-        if isinstance(v, tuple):
-            return [plain(x) for x in v]
-        if isinstance(v, list):
-            return [plain(x) for x in v]
-        if isinstance(v, dict):
-            return {k: plain(x) for k, x in v.items()}
-        return v
-
-    return plain(dataclasses.asdict(obj))
+    """Plain-dict view of a config dataclass (tuples become lists), for logging and checkpoints;
+    keyed sections (:data:`SECTIONS`) stand at the top level, as in the parameters."""
+    keyed = _keyed_sections(type(obj)) if dataclasses.is_dataclass(obj) else {}
+    view: dict[str, Any] = {}
+    for key, value in json_ready(dataclasses.asdict(obj)).items():
+        if key in keyed:
+            view.update(value)
+        else:
+            view[key] = value
+    return view
 
 
 def fraction_or_count(size: float | int, total: int) -> int:

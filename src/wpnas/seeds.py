@@ -15,6 +15,8 @@ STREAMS: dict[str, int] = {
     "data.train_limit": 101,
     "data.test_limit": 202,
     "data.test_split": 7,
+    "data.valid_split": 0,
+    "data.test_order": 2027,  # fixed_seed: the same order whatever data.seed
     "batches.limit": 9973,
     # BN recalibration and evaluation batches (offsets from the run seed)
     "calibration": 1,
@@ -42,6 +44,10 @@ STREAMS: dict[str, int] = {
     "evaluation.init": 8831,
     "evaluation.batches": 8837,
     "evaluation.drop_path": 12553,  # plus the rank, under torch.distributed
+    # fixed draws (fixed_seed: the same whatever the run seed)
+    "ablation.predictor_candidates": 0,  # the architectures the ablation's predictors are scored on
+    "graphs.capture_paths": 0,  # the paths that capture the per-op CUDA graphs
+    "export.probe": 0,  # the TorchScript trace's example and probe batches
 }
 
 
@@ -51,3 +57,16 @@ def stream_seed(seed: int, stream: str) -> int:
         return int(seed) + STREAMS[stream]
     except KeyError:
         raise KeyError(f"unknown random stream {stream!r}; known: {sorted(STREAMS)}") from None
+
+
+def fixed_seed(stream: str) -> int:
+    """The seed of a draw that is the same whatever the run seed (``stream_seed(0, stream)``)."""
+    return stream_seed(0, stream)
+
+
+def add_stream(name: str, offset: int) -> None:
+    """Add the stream of a module that brings its own draws (a search method in one file); adding
+    a name again with the same offset is a no-op, with another one an error."""
+    if STREAMS.get(name, offset) != offset:
+        raise ValueError(f"random stream {name!r} already has offset {STREAMS[name]}, not {offset}")
+    STREAMS[name] = offset

@@ -203,10 +203,10 @@ def test_ablation_ground_truth_shares_each_seeds_fine_tunes_over_map_workers(tmp
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        alone = nodes.ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "one")},
+        alone = nodes.ablation_ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "one")},
                                    space_params, truth, ablation)
         assert launched == []
-        shared = nodes.ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "two"),
+        shared = nodes.ablation_ground_truth(warmed, splits, {"device": "cpu", "checkpoint_dir": str(tmp_path / "two"),
                                                      "distributed": {"map_workers_per_device": 2}},
                                     space_params, truth, ablation)
         assert launched == [2]

@@ -48,17 +48,17 @@ def test_data_parallel_batches_must_split_over_the_world(monkeypatch):
     with pytest.raises(ConfigError, match=r"warmup\.batch_size: 33 images per batch do not split evenly over 2"):
         validate_parameters(params, ["warmup_supernet"])
     with pytest.raises(ConfigError, match=r"search\.valid_batch_size: 63 images per batch do not split evenly"):
-        validate_parameters(params, ["wpnas_search"])
+        validate_parameters(params, ["search_architecture"])
     params["search"] = {"batch_size": 31, "valid_batch_size": 64, "wpnas": {"update_weights": False,
                                                                             "hypernet": {"mode": "off"}}}
-    validate_parameters(params, ["wpnas_search"])  # no weight steps: the training batch is not split
+    validate_parameters(params, ["search_architecture"])  # no weight steps: the training batch is not split
     params["search"]["wpnas"] = {"landmark": {"enabled": True}}
     with pytest.raises(ConfigError, match=r"search\.batch_size: 31 images"):
-        validate_parameters(params, ["wpnas_search"])
+        validate_parameters(params, ["search_architecture"])
     params["search"]["batch_size"] = 32
-    validate_parameters(params, ["wpnas_search"])  # the landmark term runs data parallel too
+    validate_parameters(params, ["search_architecture"])  # the landmark term runs data parallel too
     params["search"] = {"batch_size": 31, "method": "spos_evolution"}  # evolution shards a map: any batch
-    validate_parameters(params, ["wpnas_search"])
+    validate_parameters(params, ["search_architecture"])
     params["evaluation"] = {"batch_size": 250, "benchmark": None}
     with pytest.raises(ConfigError, match=r"evaluation\.batch_size: 250 images per batch do not split evenly over 3"):
         validate_parameters({**params, "run": {"device": "cpu", "distributed": {"nproc_per_node": 3}}},
@@ -217,8 +217,8 @@ def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, m
     from tests.search.conftest import search_cfg, warmed
     from wpnas.config import to_dict
     from wpnas.data.sources import DataConfig, build_image_splits
-    from wpnas.pipelines.evaluation.nodes import evaluation_node
-    from wpnas.pipelines.search.nodes import search_node
+    from wpnas.pipelines.evaluation.nodes import evaluate_final_model as evaluation_node
+    from wpnas.pipelines.search.nodes import search_architecture as search_node
 
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)
@@ -252,8 +252,8 @@ def test_map_workers_share_the_fine_tunes_and_repeated_evaluations(monkeypatch):
     from wpnas import distributed
     from wpnas.spaces import get_space
     from wpnas.data.sources import DataConfig, build_image_splits
-    from wpnas.pipelines.evaluation.nodes import evaluation_node
-    from wpnas.pipelines.ground_truth.nodes import acquire_pairs
+    from wpnas.pipelines.evaluation.nodes import evaluate_final_model as evaluation_node
+    from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth as acquire_pairs
 
     for key in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "LOCAL_WORLD_SIZE"):
         monkeypatch.delenv(key, raising=False)

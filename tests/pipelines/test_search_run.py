@@ -187,3 +187,25 @@ def test_predictor_benchmark_pipeline_writes_table2(kedro_project, shared_data):
     markdown = latest(kedro_project / "data/08_reporting/predictor_table2.md").read_text()
     assert "few-shot MLP" in markdown and "0.561" in markdown  # the paper's value sits next to ours
     assert any(k.startswith("table2/nats_tss/few-shot MLP/") for k in run.data.metrics)
+
+
+@pytest.mark.slow
+def test_random_search_method_end_to_end(kedro_project):
+    """`kedro run --pipelines=search --params search.method=random_search`: the method added as one
+    file runs through the same pipeline; its choice is the best architecture it scored."""
+    import statistics
+
+    params = dict(TINY, **{"space.options.nats_tss.C": 4, "search.method": "random_search",
+                           "search.random_search.num_archs": 6, "search.random_search.archs_per_epoch": 4})
+    run = run_kedro(kedro_project, "search", params=params)
+    own = json.loads(latest(kedro_project / "data/07_model_output/search_genotype.json").read_text())
+    searched = load_checkpoint(latest(kedro_project / "data/06_models/searched_supernet.pt"))
+    scores = {get_space("nats_tss", C=4, N=1).to_string(arch): score
+              for arch, score in searched["random_search"]["scores"]}
+    assert own["method"] == searched["method"] == "random_search" and len(scores) == 6 and own["epochs"] == 2
+    best = max(scores.values())
+    assert own["supernet_valid_acc"] == scores[own["arch"]] == best >= statistics.median(scores.values())
+    assert own["top_candidates"][0] == own["arch"] and len(own["top_candidates"]) == 3
+    assert pd.read_csv(latest(kedro_project / "data/07_model_output/alpha_trajectory.csv")).empty  # no alpha
+    final = json.loads(latest(kedro_project / "data/07_model_output/final_genotype.json").read_text())
+    assert final["search_choice"]["arch"] == own["arch"] and run.data.tags["search_arch"] == own["arch"]

@@ -13,7 +13,7 @@ from wpnas.data.sources import DataConfig, build_image_splits
 from wpnas.errors import ConfigError, DataError
 from wpnas.pipelines.ground_truth.nodes import finetune_pairs
 from wpnas.pipelines.params import KEEP_FINISHED_ENV, checkpoint_policy, validate_parameters
-from wpnas.pipelines.warmup.nodes import warmup as warmup_node
+from wpnas.pipelines.warmup.nodes import warmup_supernet as warmup_node
 
 SPACE = {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}}
 WARMUP = {"epochs": 3, "batch_size": 32, "probe_archs": 0, "augment": {"crop_padding": 1, "flip": False}}
@@ -99,7 +99,7 @@ def test_search_refuses_a_predictor_trained_on_other_pairs():
     import pandas as pd
 
     from wpnas.io.pairs import pairs_fingerprint
-    from wpnas.pipelines.search.nodes import search_node
+    from wpnas.pipelines.search.nodes import search_architecture as search_node
 
     pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 60.0, 70.0]})
     other = pairs.assign(accuracy=[50.0, 61.0, 70.0])
@@ -120,7 +120,7 @@ def test_search_refuses_a_predictor_trained_on_other_pairs():
 
 def test_ground_truth_summary_names_what_the_pairs_came_from(splits8, tmp_path):
     from wpnas.io.pairs import pairs_fingerprint
-    from wpnas.pipelines.ground_truth.nodes import acquire_pairs
+    from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth as acquire_pairs
 
     warmed, _ = warmup_node(splits8, _run(tmp_path), SPACE, {**WARMUP, "epochs": 1})
     gt = {"num_archs": 2, "epochs": 0, "batch_size": 32, "calib_batches": 1}
@@ -136,7 +136,7 @@ def test_search_refuses_pairs_fine_tuned_from_another_warmed_supernet():
     import pandas as pd
 
     from wpnas.io.pairs import pairs_fingerprint
-    from wpnas.pipelines.search.nodes import search_node
+    from wpnas.pipelines.search.nodes import search_architecture as search_node
 
     pairs = pd.DataFrame({"arch": ["a", "b", "c"], "accuracy": [50.0, 60.0, 70.0]})
     summary = {"source": "finetune", "inputs": {"warmed_supernet": "0123456789abcdef"},

@@ -240,7 +240,7 @@ def test_parameter_checks_before_the_run():
 
     params = {"space": {"name": "nats_tss", "options": {"nats_tss": {"C": 4, "N": 1}}},
               "evaluation": {"benchmark": {"kind": "csv", "path": "/no/such/table.csv"}}}
-    validate_parameters(params, ["wpnas_search"])  # a run without the evaluation does not need its table
+    validate_parameters(params, ["search_architecture"])  # a run without the evaluation does not need its table
     with pytest.raises(DataError, match="evaluation.benchmark.path: table '/no/such/table.csv' does not exist"):
         validate_parameters(params, ["evaluate_final_model"])
     with pytest.raises(ConfigError, match="evaluation.epochs"):

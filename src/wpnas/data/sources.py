@@ -19,11 +19,15 @@ import torch.nn.functional as F
 from wpnas.data.splits import ImageSplits, channel_stats, check_split_size, resolve_count, stratified_holdout
 from wpnas.errors import ConfigError, DataError
 from wpnas.progress import Progress
-from wpnas.seeds import stream_seed
+from wpnas.seeds import fixed_seed, stream_seed
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("digits", "cifar10", "cifar100", "image_folder")
+#: source -> (channels, native image size, classes); None: the image folder's own (its files, its sub-folders)
+SOURCE_FACTS: dict[str, tuple[int, int | None, int | None]] = {
+    "digits": (1, 8, 10), "cifar10": (3, 32, 10), "cifar100": (3, 32, 100), "image_folder": (3, None, None),
+}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
@@ -57,6 +61,27 @@ class DataConfig:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(f"data.{name}: {value} must be a positive count or null")
+
+
+def expected_input_shape(cfg: DataConfig) -> tuple[int, int, int] | None:
+    """The image shape ``cfg`` will produce, when it is known without loading anything (an image
+    folder at its own size: None)."""
+    channels, native, _ = SOURCE_FACTS[cfg.source]
+    size = cfg.image_size or native
+    return None if size is None else (channels, size, size)
+
+
+def expected_num_classes(cfg: DataConfig) -> int | None:
+    """The classes ``cfg`` will produce, known without loading: the source's, or an image folder's
+    class sub-folders (of ``train/`` when it has one; listed, not decoded); None when the folder is absent."""
+    classes = SOURCE_FACTS[cfg.source][2]
+    if classes is not None:
+        return classes
+    root = Path(cfg.root)
+    root = root / "train" if (root / "train").is_dir() else root
+    if not root.is_dir():
+        return None
+    return sum(1 for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def check_data_source(cfg: DataConfig) -> None:
@@ -105,12 +130,12 @@ def _finish(
         _, keep = stratified_holdout(test_y.numpy(), cfg.test_limit, stream_seed(cfg.seed, "data.test_limit"))
         test_x, test_y = test_x[keep], test_y[keep]
     n_valid = resolve_count(cfg.valid_size, len(labels), "data.valid_size")
-    kept, held = stratified_holdout(labels, n_valid, cfg.seed)
+    kept, held = stratified_holdout(labels, n_valid, stream_seed(cfg.seed, "data.valid_split"))
     # Store each split in a seeded random order: sources list images class by class, and
     # nothing downstream should depend on (or be hurt by) that order.
     rng = np.random.default_rng(stream_seed(cfg.seed, "data.order"))
     kept_t, held_t = torch.from_numpy(rng.permutation(kept)), torch.from_numpy(rng.permutation(held))
-    test_order = torch.from_numpy(np.random.default_rng(2027).permutation(len(test_y)))  # seed-independent
+    test_order = torch.from_numpy(np.random.default_rng(fixed_seed("data.test_order")).permutation(len(test_y)))
     test_x, test_y = test_x[test_order], test_y[test_order]
     check_classes(cfg, classes, {"train": train_y[kept_t], "valid": train_y[held_t], "test": test_y})
     mean, std = channel_stats(train_x[kept_t])

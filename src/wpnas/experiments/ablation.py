@@ -56,7 +56,8 @@ import pandas as pd
 import torch
 
 from wpnas import distributed, tracking
-from wpnas.config import describe_device, seed_everything, to_dict
+from wpnas.config import describe_device, json_ready, seed_everything, to_dict
+from wpnas.seeds import fixed_seed
 from wpnas.data.splits import ImageSplits
 from wpnas.errors import ConfigError
 from wpnas.fingerprint import content_fingerprint
@@ -65,7 +66,7 @@ from wpnas.io.supernet_checkpoint import restore_supernet
 from wpnas.nasbench import kendall_tau, load_benchmark
 from wpnas.predictors import load_predictor
 from wpnas.predictors.stage import PredictorStageConfig, fit_predictor
-from wpnas.search import SearchConfig, restore_search, run_search
+from wpnas.search import SearchConfig, get_method, restore_search, run_search
 from wpnas.search.selection import run_selection
 from wpnas.spaces.base import ENUMERATION_LIMIT, SearchSpace
 from wpnas.train.ground_truth import COLUMNS as GROUND_TRUTH_COLUMNS
@@ -168,14 +169,6 @@ class AblationConfig:
         if self.predictor_archs < 1:
             raise ConfigError(f"ablation.predictor_archs: {self.predictor_archs} must be >= 1")
 
-    @property
-    def needs_landmark_warmup(self) -> bool:
-        return any(ROWS[r].warmup == "landmark" for r in self.rows)
-
-    @property
-    def needs_predictor(self) -> bool:
-        return self.references or any(ROWS[r].predictor for r in self.rows)
-
 
 def check_ablation(
     space: SearchSpace, cfg: AblationConfig, search: SearchConfig, input_shape: Sequence[int] | None = None,
@@ -190,25 +183,21 @@ def check_ablation(
         )
     if any(ROWS[r].selection for r in cfg.rows):
         dataclasses.replace(search.selection, enabled=True).check_space(space)
-    if any(ROWS[r].method == "spos_evolution" for r in cfg.rows) and input_shape is not None:
-        from wpnas.search.evolution import check_evolution
-
-        check_evolution(space, search.evolution,
-                        cost=lambda a: space.cost(a, input_shape, num_classes).flops_m)
+    for method in sorted({ROWS[r].method for r in cfg.rows}):  # each row's method checks its own settings
+        get_method(method).check(search, space, input_shape, num_classes)
 
 
 def row_search_config(name: str, search: SearchConfig, landmark: LandmarkConfig) -> SearchConfig:
     """The ``search`` settings of one row (see the module docstring)."""
     row = ROWS[name]
     if row.method == "spos_evolution":
-        return dataclasses.replace(search, method="spos_evolution")
+        return search.with_method("spos_evolution")
     wpnas = search.wpnas
     mode = "off" if not row.hypernet else (wpnas.hypernet.mode if wpnas.hypernet.mode != "off" else "trained")
-    return dataclasses.replace(
-        search,
-        method="wpnas",
+    return search.with_method(
+        "wpnas",
         selection=dataclasses.replace(search.selection, enabled=row.selection),
-        wpnas=dataclasses.replace(
+        settings=dataclasses.replace(
             wpnas,
             sampling="probabilistic",
             reward=dataclasses.replace(wpnas.reward, b1=wpnas.reward.b1 if row.predictor else 0.0),
@@ -248,15 +237,6 @@ class _Finished:
     def close(self) -> None:
         if self.store is not None and self.writes:
             self.store.finish({"done": self.done})
-
-
-def _plain(value: Any) -> Any:
-    """``value`` with numpy scalars as Python numbers (what an in-progress checkpoint may hold)."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def _frame_content(frame: pd.DataFrame | None) -> Any:
@@ -408,7 +388,7 @@ def run_rows(
                 unit = f"{name}/{_key(seed)}"
                 if unit not in finished.done:
                     logger.info("ablation row %r, seed %d", name, seed)
-                    finished.add(unit, _plain(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
+                    finished.add(unit, json_ready(_run_row(name, row_cfg, space, splits, device, seed, scorer, warmed,
                                                        warmed_landmark, pairs, predictors, checkpoint,
                                                        ground_truth=ground_truth, searches=searches)))
                 record = finished.done[unit]
@@ -513,7 +493,8 @@ def run_references(
 def _predictor_candidates(space: SearchSpace, cfg: AblationConfig) -> list[tuple[int, ...]]:
     if space.size <= min(ENUMERATION_LIMIT, cfg.predictor_archs):
         return list(space.enumerate())
-    return space.sample_unique(np.random.default_rng(0), min(cfg.predictor_archs, space.size))
+    rng = np.random.default_rng(fixed_seed("ablation.predictor_candidates"))
+    return space.sample_unique(rng, min(cfg.predictor_archs, space.size))
 
 
 def _reference(name, seed, space, arch, benchmark, cfg, hours):

@@ -15,7 +15,8 @@ from typing import Any
 from kedro.io.core import AbstractVersionedDataset, DatasetError, Version
 from kedro_mlflow.io.artifacts import MlflowArtifactDataset
 
-from wpnas.errors import CheckpointError
+from wpnas.data.splits import ImageSplits
+from wpnas.errors import CheckpointError, DataError
 from wpnas.io.atomic import atomic_write
 from wpnas.io.checkpoints import load_checkpoint, save_checkpoint
 from wpnas.io.torchscript import TorchScriptExport, load_torchscript, save_torchscript
@@ -68,6 +69,18 @@ class TorchCheckpointDataset(_LocalFileDataset):
         if not isinstance(data, dict):
             raise DatasetError(f"TorchCheckpointDataset saves dicts, got {type(data).__name__}")
         save_checkpoint(data, str(self._get_save_path()))
+
+
+class ImageSplitsDataset(TorchCheckpointDataset):
+    """The image splits: saved as their checkpoint dict, loaded as :class:`ImageSplits`, so that
+    every node (and hook) reading them gets the typed object, made once per load."""
+
+    def load(self) -> ImageSplits:
+        data = super().load()
+        try:
+            return ImageSplits.from_checkpoint(data)
+        except (DataError, KeyError, TypeError) as err:
+            raise DatasetError(f"{self._get_load_path()}: {err}") from err
 
 
 class TorchScriptDataset(_LocalFileDataset):

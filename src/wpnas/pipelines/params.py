@@ -7,13 +7,16 @@ starts, so a typo or an impossible value fails in seconds, not after the warm-up
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wpnas.config import RunConfig, from_dict, qualify, resolve_device
-from wpnas.data.sources import DataConfig, check_data_source
+from wpnas.data.sources import DataConfig, check_data_source, expected_input_shape, expected_num_classes
 from wpnas.errors import ConfigError, DataError
 from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.latency import LatencyConfig, LatencyTable, expected_fingerprint, load_table
@@ -22,21 +25,46 @@ from wpnas.predictors.stage import PredictorStageConfig
 from wpnas.predictors.table2 import Table2Config
 from wpnas.experiments.ablation import AblationConfig, check_ablation
 from wpnas.search import SearchConfig
-from wpnas.search.evolution import check_evolution
-from wpnas.search.wpnas_method import check_data_parallel
 from wpnas.train.ground_truth import GroundTruthConfig
 from wpnas.train.scratch import EvaluationConfig, check_drop_path
 from wpnas.train.warmup import LandmarkPhaseConfig, WarmupConfig
 
+T = TypeVar("T")
 
+
+#: (parser, section content) -> its typed config: every node, hook and check of a run asks for the
+#: same sections, and each is parsed once per process (errors are not kept: a bad section fails
+#: every time it is asked for). The configs are frozen dataclasses; the spaces are shared.
+_PARSED: OrderedDict[tuple[str, str], Any] = OrderedDict()
+_PARSED_LIMIT = 64
+
+
+def parsed_once(parse: Callable[[Any], T]) -> Callable[[Any], T]:
+    """``parse(section)``, computed once per section content (see :data:`_PARSED`)."""
+
+    @functools.wraps(parse)
+    def cached(section: Any) -> T:
+        key = (parse.__name__, json.dumps(section, sort_keys=True, default=repr))
+        if key not in _PARSED:
+            _PARSED[key] = parse(section)
+            if len(_PARSED) > _PARSED_LIMIT:
+                _PARSED.popitem(last=False)
+        return _PARSED[key]
+
+    return cached
+
+
+@parsed_once
 def run_config(section: Any) -> RunConfig:
     return from_dict(RunConfig, section, where="run")
 
 
+@parsed_once
 def data_config(section: Any) -> DataConfig:
     return from_dict(DataConfig, section, where="data")
 
 
+@parsed_once
 def space_config(section: Any) -> tuple[SpaceConfig, SearchSpace]:
     cfg = from_dict(SpaceConfig, section, where="space")
     return cfg, cfg.build()
@@ -69,6 +97,7 @@ def checkpoint_policy(section: Any, run: Any, stage: str) -> CheckpointPolicy:
         raise ConfigError(qualify(str(err), stage, CHECKPOINT_KEYS)) from None
 
 
+@parsed_once
 def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
     settings = _without_checkpoint_keys(section)
     resume_from = settings.pop("resume_from", None)
@@ -77,10 +106,12 @@ def warmup_config(section: Any) -> tuple[WarmupConfig, str | None]:
     return from_dict(WarmupConfig, settings, where="warmup"), resume_from
 
 
+@parsed_once
 def landmark_phase_config(section: Any) -> LandmarkPhaseConfig:
     return from_dict(LandmarkPhaseConfig, _without_checkpoint_keys(section), where="landmark_phase")
 
 
+@parsed_once
 def ground_truth_config(section: Any) -> GroundTruthConfig:
     cfg = from_dict(GroundTruthConfig, _without_checkpoint_keys(section), where="ground_truth")
     if cfg.source == "benchmark" and cfg.benchmark is not None and cfg.benchmark.kind == "csv":
@@ -89,6 +120,7 @@ def ground_truth_config(section: Any) -> GroundTruthConfig:
     return cfg
 
 
+@parsed_once
 def predictor_config(section: Any) -> PredictorStageConfig:
     cfg = from_dict(PredictorStageConfig, section, where="predictor")
     if cfg.benchmark is not None and cfg.benchmark.kind == "csv" and not Path(cfg.benchmark.path).is_file():
@@ -96,10 +128,12 @@ def predictor_config(section: Any) -> PredictorStageConfig:
     return cfg
 
 
+@parsed_once
 def predictor_benchmark_config(section: Any) -> Table2Config:
     return from_dict(Table2Config, section, where="predictor_benchmark")
 
 
+@parsed_once
 def latency_config(section: Any) -> LatencyConfig:
     return from_dict(LatencyConfig, section, where="latency")
 
@@ -118,14 +152,17 @@ def latency_table_for(latency: Any, evaluation: Any, space: SearchSpace, input_s
     return load_table(cfg, space, expected)
 
 
+@parsed_once
 def search_config(section: Any) -> SearchConfig:
     return from_dict(SearchConfig, _without_checkpoint_keys(section), where="search")
 
 
+@parsed_once
 def ablation_config(section: Any) -> AblationConfig:
     return from_dict(AblationConfig, section, where="ablation")
 
 
+@parsed_once
 def evaluation_config(section: Any) -> EvaluationConfig:
     return from_dict(EvaluationConfig, _without_checkpoint_keys(section), where="evaluation")
 
@@ -217,18 +254,18 @@ def _predictor_min_pairs(section: Any) -> int | None:
 
 
 def _input_shape(params: dict[str, Any]) -> tuple[int, int, int] | None:
-    """The image shape the data section will produce, when it is known without loading anything."""
+    """The image shape of the data section (:func:`~wpnas.data.sources.expected_input_shape`); None
+    when it is not known without loading anything, or the number of classes is not."""
     if "data" not in params:
         return None
     cfg = data_config(params["data"])
-    channels, native = {"digits": (1, 8), "cifar10": (3, 32), "cifar100": (3, 32), "image_folder": (3, None)}[cfg.source]
-    size = cfg.image_size or native
-    return None if size is None else (channels, size, size)
+    return expected_input_shape(cfg) if expected_num_classes(cfg) is not None else None
 
 
 def _num_classes(params: dict[str, Any]) -> int:
-    source = data_config(params["data"]).source if "data" in params else "digits"
-    return 100 if source == "cifar100" else 10
+    """The classes of the data section; an image folder not there yet: 10 (the checks that use it
+    then skip what depends on the head, see :func:`_input_shape`)."""
+    return expected_num_classes(data_config(params.get("data"))) or 10
 
 
 #: Public names for the latency nodes (the table is measured at the data's input size).
@@ -237,19 +274,15 @@ num_classes_of = _num_classes
 
 
 def _search_inputs(params: dict[str, Any], nodes: set[str]) -> None:
-    """Evolution settings against the space (population, FLOPs bound), landmarks against the ground truth."""
-    if "search" not in params or "space" not in params or "wpnas_search" not in nodes:
+    """The method's settings against the space (its own check), landmarks against the ground truth."""
+    if "search" not in params or "space" not in params or "search_architecture" not in nodes:
         return
     cfg = search_config(params["search"])
     _, space = space_config(params["space"])
-    shape = _input_shape(params)
-    if cfg.method == "spos_evolution" and shape is not None:
-        try:
-            check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, shape, _num_classes(params)).flops_m)
-        except ConfigError as err:  # the check names "evolution.<key>"; the user writes search.evolution.<key>
-            raise ConfigError(qualify(str(err), "search", ["evolution"])) from None
-    if cfg.uses_landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
-        raise ConfigError("search.wpnas.landmark.enabled needs at least 2 ground-truth pairs (ground_truth.num_archs)")
+    cfg.method_class.check(cfg, space, _input_shape(params), _num_classes(params))
+    if cfg.needs.landmarks and "ground_truth" in params and ground_truth_config(params["ground_truth"]).num_archs < 2:
+        raise ConfigError(f"search.method {cfg.method!r} uses landmarks (search.{cfg.method_class.settings_key}) and "
+                          "needs at least 2 ground-truth pairs (ground_truth.num_archs)")
 
 
 def _latency_inputs(params: dict[str, Any], nodes: set[str]) -> None:
@@ -260,13 +293,14 @@ def _latency_inputs(params: dict[str, Any], nodes: set[str]) -> None:
     if "ablation_rows" in nodes:
         raise ConfigError("ablation: its rows are the paper's FLOPs-priced searches; set search.wpnas.reward.cost: "
                           "flops and search.max_latency_ms: null for the ablation")
-    if not nodes & {"wpnas_search", "select_final_architecture"}:
+    if not nodes & {"search_architecture", "select_final_architecture"}:
         return
     cfg = search_config(params["search"])
-    if cfg.max_latency_ms is not None and cfg.method == "wpnas" and not cfg.selection.enabled:
+    if cfg.max_latency_ms is not None and not cfg.method_class.bounds_latency and not cfg.selection.enabled:
         raise ConfigError(
-            "search.max_latency_ms: WPNAS's own choice (argmax alpha) is not bounded; the bound applies through "
-            "the final selection, so set search.selection.enabled: true (or use reward.cost: latency alone)"
+            f"search.max_latency_ms: the own choice of search.method {cfg.method!r} is not bounded; the bound "
+            "applies through the final selection, so set search.selection.enabled: true (or, for WPNAS, use "
+            "reward.cost: latency alone)"
         )
     shape = _input_shape(params)
     if shape is None or "space" not in params:
@@ -372,10 +406,9 @@ def _distributed_inputs(params: dict[str, Any], nodes: set[str]) -> None:
                                    "evaluation runs (evaluation.repeats)")
         else:
             distributed.check_divisible(evaluation.batch_size, size, "evaluation.batch_size")
-    if "wpnas_search" in nodes and "search" in params:
+    if "search_architecture" in nodes and "search" in params:
         search = search_config(params["search"])
-        if search.method == "wpnas":
-            check_data_parallel(search, size)
+        search.method_class.check_world(search, size)
     if nodes & {"acquire_ground_truth", "ablation_ground_truth"} and "ground_truth" in params:
         gt = ground_truth_config(params["ground_truth"])
         if gt.source == "finetune":

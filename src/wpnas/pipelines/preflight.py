@@ -98,7 +98,7 @@ def expected_output_bytes(name: str, dataset: Any, params: dict[str, Any], cache
 
 #: node -> the stage whose in-progress checkpoints it writes (``run.checkpoint_dir``)
 CHECKPOINTING_NODES = {"warmup_supernet": "warmup", "landmark_warmup": "landmark_phase",
-                      "acquire_ground_truth": "ground_truth", "wpnas_search": "search",
+                      "acquire_ground_truth": "ground_truth", "search_architecture": "search",
                       "evaluate_final_model": "evaluation", "ablation_warmup_uniform": "warmup",
                       "ablation_ground_truth": "ground_truth", "ablation_warmup_landmark": "warmup",
                       "ablation_rows": "search"}

@@ -20,6 +20,21 @@ from wpnas.config import RunConfig, resolve_device
 R = TypeVar("R")
 
 
+def run_stage(fn: Callable[..., R], inputs: tuple, run_cfg: RunConfig, sections: dict[str, Any], what: str,
+              work: int | None = None, work_name: str | None = None, here: Callable[..., Any] | None = None,
+              ) -> tuple[Any, bool]:
+    """``fn(*inputs)`` by the one rule: on the stage's local workers (rank 0's result) when the node
+    fans out, else in this process. Also says whether workers ran it: the node then logs what one
+    process logs as it goes. ``work``: the stage is a map over that many runs (``work_name`` names
+    them, and a world larger than the work is refused before any worker starts). ``here``: what this
+    process runs instead of ``fn`` when it does not fan out (a result that does not pickle)."""
+    if not fans_out(run_cfg, work):
+        return (here or fn)(*inputs), False
+    if work is not None and work_name is not None:
+        distributed.check_work(work, stage_workers(run_cfg, work), work_name)
+    return on_workers(fn, inputs, run_cfg, sections, what, work), True
+
+
 def stage_workers(run_cfg: RunConfig, work: int | None = None) -> int:
     """Workers a node's stage runs on: ``nproc_per_node``, or for a map over ``work`` independent
     runs (``work`` given) ``DistributedConfig.map_world``."""

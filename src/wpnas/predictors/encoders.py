@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn as nn
 
@@ -184,7 +183,3 @@ def build_encoder(kind: str, num_decisions: int, max_choices: int, *, embed_dim:
     if kind == "gcn":
         return GCNEncoder(num_decisions, max_choices, embed_dim, hidden, out_dim, layers, dropout, use_ordinal)
     raise ConfigError(f"predictor.encoder: {kind!r} unknown; expected one of {list(ENCODERS)}")
-
-
-def count_parameters(module: nn.Module) -> int:
-    return int(sum(np.prod(p.shape) for p in module.parameters()))

@@ -1,8 +1,8 @@
 """Search (paper step 4): one interface for search methods, a generic runner, and the
 methods: WPNAS (the architecture distribution, the reward, the self-critical policy
-gradient, weakly weight sharing) and SPOS evolution (the baseline)."""
+gradient, weakly weight sharing), SPOS evolution and random search (the baselines)."""
 
-from wpnas.search.config import SearchConfig, WPNASConfig
+from wpnas.search.config import MethodNeeds, SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
 from wpnas.search.evolution import Evolution, EvolutionConfig
 from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
@@ -27,12 +27,16 @@ from wpnas.search.trajectory import (
     trajectory_table,
 )
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
-from wpnas.search.wpnas_method import WPNASMethod, restore_search
+from wpnas.search.wpnas_method import WPNASConfig, WPNASMethod, restore_search
+
+# Importing the method modules registers the methods (a new method adds its module here).
+from wpnas.search import random_search, spos, wpnas_method  # noqa: E402,F401  isort: skip
 
 __all__ = [
     "ArchDistribution",
     "Evolution",
     "EvolutionConfig",
+    "MethodNeeds",
     "PredictionCache",
     "Reward",
     "RewardConfig",

@@ -3,67 +3,37 @@
 The dataclass defaults are the paper's settings (one source of defaults); the Kedro
 environments override what their budget needs (``conf/base`` is a CPU budget).
 ``search`` holds what every method shares (which method, epochs, batches, evaluation
-cadence, hardware); each method has its own section: ``search.wpnas``,
-``search.evolution``.
+cadence, hardware); each method declares its own settings and the section key they
+stand under (``search.wpnas``, ``search.evolution``, ...), so a new method adds no field here.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 from wpnas.data.batching import AugmentConfig
+from wpnas.config import keyed_defaults
 from wpnas.errors import ConfigError
 from wpnas.latency import check_bound
-from wpnas.search.evolution import EvolutionConfig
-from wpnas.search.hypernet import HyperNetConfig
-from wpnas.search.registry import check_method_name
-from wpnas.search.reward import RewardConfig
+from wpnas.search.registry import check_method_name, get_method, method_settings
 from wpnas.search.selection import SelectionConfig
-from wpnas.search.self_critical import DEFAULT_ALPHA_BETAS, DEFAULT_ALPHA_LR, check_alpha_settings
 from wpnas.train.engine import EngineConfig
-from wpnas.train.landmark import LandmarkConfig
-from wpnas.train.optim import OptimConfig
 
 
 @dataclass(frozen=True)
-class WPNASConfig:
-    """``search.wpnas``: the WPNAS method (paper Section 3.4; Table 1 ablation switches).
+class MethodNeeds:
+    """What a search method takes besides the warmed SuperNet and the splits (the search node
+    passes it, and checks where it came from, only when the method needs it)."""
 
-    Weights: SGD with cosine decay 0.01 -> 1e-5 (paper). alpha: Adam at ``alpha_lr`` on the
-    self-critical loss of ``samples_per_step`` policy samples per step, baseline = the
-    greedy (argmax) architecture on the same validation batch. ``sampling``: which
-    distribution the weight updates draw from (``probabilistic`` = PS, ``uniform`` = SPOS
-    weights with a WPNAS policy). ``reward.b1 = 0`` turns the predictor off,
-    ``hypernet.mode: off`` turns weakly weight sharing off, ``landmark.enabled`` adds the
-    landmark ranking term to the weight updates.
-    """
+    predictor: bool = False
+    landmarks: bool = False
+    latency: bool = False  # the method prices architectures by the latency table
 
-    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, lr_min=1e-5))
-    alpha_lr: float = DEFAULT_ALPHA_LR
-    alpha_betas: tuple[float, float] = DEFAULT_ALPHA_BETAS
-    alpha_weight_decay: float = 0.0
-    entropy_weight: float = 0.0
-    samples_per_step: int = 1
-    sampling: Literal["probabilistic", "uniform"] = "probabilistic"
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    hypernet: HyperNetConfig = field(default_factory=HyperNetConfig)
-    landmark: LandmarkConfig = field(default_factory=LandmarkConfig)
-    update_weights: bool = True
-
-    def __post_init__(self) -> None:
-        if self.samples_per_step < 1:
-            raise ConfigError(f"search.wpnas.samples_per_step: {self.samples_per_step} must be >= 1")
-        check_alpha_settings(self.alpha_lr, self.alpha_betas, self.alpha_weight_decay, self.entropy_weight)
-        if self.hypernet.mode == "trained" and not self.update_weights:
-            raise ConfigError(
-                "search.wpnas.hypernet.mode is 'trained' but search.wpnas.update_weights is false: nothing would "
-                "train the HyperNet; use mode 'fixed' or 'off', or turn update_weights on"
-            )
-        if self.landmark.enabled and not self.update_weights:
-            raise ConfigError(
-                "search.wpnas.landmark.enabled needs search.wpnas.update_weights: the landmark term acts on weight updates"
-            )
+    @property
+    def pairs(self) -> bool:
+        """Are the ground-truth pairs used (through the predictor, or as landmarks)?"""
+        return self.predictor or self.landmarks
 
 
 @dataclass(frozen=True)
@@ -79,6 +49,9 @@ class SearchConfig:
     inherited weights after BN recalibration on ``calib_batches`` training batches
     (0 = never); evolution's fitness is the same evaluation. ``selection``: the final
     selection after the search (:mod:`wpnas.search.selection`; its own node in the pipeline).
+    ``methods``: every registered method's settings, keyed by the section each method declares
+    (``search.wpnas``, ``search.evolution``, ...; absent sections at their defaults), so a new
+    method adds no field here; ``settings`` is the chosen method's.
     ``max_latency_ms`` (beyond the paper): a hard bound on the latency table's milliseconds for
     every candidate of SPOS evolution and for the final selection's choice (null: none).
     """
@@ -95,8 +68,7 @@ class SearchConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     log_every: float = 30.0
-    wpnas: WPNASConfig = field(default_factory=WPNASConfig)
-    evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    methods: dict[str, Any] = keyed_defaults(method_settings)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
     max_latency_ms: float | None = None
 
@@ -117,17 +89,35 @@ class SearchConfig:
         if self.eval_valid_limit is not None and self.eval_valid_limit < 1:
             raise ConfigError(f"search.eval_valid_limit: {self.eval_valid_limit} must be >= 1 or null")
 
+    def __getattr__(self, name: str) -> Any:
+        """A method's settings by their section key (``cfg.wpnas``, ``cfg.evolution``)."""
+        methods = self.__dict__.get("methods")
+        if name.startswith("_") or methods is None or name not in methods:
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute or method section {name!r}")
+        return methods[name]
+
     @property
-    def uses_predictor(self) -> bool:
-        """Does this run need the trained predictor (WPNAS with ``reward.b1 > 0``)?"""
-        return self.method == "wpnas" and self.wpnas.reward.uses_predictor
+    def method_class(self) -> Any:
+        """The chosen method's class (:class:`~wpnas.search.methods.SearchMethod`): the glue asks it."""
+        return get_method(self.method)
+
+    @property
+    def settings(self) -> Any:
+        """The chosen method's settings (``search.<its settings key>``)."""
+        return self.methods[self.method_class.settings_key]
+
+    @property
+    def needs(self) -> MethodNeeds:
+        """What the chosen method takes besides the warmed SuperNet (predictor, landmarks)."""
+        return self.method_class.needs(self.settings)
+
+    def with_method(self, method: str, settings: Any = None, **changes: Any) -> SearchConfig:
+        """A copy running ``method`` (with ``settings`` as its section, when given)."""
+        key = get_method(method).settings_key
+        methods = self.methods if settings is None else {**self.methods, key: settings}
+        return replace(self, method=method, methods=methods, **changes)
 
     @property
     def uses_latency(self) -> bool:
-        """Does this run need the latency table (the reward prices latency, or a latency bound)?"""
-        return self.max_latency_ms is not None or (self.method == "wpnas" and self.wpnas.reward.uses_latency)
-
-    @property
-    def uses_landmarks(self) -> bool:
-        """Does this run need ground-truth pairs as landmarks?"""
-        return self.method == "wpnas" and self.wpnas.landmark.enabled
+        """Does this run need the latency table (the method prices latency, or a latency bound)?"""
+        return self.max_latency_ms is not None or self.needs.latency

@@ -3,7 +3,10 @@
 A search method decides *which* architectures to train and score and *how* it updates
 its belief; the generic runner (:mod:`wpnas.search.runner`) owns everything else:
 epochs, data batches, the evaluation cadence, progress, tracking, the artifacts and
-checkpoint / resume. A method implements:
+checkpoint / resume. A method is one file: it declares ``settings_key`` and ``Settings``
+(its section ``search.<settings_key>``), what it ``needs`` (predictor, landmarks), its
+checks before a run (``check``, ``check_world`` for a torch.distributed world) and what it
+writes (``outputs``: the trajectory table and heatmap), and implements:
 
 * ``num_epochs`` / ``steps_per_epoch``: how long it runs (WPNAS: ``search.epochs`` of one
   pass over the training batches; evolution: ``search.evolution.generations`` of one step);
@@ -23,23 +26,26 @@ Methods never special-case a space, and the runner never special-cases a method.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, ClassVar
 
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
+from wpnas import distributed
 from wpnas.data.batching import DeviceBatches, warn_oversize_batch
 from wpnas.data.splits import ImageSplits
 from wpnas.io.supernet_checkpoint import restore_supernet
-from wpnas.search.config import SearchConfig
+from wpnas.search.config import MethodNeeds, SearchConfig
+from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.spaces.supernet import SuperNet, describe_supernet
 from wpnas.train.engine import Engine, Meter
-from wpnas.train.evaluation import evaluate_architecture, evaluate_many
+from wpnas.train.evaluation import evaluate_architecture, evaluate_many, paths_in_flight
 
 #: ``stage`` of every search checkpoint (whatever the method).
 STAGE = "search"
@@ -148,6 +154,14 @@ class SearchContext:
         return evaluate_many(supernet, archs, self.eval_batches, self.engine,
                              calib_per_arch=[self._calibration(a) for a in archs])
 
+    def accuracies(self, supernet: SuperNet, archs: list[Arch]) -> list[float]:
+        """Inherited-weight validation accuracy (%) of each architecture (:meth:`evaluate_many`), in
+        groups of paths in flight, sharded over the ranks of a torch.distributed world and gathered
+        in order: the fitness of the methods that score architectures on frozen SuperNet weights."""
+        width = paths_in_flight(supernet, self.engine)
+        return distributed.map_groups(lambda group: [r["acc"] for r in self.evaluate_many(supernet, group)],
+                                      archs, width)
+
     def _calibration(self, arch: Arch) -> list[tuple[torch.Tensor, torch.Tensor]]:
         if self.calib_source is None or not self.cfg.calib_batches:
             return []
@@ -170,8 +184,42 @@ class SearchMethod(ABC):
 
     #: Registry name, set by :func:`register_method`.
     name: ClassVar[str]
+    #: The section of its settings under ``search`` (``search.<settings_key>``) ...
+    settings_key: ClassVar[str]
+    #: ... and their frozen dataclass (its defaults: the method's published settings).
+    Settings: ClassVar[type]
+    #: Does its own choice respect ``search.max_latency_ms`` (else only the final selection bounds it)?
+    bounds_latency: ClassVar[bool] = False
+
     def __init__(self, ctx: SearchContext) -> None:
         self.ctx = ctx
+
+    @property
+    def settings(self) -> Any:
+        """Its own settings (``search.<settings_key>``)."""
+        return self.ctx.cfg.settings
+
+    # -- what the glue asks the method (before a run; class level) -----------------------
+    @classmethod
+    def needs(cls, settings: Any) -> MethodNeeds:
+        """What it takes besides the warmed SuperNet and the splits (predictor, landmarks)."""
+        return MethodNeeds()
+
+    @classmethod
+    def check(cls, cfg: SearchConfig, space: SearchSpace, input_shape: Sequence[int] | None,
+              num_classes: int) -> None:
+        """Raise ``ConfigError`` (naming ``search.<key>``) when the settings cannot run on ``space``;
+        ``input_shape`` None: the image size is not known before the data is loaded."""
+
+    @classmethod
+    def check_world(cls, cfg: SearchConfig, size: int) -> None:
+        """Raise ``ConfigError`` when the settings cannot run on a torch.distributed world of ``size`` ranks."""
+
+    @classmethod
+    def outputs(cls, trajectory: pd.DataFrame | None, space: SearchSpace) -> tuple[pd.DataFrame, Figure]:
+        """What it writes as ``alpha_trajectory`` and ``alpha_heatmap``: methods without an
+        architecture distribution write an empty table and a figure that says so."""
+        return pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cls.name)
 
     @property
     def trains_weights(self) -> bool:
@@ -249,3 +297,28 @@ class SearchMethod(ABC):
     @abstractmethod
     def load_state_dict(self, state: dict[str, Any], source: str) -> None:
         """Restore from a search checkpoint written by the same method."""
+
+
+class FrozenSuperNetMethod(SearchMethod):
+    """Base of the methods that score architectures with the warmed SuperNet's weights, unchanged
+    (SPOS evolution, random search): one step per epoch, and ``_fitness(archs)`` is the runner's
+    inherited-weight validation accuracy (:meth:`SearchContext.accuracies`). A subclass builds
+    its search first (so its checks fail before any model is restored), then calls
+    :meth:`restore_frozen`."""
+
+    _supernet: SuperNet
+
+    def restore_frozen(self) -> None:
+        self._supernet = self.ctx.restore_warmed()
+        self._supernet.requires_grad_(False)
+
+    def _fitness(self, archs: list[Arch]) -> list[float]:
+        # each with its own fixed calibration draw, sharded over the ranks of a world
+        return self.ctx.accuracies(self._supernet, archs)
+
+    @property
+    def supernet(self) -> SuperNet:
+        return self._supernet
+
+    def steps_per_epoch(self) -> int:
+        return 1

@@ -11,28 +11,42 @@ bounds the FLOPs of every candidate. The final architecture is the best one eval
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
 
-from wpnas import distributed
-from wpnas.config import to_dict
-from wpnas.errors import CheckpointError
-from wpnas.search.evolution import Evolution
-from wpnas.search.methods import SearchContext, SearchMethod, StepBatches
+from wpnas.config import qualify, to_dict
+from wpnas.errors import CheckpointError, ConfigError
+from wpnas.search.config import SearchConfig
+from wpnas.search.evolution import Evolution, EvolutionConfig, check_evolution
+from wpnas.search.methods import FrozenSuperNetMethod, SearchContext, StepBatches
 from wpnas.search.registry import register_method
-from wpnas.spaces.base import Arch
-from wpnas.spaces.supernet import SuperNet
-from wpnas.train.evaluation import paths_in_flight
+from wpnas.spaces.base import Arch, SearchSpace
 
 
 @register_method("spos_evolution")
-class SPOSEvolution(SearchMethod):
+class SPOSEvolution(FrozenSuperNetMethod):
     """Evolutionary search on inherited-weight validation accuracy (SPOS's second stage)."""
+
+    settings_key = "evolution"
+    Settings = EvolutionConfig
+    bounds_latency = True  # every candidate of the evolution is within the bound
+
+    @classmethod
+    def check(cls, cfg: SearchConfig, space: SearchSpace, input_shape: Sequence[int] | None,
+              num_classes: int) -> None:
+        """The population against the space, the FLOPs bound against its smallest architecture."""
+        if input_shape is None:
+            return
+        try:
+            check_evolution(space, cfg.evolution, cost=lambda a: space.cost(a, input_shape, num_classes).flops_m)
+        except ConfigError as err:  # the check names "evolution.<key>"; the user writes search.evolution.<key>
+            raise ConfigError(qualify(str(err), "search", [cls.settings_key])) from None
 
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
-        self.cfg = ctx.cfg.evolution
+        self.cfg = self.settings
         space, shape, classes = ctx.space, ctx.input_shape, ctx.num_classes
 
         def cost(arch: Arch) -> float:
@@ -40,27 +54,11 @@ class SPOSEvolution(SearchMethod):
 
         self.evolution = Evolution(space, self._fitness, self.cfg, seed=ctx.seed, cost=cost,  # checks the bound
                                    latency=ctx.latency, max_latency_ms=ctx.cfg.max_latency_ms)
-        self._supernet = ctx.restore_warmed()
-        self._supernet.requires_grad_(False)
-
-    def _fitness(self, archs: list[Arch]) -> list[float]:
-        # a map over the generation's new architectures (each with its own fixed calibration
-        # draw), in groups of paths in flight: sharded over the ranks of a torch.distributed
-        # world, gathered in order
-        width = paths_in_flight(self._supernet, self.ctx.engine)
-        return distributed.map_groups(
-            lambda group: [r["acc"] for r in self.ctx.evaluate_many(self._supernet, group)], archs, width)
-
-    @property
-    def supernet(self) -> SuperNet:
-        return self._supernet
+        self.restore_frozen()
 
     @property
     def num_epochs(self) -> int:
         return self.cfg.generations
-
-    def steps_per_epoch(self) -> int:
-        return 1
 
     def step(self, batches: StepBatches) -> dict[str, float]:
         metrics = self.evolution.step()

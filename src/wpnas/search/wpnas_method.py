@@ -36,47 +36,117 @@ path's statistics).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
+from matplotlib.figure import Figure
 
 from wpnas import distributed
 from wpnas.config import to_dict
 from wpnas.errors import CheckpointError, ConfigError
 from wpnas.io.supernet_checkpoint import check_checkpoint, restore_supernet
 from wpnas.nn.paths import block_correct, block_cross_entropies
-from wpnas.search.config import SearchConfig
+from wpnas.search.config import MethodNeeds, SearchConfig
 from wpnas.search.distribution import ArchDistribution, chosen_probabilities
+from wpnas.search.hypernet import HyperNetConfig
 from wpnas.search.methods import STAGE, SearchContext, SearchMethod, StepBatches
 from wpnas.search.registry import register_method
-from wpnas.search.reward import BatchStatistics, Reward
+from wpnas.search.reward import BatchStatistics, Reward, RewardConfig
 from wpnas.search.selection import top_k_joint
-from wpnas.search.self_critical import SelfCriticalOptimizer
-from wpnas.search.trajectory import trajectory_table
+from wpnas.search.self_critical import (
+    DEFAULT_ALPHA_BETAS,
+    DEFAULT_ALPHA_LR,
+    SelfCriticalOptimizer,
+    check_alpha_settings,
+)
+from wpnas.search.trajectory import alpha_heatmap, trajectory_table
 from wpnas.search.weakly_shared import WeaklySharedSuperNet, build_hypernet, restore_hypernet
 from wpnas.seeds import stream_seed
-from wpnas.spaces.base import Arch
+from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.spaces.supernet import SuperNet
 from wpnas.train.engine import Meter, Trainer
 from wpnas.train.evaluation import paths_in_flight
 from wpnas.train.fast import LANDMARK_REFUSAL
-from wpnas.train.landmark import LandmarkRegularizer
+from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
+from wpnas.train.optim import OptimConfig
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WPNASConfig:
+    """``search.wpnas``: the WPNAS method (paper Section 3.4; Table 1 ablation switches).
+
+    Weights: SGD with cosine decay 0.01 -> 1e-5 (paper). alpha: Adam at ``alpha_lr`` on the
+    self-critical loss of ``samples_per_step`` policy samples per step, baseline = the
+    greedy (argmax) architecture on the same validation batch. ``sampling``: which
+    distribution the weight updates draw from (``probabilistic`` = PS, ``uniform`` = SPOS
+    weights with a WPNAS policy). ``reward.b1 = 0`` turns the predictor off,
+    ``hypernet.mode: off`` turns weakly weight sharing off, ``landmark.enabled`` adds the
+    landmark ranking term to the weight updates.
+    """
+
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr=0.01, lr_min=1e-5))
+    alpha_lr: float = DEFAULT_ALPHA_LR
+    alpha_betas: tuple[float, float] = DEFAULT_ALPHA_BETAS
+    alpha_weight_decay: float = 0.0
+    entropy_weight: float = 0.0
+    samples_per_step: int = 1
+    sampling: Literal["probabilistic", "uniform"] = "probabilistic"
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    hypernet: HyperNetConfig = field(default_factory=HyperNetConfig)
+    landmark: LandmarkConfig = field(default_factory=LandmarkConfig)
+    update_weights: bool = True
+
+    def __post_init__(self) -> None:
+        if self.samples_per_step < 1:
+            raise ConfigError(f"search.wpnas.samples_per_step: {self.samples_per_step} must be >= 1")
+        check_alpha_settings(self.alpha_lr, self.alpha_betas, self.alpha_weight_decay, self.entropy_weight)
+        if self.hypernet.mode == "trained" and not self.update_weights:
+            raise ConfigError(
+                "search.wpnas.hypernet.mode is 'trained' but search.wpnas.update_weights is false: nothing would "
+                "train the HyperNet; use mode 'fixed' or 'off', or turn update_weights on"
+            )
+        if self.landmark.enabled and not self.update_weights:
+            raise ConfigError(
+                "search.wpnas.landmark.enabled needs search.wpnas.update_weights: the landmark term acts on weight updates"
+            )
+
 
 
 @register_method("wpnas")
 class WPNASMethod(SearchMethod):
     """alpha by self-critical policy gradient, weights by SGD (see the module docstring)."""
 
+    settings_key = "wpnas"
+    Settings = WPNASConfig
+
+    @classmethod
+    def needs(cls, settings: WPNASConfig) -> MethodNeeds:
+        return MethodNeeds(predictor=settings.reward.uses_predictor, landmarks=settings.landmark.enabled,
+                          latency=settings.reward.uses_latency)
+
+    @classmethod
+    def check_world(cls, cfg: SearchConfig, size: int) -> None:
+        """Data parallel over ``size`` ranks: the batches it splits must split evenly (before any model is built)."""
+        if cfg.wpnas.update_weights:
+            distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
+        distributed.check_divisible(cfg.valid_batch_size, size, "search.valid_batch_size")
+
+    @classmethod
+    def outputs(cls, trajectory: pd.DataFrame | None, space: SearchSpace) -> tuple[pd.DataFrame, Figure]:
+        """The alpha trajectory and the heatmap of the last epoch's probabilities."""
+        return trajectory, alpha_heatmap(trajectory, space)
+
     def __init__(self, ctx: SearchContext) -> None:
         super().__init__(ctx)
-        cfg = self.wcfg = ctx.cfg.wpnas
+        cfg = self.wcfg = self.settings
         self.world = distributed.current()
         if self.world.active:
-            check_data_parallel(ctx.cfg, self.world.size)
+            self.check_world(ctx.cfg, self.world.size)
         if ctx.predictor is not None and not cfg.reward.uses_predictor:
             logger.info("search.wpnas.reward.b1 is 0: the predictor is ignored")
         # The reward owns the rule "b1 > 0 needs a predictor"; built first, it fails before any model is.
@@ -276,13 +346,6 @@ class WPNASMethod(SearchMethod):
         self.generator.set_state(state["sampler_generator"])
         if self.landmarks is not None and state.get("landmark_state") is not None:
             self.landmarks.load_state_dict(state["landmark_state"])
-
-
-def check_data_parallel(cfg: SearchConfig, size: int) -> None:
-    """What a data-parallel WPNAS search over ``size`` ranks needs from its settings (before any model is built)."""
-    if cfg.wpnas.update_weights:
-        distributed.check_divisible(cfg.batch_size, size, "search.batch_size")
-    distributed.check_divisible(cfg.valid_batch_size, size, "search.valid_batch_size")
 
 
 def restore_search(

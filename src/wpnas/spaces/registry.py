@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wpnas.config import Registry
 from wpnas.errors import ConfigError
 from wpnas.spaces.base import SearchSpace
 
-_SPACES: dict[str, Callable[..., SearchSpace]] = {}
+SPACES = Registry("search space")
 
-
-def register_space(name: str) -> Callable[[type[SearchSpace]], type[SearchSpace]]:
-    def wrap(cls: type[SearchSpace]) -> type[SearchSpace]:
-        if name in _SPACES and _SPACES[name] is not cls:
-            raise ValueError(f"search space {name!r} registered twice")
-        cls.name = name
-        _SPACES[name] = cls
-        return cls
-
-    return wrap
-
-
-def available_spaces() -> list[str]:
-    return sorted(_SPACES)
+#: ``@register_space(name)`` on a :class:`SearchSpace` subclass registers it under ``name``.
+register_space = SPACES.register
+available_spaces = SPACES.names
 
 
 def get_space(name: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> SearchSpace:
     """A configured space; unknown names and options fail with the valid ones listed."""
-    if name not in _SPACES:
-        raise ConfigError(f"unknown search space {name!r}; expected one of {available_spaces()}")
     merged = {**(options or {}), **kwargs}
-    return _SPACES[name](**merged)
+    return SPACES.get(name)(**merged)
 
 
 @dataclass(frozen=True)
@@ -49,7 +37,7 @@ class SpaceConfig:
     options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.options) - set(_SPACES))
+        unknown = sorted(k for k in self.options if k not in SPACES)
         if unknown:
             raise ConfigError(
                 f"space.options: {unknown} are not search spaces; options are keyed by space name, "

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 
 from wpnas import distributed
 from wpnas.config import rng_state, set_rng_state
+from wpnas.seeds import fixed_seed
 
 logger = logging.getLogger(__name__)
 
@@ -322,7 +323,7 @@ def _record_inputs(supernet: nn.Module, ops: dict[str, nn.Module], engine: Any, 
             if name not in seen and args and isinstance(args[0], torch.Tensor) and not kwargs:
                 seen[name] = (_signature(args[0]), _pattern(tuple(args[1:])))
         handles.append(op.register_forward_pre_hook(hook, with_kwargs=True))
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(fixed_seed("graphs.capture_paths"))
     paths = _covering_paths(space)
     try:
         supernet.train()

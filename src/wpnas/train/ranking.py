@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 from wpnas import distributed
+from wpnas.config import json_ready
 from wpnas.data.batching import DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.io.pairs import read_pairs
@@ -134,7 +135,7 @@ class RankingReport:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready summary (non-finite numbers become ``None``)."""
-        return _json_ready(self.metrics)
+        return json_ready(self.metrics, nonfinite_as_none=True)
 
     def scalars(self) -> dict[str, float]:
         """The numeric, finite top-level metrics (for ``tracking.log_metrics``)."""
@@ -143,20 +144,6 @@ class RankingReport:
             for k, v in self.metrics.items()
             if isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
         }
-
-
-def _json_ready(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {str(k): _json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(v) for v in value]
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
 
 
 # -- checks and the sample ---------------------------------------------------------------

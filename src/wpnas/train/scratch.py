@@ -31,7 +31,7 @@ import torch.nn as nn
 
 import wpnas
 from wpnas import distributed, tracking
-from wpnas.config import describe_device, rng_state, set_rng_state, to_dict
+from wpnas.config import describe_device, json_ready, rng_state, set_rng_state, to_dict
 from wpnas.data.batching import AugmentConfig, DeviceBatches
 from wpnas.data.splits import ImageSplits
 from wpnas.data.streaming import StreamedFolder, StreamedFolderConfig
@@ -41,7 +41,7 @@ from wpnas.io.lineage import LINEAGE, evaluation_lineage
 from wpnas.io.stage_checkpoint import CheckpointPolicy
 from wpnas.io.torchscript import TorchScriptExport
 from wpnas.nasbench import BenchmarkConfig, load_benchmark
-from wpnas.seeds import stream_seed
+from wpnas.seeds import fixed_seed, stream_seed
 from wpnas.spaces import get_space
 from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.train.engine import Engine, EngineConfig, Trainer, evaluate, train_epochs
@@ -208,8 +208,8 @@ def read_genotype(genotype: Mapping[str, Any], space: SearchSpace) -> Arch:
         )
     options = genotype.get("options")
     if options is not None:
-        recorded = _plain(options)
-        ours = _plain(space.options())
+        recorded = json_ready(options)
+        ours = json_ready(space.options())
         if recorded != ours:
             differ = sorted(k for k in set(recorded) | set(ours) if recorded.get(k) != ours.get(k))
             detail = ", ".join(f"{k}: genotype {recorded.get(k)!r} vs space {ours.get(k)!r}" for k in differ)
@@ -234,15 +234,6 @@ def read_genotype(genotype: Mapping[str, Any], space: SearchSpace) -> Arch:
             f"final_genotype.choices {choices!r} disagree with its arch {text!r}, whose choices are {list(arch)}"
         )
     return arch
-
-
-def _plain(value: Any) -> Any:
-    """Options as JSON gives them back (tuples as lists)."""
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def check_drop_path(space: SearchSpace, cfg: EvaluationConfig, in_channels: int = 3, num_classes: int = 10) -> None:
@@ -417,7 +408,7 @@ def model_metadata(space: SearchSpace, arch: Arch, splits: EvaluationData) -> di
     """What a user of the exported model needs: architecture, input format, classes."""
     return {
         "space": space.name,
-        "options": _plain(space.options()),
+        "options": json_ready(space.options()),
         "arch": space.to_string(arch),
         "choices": [int(a) for a in arch],
         "input_shape": [int(s) for s in splits.input_shape],
@@ -436,7 +427,7 @@ def export_torchscript(network: nn.Module, metadata: Mapping[str, Any]) -> Torch
     """Trace a CPU float32 copy of ``network`` in eval mode; the trace is checked on a second batch size."""
     net = copy.deepcopy(network).to("cpu", dtype=torch.float32).to(memory_format=torch.contiguous_format).eval()
     shape = tuple(metadata["input_shape"])
-    generator = torch.Generator().manual_seed(0)
+    generator = torch.Generator().manual_seed(fixed_seed("export.probe"))
     example = torch.randn((2, *shape), generator=generator)
     probe = torch.randn((3, *shape), generator=generator)
     with torch.no_grad(), warnings.catch_warnings():
@@ -468,7 +459,7 @@ def final_model_checkpoint(
         **meta,
         "in_channels": int(splits.in_channels),
         "state_dict": {k: v.detach().to("cpu").contiguous() for k, v in network.state_dict().items()},
-        "genotype": _plain(dict(genotype)),
+        "genotype": json_ready(dict(genotype)),
         "config": to_dict(cfg),
         "seed": int(seed),
         "metrics": dict(metrics),

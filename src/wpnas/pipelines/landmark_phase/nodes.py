@@ -12,7 +12,7 @@ from wpnas.config import setup_run
 from wpnas.data.splits import ImageSplits
 from wpnas.io.pairs import check_pairs_source
 from wpnas.pipelines.params import checkpoint_policy, landmark_phase_config, run_config, space_config, warmup_config
-from wpnas.pipelines.workers import fans_out, on_workers
+from wpnas.pipelines.workers import run_stage
 from wpnas.train.warmup import landmark_phase as continue_with_landmarks
 
 logger = logging.getLogger(__name__)
@@ -35,17 +35,13 @@ def landmark_warmup(
         return warmed_supernet, {"enabled": False, "space": search_space.name}
     warmed_fp = ((warmed_supernet or {}).get("fingerprint") or {}).get("fingerprint")
     check_pairs_source(ground_truth_summary, arch_accuracy_pairs, warmed_fp)
-    run_cfg = run_config(run)
     inputs = (warmed_supernet, arch_accuracy_pairs, image_splits, run, space, warmup, landmark_phase)
-    if fans_out(run_cfg):  # data parallel, as the WarmUp
-        checkpoint = on_workers(phase_checkpoint, inputs, run_cfg,
-                                {"run": run, "space": space, "warmup": warmup, "landmark_phase": landmark_phase},
-                                "landmark phase")
-        # the epochs after the WarmUp's, under the WarmUp's prefix (what one process logs while it trains)
+    checkpoint, on_workers = run_stage(  # data parallel, as the WarmUp
+        phase_checkpoint, inputs, run_config(run),
+        {"run": run, "space": space, "warmup": warmup, "landmark_phase": landmark_phase}, "landmark phase")
+    if on_workers:  # the epochs after the WarmUp's, under the WarmUp's prefix (what one process logs while it trains)
         start = int(warmed_supernet.get("epoch", 0))
         tracking.log_history([row for row in checkpoint["history"] if row["epoch"] > start], prefix="warmup/")
-    else:
-        checkpoint = phase_checkpoint(*inputs)
     last = checkpoint["history"][-1] if checkpoint["history"] else {}
     summary = {
         "enabled": True,
@@ -70,7 +66,7 @@ def phase_checkpoint(
     cfg = landmark_phase_config(landmark_phase)
     warm_cfg, _ = warmup_config(warmup)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
+    run_cfg, device = setup_run(run_config(run))
     return continue_with_landmarks(search_space, ImageSplits.coerce(image_splits), warm_cfg, cfg, warmed_supernet,
                                    arch_accuracy_pairs, device, seed=run_cfg.seed,
                                    checkpoint=checkpoint_policy(landmark_phase, run, "landmark_phase"))

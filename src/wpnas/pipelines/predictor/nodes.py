@@ -9,11 +9,11 @@ import pandas as pd
 from wpnas import tracking
 from wpnas.config import setup_run
 from wpnas.io.lineage import stamp_predictor
-from wpnas.pipelines.params import predictor_config, space_config
+from wpnas.pipelines.params import predictor_config, run_config, space_config
 from wpnas.predictors.stage import fit_predictor
 
 
-def train_predictor_node(
+def train_predictor(
     arch_accuracy_pairs: pd.DataFrame,
     run: dict[str, Any],
     space: dict[str, Any],
@@ -21,7 +21,7 @@ def train_predictor_node(
 ) -> tuple[dict[str, Any], dict[str, Any], pd.DataFrame]:
     cfg = predictor_config(predictor)
     _, search_space = space_config(space)
-    run_cfg, device = setup_run(run)
+    run_cfg, device = setup_run(run_config(run))
     model, metrics, predictions = fit_predictor(search_space, arch_accuracy_pairs, cfg, seed=run_cfg.seed,
                                                 device=str(device))
     tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))}, prefix="predictor/")

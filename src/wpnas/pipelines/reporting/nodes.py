@@ -32,7 +32,7 @@ FIGURES = {
 }
 
 
-def report_node(
+def report_run(
     final_genotype: dict[str, Any],
     evaluation_metrics: dict[str, Any],
     alpha_trajectory: pd.DataFrame,

@@ -18,17 +18,16 @@ from wpnas.io.pairs import check_pairs_source, pairs_fingerprint
 from wpnas.pipelines.latency.nodes import measured_latency
 from wpnas.pipelines.params import checkpoint_policy, ground_truth_config, latency_table_for, run_config, search_config, \
     space_config
-from wpnas.pipelines.workers import fans_out, on_workers
+from wpnas.pipelines.workers import run_stage
 from wpnas.predictors import load_predictor
-from wpnas.search import SearchResult, alpha_heatmap, run_search
+from wpnas.search import SearchResult, run_search
 from wpnas.experiments.report import closing_line
 from wpnas.search.selection import run_selection
-from wpnas.search.trajectory import COLUMNS, no_trajectory_figure
 
 logger = logging.getLogger(__name__)
 
 
-def search_node(
+def search_architecture(
     search_supernet: dict[str, Any],
     predictor_weights: dict[str, Any],
     arch_accuracy_pairs: pd.DataFrame,
@@ -40,31 +39,29 @@ def search_node(
     latency: dict[str, Any] | None = None,
     evaluation: dict[str, Any] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame, Any, dict[str, Any]]:
-    """The search from ``search_supernet``: the landmark phase's SuperNet, or the warmed one when
-    the phase is off (``landmark_phase.enabled: false``)."""
+    """The search by ``search.method`` from ``search_supernet``: the landmark phase's SuperNet, or the
+    warmed one when the phase is off (``landmark_phase.enabled: false``). The method says what it
+    needs (predictor, landmarks) and what it writes (trajectory, heatmap)."""
     cfg = search_config(search)
     _, search_space = space_config(space)
     warmed_supernet = search_supernet
-    if cfg.uses_predictor or cfg.uses_landmarks:  # the pairs (through the predictor, or as landmarks) are used
+    needs = cfg.needs
+    if needs.pairs:  # the pairs (through the predictor, or as landmarks) are used
         check_pairs_source(ground_truth_summary, arch_accuracy_pairs, warmed_fingerprint(search_supernet))
-    if cfg.uses_predictor:
+    if needs.predictor:
         check_fingerprint(
             pairs_fingerprint(arch_accuracy_pairs), (predictor_weights or {}).get("inputs", {}).get("arch_accuracy_pairs"),
             "predictor_weights", DataError,
             hint="The ground-truth pairs changed after the predictor was trained: run the predictor pipeline again",
         )
-    run_cfg = run_config(run)
-    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, image_splits, run, space, search, latency,
-              evaluation)
-    if fans_out(run_cfg):  # WPNAS data parallel, evolution's fitness map sharded, on local workers
-        result = on_workers(search_result, inputs, run_cfg, {"run": run, "space": space, "search": search}, "search")
+    inputs = (warmed_supernet, predictor_weights, arch_accuracy_pairs, ImageSplits.coerce(image_splits), run, space,
+              search, latency, evaluation)
+    # the method's world (WPNAS data parallel, fitness maps sharded), on local workers
+    result, on_workers = run_stage(search_result, inputs, run_config(run),
+                                   {"run": run, "space": space, "search": search}, "search")
+    if on_workers:
         tracking.log_history(result.history, prefix="search/")
-    else:
-        result = search_result(*inputs)
-    if cfg.method == "wpnas":
-        trajectory, figure = result.trajectory, alpha_heatmap(result.trajectory, search_space)
-    else:  # methods without alpha: an empty table and a figure that says so
-        trajectory, figure = pd.DataFrame(columns=list(COLUMNS)), no_trajectory_figure(cfg.method)
+    trajectory, figure = cfg.method_class.outputs(result.trajectory, search_space)
     found = {**result.final_genotype,
              LINEAGE: search_lineage((result.checkpoint.get("fingerprint") or {}).get("fingerprint"), trajectory,
                                      arch_accuracy_pairs, predictor_weights)}
@@ -132,7 +129,7 @@ def _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supe
         found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs)
         logger.info("Final selection: off (search.selection.enabled: false); the search's own choice is the result")
         return found, table
-    run_cfg, device = setup_run(run)
+    run_cfg, device = setup_run(run_config(run))
     predictor = (load_predictor(predictor_weights, search_space, device=str(device))
                  if cfg.predictor_top_k and predictor_weights else None)
     splits = ImageSplits.coerce(image_splits)
@@ -177,9 +174,10 @@ def search_result(
     splits = ImageSplits.coerce(image_splits)
     table = (latency_table_for(latency, evaluation, search_space, splits.input_shape, splits.num_classes)
              if cfg.uses_latency else None)
-    run_cfg, device = setup_run(run)
-    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if cfg.uses_predictor else None
-    landmarks = arch_accuracy_pairs if cfg.uses_landmarks else None
+    run_cfg, device = setup_run(run_config(run))
+    needs = cfg.needs
+    predictor = load_predictor(predictor_weights, search_space, device=str(device)) if needs.predictor else None
+    landmarks = arch_accuracy_pairs if needs.landmarks else None
     return run_search(search_space, splits, warmed_supernet, cfg, device,
                       seed=run_cfg.seed, predictor=predictor, landmarks=landmarks,
                       checkpoint=checkpoint_policy(search, run, "search"), latency=table)
