@@ -24,7 +24,7 @@ def table_shape(data: Any) -> tuple[int, int, int]:
     return shape
 
 
-def latency_table_node(run: dict[str, Any], space: dict[str, Any], data: dict[str, Any], latency: dict[str, Any],
+def build_latency_table(run: dict[str, Any], space: dict[str, Any], data: dict[str, Any], latency: dict[str, Any],
                        evaluation: dict[str, Any] | None = None) -> dict[str, Any]:
     """Measure the space's latency table on ``latency.device`` (the versioned ``latency_table``)."""
     cfg = latency_config(latency)
