@@ -150,6 +150,15 @@ def test_run_selection_by_benchmark_lookup_and_off_switch(space, tmp_path):
     assert int(candidates["new"].sum()) == found["selection"]["new_evaluations"]
     off, empty = run_selection(space, genotype, SelectionConfig(enabled=False), None, None)
     assert off["arch"] == start and off["selection"] == {"enabled": False} and empty.empty
+    # a cost weight prices FLOPs (the default cost): the result is cheaper, and best by score - weight x FLOPs
+    flops = lambda a: space.cost(a, (1, 8, 8), 10).flops_m  # noqa: E731
+    weight = 40.0 / max(flops(a) for a in space.enumerate())
+    cheap, table = run_selection(space, genotype, SelectionConfig(search_top_k=1, predictor_top_k=0, refine_budget=300,
+                                                                   refine_per_step=24, cost_weight=weight), gt, pairs)
+    assert flops(space.parse(cheap["arch"])) < flops(BEST)
+    assert table["objective"].to_numpy() == pytest.approx(
+        [fitness(space.parse(a)) - weight * flops(space.parse(a)) for a in table["arch"]])
+    assert table.loc[table["chosen"], "objective"].item() == pytest.approx(table["objective"].max())
 
 
 def test_bad_selection_settings_are_refused_naming_the_key(space):
@@ -173,3 +182,38 @@ def test_bad_selection_settings_fail_before_any_node_runs():
     with pytest.raises(ConfigError, match="no ground_truth section"):
         validate_parameters({"space": space, "search": {}}, ["select_final_architecture"])
     validate_parameters({"space": space, "search": {"selection": {"enabled": False}}}, ["select_final_architecture"])
+
+
+def test_a_cost_weight_trades_score_for_cost_and_zero_keeps_the_best_score(space):
+    """The best by score is the costliest here (decision 4 choice 4 adds 5 points and 10 cost
+    units); a weight of 1 point per unit makes the cheaper second best win."""
+    def cost(arch) -> float:
+        return 10.0 if arch[4] == 4 else 0.0
+
+    pool = [(BEST, "search", 1), (BEST[:4] + (3,) + BEST[5:], "search", 2)]
+    plain = select_architecture(space, pool, CountingScorer(), "synthetic")
+    assert plain.chosen == BEST
+    weighted = select_architecture(space, pool, CountingScorer(), "synthetic", penalty=lambda a: 1.0 * cost(a))
+    assert weighted.chosen == pool[1][0]
+    row = weighted.table[weighted.table["chosen"]].iloc[0]
+    assert row["objective"] == pytest.approx(row["score"]) == pytest.approx(fitness(pool[1][0]))
+    best_row = weighted.table[weighted.table["arch"] == space.to_string(BEST)].iloc[0]
+    assert best_row["objective"] == pytest.approx(fitness(BEST) - 10.0)
+    with pytest.raises(ConfigError, match="search.selection.cost_weight: -1"):
+        SelectionConfig(cost_weight=-1)
+
+
+def test_the_selection_note_names_a_costlier_choice_when_the_search_priced_cost():
+    from wpnas.pipelines.search.nodes import selection_cost_note
+
+    cfg = from_dict(SearchConfig, {"wpnas": {"reward": {"b1": 0.01, "b2": 0.001}}})
+    own = {"arch": "a", "flops_m": 2.0}
+    found = {"arch": "b", "flops_m": 3.5, "search_choice": own}
+    note = selection_cost_note(cfg, found, own)
+    assert note and "3.500 MFLOPs over the search's own 2.000" in note and "b2/b1 = 0.1" in note
+    assert selection_cost_note(cfg, {**found, "flops_m": 1.0}, own) is None  # cheaper: nothing to say
+    weighted = from_dict(SearchConfig, {"wpnas": {"reward": {"b1": 0.01, "b2": 0.001}},
+                                        "selection": {"cost_weight": 0.1}})
+    assert selection_cost_note(weighted, found, own) is None
+    free = from_dict(SearchConfig, {"wpnas": {"reward": {"b1": 0.01, "b2": 0.0}}})
+    assert selection_cost_note(free, found, own) is None

@@ -47,7 +47,7 @@ ScoreFn = Callable[[Sequence[Arch]], Sequence[float]]
 #: The origins a candidate can have, in the order a tie between equal scores is broken.
 ORIGINS = ("search", "predictor", "ground_truth", "refine")
 
-COLUMNS = ["arch", "origin", "score", "scored_by", "new", "search_rank", "predicted", "chosen"]
+COLUMNS = ["arch", "origin", "score", "scored_by", "new", "search_rank", "predicted", "objective", "chosen"]
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,13 @@ class SelectionConfig:
     ground_truth_top_k: int = 5
     refine_budget: int = 48
     refine_per_step: int = 8
+    cost_weight: float = 0.0
 
     def __post_init__(self) -> None:
+        if isinstance(self.cost_weight, bool) or not isinstance(self.cost_weight, (int, float)) \
+                or not math.isfinite(self.cost_weight) or self.cost_weight < 0:
+            raise ConfigError(f"search.selection.cost_weight: {self.cost_weight!r} must be a number >= 0 (accuracy "
+                              "points per unit of cost: MFLOPs, or ms when the search prices latency)")
         for name in ("search_top_k", "predictor_top_k", "ground_truth_top_k", "refine_budget"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
@@ -165,6 +170,7 @@ class Selection:
             "enabled": True,
             "arch": space.to_string(self.chosen),
             "score": float(chosen["score"]),
+            "objective": float(chosen["objective"]),
             "scored_by": self.scored_by,
             "origin": str(chosen["origin"]),
             "candidates": int(len(rows)),
@@ -203,6 +209,7 @@ def select_architecture(
     rank_neighbours: Callable[[list[Arch]], np.ndarray] | None = None,
     seed: int = 0,
     admissible: Callable[[Arch], bool] | None = None,
+    penalty: Callable[[Arch], float] | None = None,
 ) -> Selection:
     """Score every candidate the ground truth has not scored yet with ``score`` and choose the best;
     then refine it: up to ``refine_budget`` more ground-truth evaluations of the best's
@@ -213,7 +220,8 @@ def select_architecture(
     Candidates already in ``pairs`` keep their ground-truth accuracy (no new evaluation).
     Ties go to the earlier candidate (the method's own choice first; a neighbour must be
     strictly better to replace the best). ``admissible``: candidates and neighbours it refuses
-    (a latency bound) are left out."""
+    (a latency bound) are left out. ``penalty``: what a candidate's cost takes off its score
+    (``cost_weight`` x its cost); the best is then the best by score minus penalty."""
     if admissible is not None:
         pool = [row for row in pool if admissible(row[0])]
     if not pool:
@@ -241,9 +249,12 @@ def select_architecture(
             if a in known:
                 scores.setdefault(a, known[a])
 
+    def objective(arch: Arch) -> float:
+        return scores[arch] - (float(penalty(arch)) if penalty is not None else 0.0)
+
     rows: list[tuple[Arch, str, int | None]] = list(pool)
     measure([a for a, _, _ in rows])
-    best = max(rows, key=lambda row: (scores[row[0]], -rows.index(row)))[0]
+    best = max(rows, key=lambda row: (objective(row[0]), -rows.index(row)))[0]
     rng = np.random.default_rng(stream_seed(seed, "selection"))
     spent = 0
     while spent < refine_budget:
@@ -259,15 +270,16 @@ def select_architecture(
         measure(step)
         spent += len(new) - before
         rows.extend((a, "refine", None) for a in step)
-        top = max(step, key=lambda a: scores[a])
-        if scores[top] > scores[best]:
+        top = max(step, key=lambda a: objective(a))
+        if objective(top) > objective(best):
             best = top
     archs = [a for a, _, _ in rows]
     preds = np.asarray(predicted(archs), dtype=np.float64) if predicted is not None else [None] * len(archs)
     table = pd.DataFrame(
         [{"arch": space.to_string(arch), "origin": origin, "score": scores[arch],
           "scored_by": scored_by if arch in new else "ground_truth", "new": arch in new,
-          "search_rank": rank, "predicted": None if p is None else float(p), "chosen": arch == best}
+          "search_rank": rank, "predicted": None if p is None else float(p), "objective": objective(arch),
+          "chosen": arch == best}
          for (arch, origin, rank), p in zip(rows, preds)],
         columns=COLUMNS,
     )
@@ -287,6 +299,7 @@ def run_selection(
     seed: int = 0,
     latency: Callable[[Arch], float] | None = None,
     max_latency_ms: float | None = None,
+    cost: Callable[[Arch], float] | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """The final genotype and the candidates table of the selection after a search.
 
@@ -295,7 +308,9 @@ def run_selection(
     (the benchmark lookup, or a fine-tune of ``warmed`` on ``splits``); ``predictor``: a
     :class:`~wpnas.predictors.Predictor` or None (then no predictor candidates). With
     ``cfg.enabled`` false the search's choice is returned unchanged, marked so. ``max_latency_ms``
-    with ``latency`` (a latency table): only candidates within the bound are chosen."""
+    with ``latency`` (a latency table): only candidates within the bound are chosen. With
+    ``cfg.cost_weight`` > 0 each candidate's score loses ``cost_weight`` x ``cost(arch)``
+    (default cost: its FLOPs in millions at the genotype's input shape)."""
     if not cfg.enabled:
         return {**genotype, "selection": {"enabled": False}}, pd.DataFrame(columns=COLUMNS)
     if ground_truth is None:
@@ -326,11 +341,16 @@ def run_selection(
         return [float(v) for v in table["accuracy"]]
 
     as_percent = None if predictor is None or not hasattr(predictor, "predict") else predictor.predict
+    penalty = None
+    if cfg.cost_weight > 0:
+        shape, classes = genotype.get("input_shape") or (3, 32, 32), int(genotype.get("num_classes", 10))
+        cost_of = cost or (lambda a: space.cost(a, shape, classes).flops_m)
+        penalty = lambda a: cfg.cost_weight * float(cost_of(a))  # noqa: E731
     selection = select_architecture(space, pool, score, scored_by, pairs, predicted=as_percent,
                                     refine_budget=cfg.refine_budget, refine_per_step=cfg.refine_per_step,
                                     rank_neighbours=predict, seed=seed,
                                     admissible=None if max_latency_ms is None or latency is None
-                                    else lambda a: float(latency(a)) <= max_latency_ms)
+                                    else lambda a: float(latency(a)) <= max_latency_ms, penalty=penalty)
     return chosen_genotype(space, genotype, selection, predictor), selection.table
 
 

@@ -133,10 +133,13 @@ def _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supe
     predictor = (load_predictor(predictor_weights, search_space, device=str(device))
                  if cfg.predictor_top_k and predictor_weights else None)
     splits = ImageSplits.coerce(image_splits)
+    search_cfg = search_config(search)
+    priced = search_cfg.needs.latency and cfg.cost_weight > 0  # the cost the search priced: latency, else FLOPs
+    cost = (bounded_by or _latency_table(search_genotype, space, latency, evaluation)).latency if priced else None
     started = time.monotonic()
     found, table = run_selection(search_space, search_genotype, cfg, gt_cfg, arch_accuracy_pairs, predictor=predictor,
                                  warmed=warmed_supernet, splits=splits, device=device, seed=run_cfg.seed,
-                                 latency=bounded_by, max_latency_ms=bound)
+                                 latency=bounded_by, max_latency_ms=bound, cost=cost)
     chosen = found["selection"]
     chosen["seconds"] = round(time.monotonic() - started, 2)
     tracking.log_metrics({"score": chosen["score"], "candidates": chosen["candidates"],
@@ -153,8 +156,29 @@ def _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supe
         f", the best ground-truth architecture {gt_best['score']:.2f} %" if gt_best else "", chosen["candidates"],
         chosen["new_evaluations"], chosen["seconds"],
     )
+    cost_note = selection_cost_note(search_cfg, found, own)
+    if cost_note:
+        logger.info(cost_note)
     logger.info("Search result: %s", closing_line(found, run_id=tracking.active_run_id()))
     return found, table
+
+
+def selection_cost_note(cfg: Any, found: dict[str, Any], own: dict[str, Any] | None) -> str | None:
+    """One line when the search priced cost (a reward with b2 > 0) but the selection ranked by the
+    ground-truth score alone and chose a costlier architecture than the search's own choice."""
+    reward = getattr(cfg.settings, "reward", None)
+    b2, b1 = float(getattr(reward, "b2", 0.0) or 0.0), float(getattr(reward, "b1", 0.0) or 0.0)
+    own_flops = (found.get("search_choice") or {}).get("flops_m")
+    if cfg.selection.cost_weight > 0 or b2 <= 0 or own is None or own_flops is None:
+        return None
+    if found["arch"] == own["arch"] or float(found["flops_m"]) <= float(own_flops):
+        return None
+    unit = "ms" if cfg.needs.latency else "MFLOP"
+    rate = f"; b2/b1 = {b2 / b1:.3g} matches the reward" if b1 > 0 else ""
+    return (f"Final selection: ranked by the ground-truth score alone (search.selection.cost_weight: 0), it chose "
+            f"{float(found['flops_m']):.3f} MFLOPs over the search's own {float(own_flops):.3f}; the reward's cost term "
+            f"(b2 = {b2:g} per {unit}) shaped the search, not this choice. Set search.selection.cost_weight "
+            f"(accuracy points per {unit}{rate}) to trade accuracy for cost here too")
 
 
 def search_result(
