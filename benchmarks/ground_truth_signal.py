@@ -29,9 +29,9 @@ from search_seeds import parameters, ranking_table
 
 from wpnas.nasbench import BenchmarkTable, kendall_tau
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits
-from wpnas.pipelines.ground_truth.nodes import acquire_pairs
+from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth
 from wpnas.pipelines.params import space_config
-from wpnas.pipelines.warmup.nodes import warmup
+from wpnas.pipelines.warmup.nodes import warmup_supernet
 
 
 def signal(pairs_accuracy: list[float], truth: list[float]) -> float:
@@ -43,14 +43,14 @@ def run(params: dict[str, Any], epochs: list[int], archs: int, table: BenchmarkT
     run_params, space = params["run"], params["space"]
     started = time.monotonic()
     splits, _ = prepare_image_splits(params["data"])
-    warmed, _ = warmup(splits, run_params, space, params["warmup"])
+    warmed, _ = warmup_supernet(splits, run_params, space, params["warmup"])
     report["warmup_seconds"] = round(time.monotonic() - started, 1)
     _, search_space = space_config(space)
     for count in epochs:
         truth_params = copy.deepcopy(params["ground_truth"])
         truth_params.update(source="finetune", num_archs=archs, epochs=count, checkpoint_every=0)
         began = time.monotonic()
-        pairs, _ = acquire_pairs(warmed, splits, run_params, space, truth_params)
+        pairs, _ = acquire_ground_truth(warmed, splits, run_params, space, truth_params)
         seconds = time.monotonic() - began
         truth = [float(table.lookup(a, metric)) for a in pairs["arch"]]
         row = {

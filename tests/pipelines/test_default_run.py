@@ -39,7 +39,7 @@ def test_default_run_reports_and_the_notebook_executes(kedro_project):
     # the sections this run used, not the other pipelines' (ablation, predictor_benchmark)
     sections = {key.split(".")[0] for key in run.data.params}
     assert sections == {"run", "data", "space", "warmup", "ground_truth", "predictor", "landmark_phase", "search",
-                        "evaluation", "distributed"}  # the last: the world the run had (DistributedParamsHook)
+                        "latency", "evaluation", "distributed"}  # distributed: the run's world (DistributedParamsHook)
     logged = {f.path for f in mlflow.tracking.MlflowClient().list_artifacts(run.info.run_id)}
     assert {"summary.md", *FIGURES} <= logged, logged
     # the network trained from scratch is the run's MLflow model, loadable with its flavour
