@@ -34,10 +34,6 @@ from wpnas.pipelines.params import space_config
 from wpnas.pipelines.warmup.nodes import warmup_supernet
 
 
-def signal(pairs_accuracy: list[float], truth: list[float]) -> float:
-    return float(kendall_tau(pairs_accuracy, truth))
-
-
 def run(params: dict[str, Any], epochs: list[int], archs: int, table: BenchmarkTable, metric: str,
         report: dict[str, Any], json_path: str | None) -> None:
     run_params, space = params["run"], params["space"]
@@ -55,9 +51,9 @@ def run(params: dict[str, Any], epochs: list[int], archs: int, table: BenchmarkT
         truth = [float(table.lookup(a, metric)) for a in pairs["arch"]]
         row = {
             "recipe": "inherited (BN recalibrated)" if count == 0 else f"fine-tune {count} epoch(s)",
-            "epochs": count, "archs": len(pairs), "kendall_tau": signal(list(pairs["accuracy"]), truth),
-            "params_kendall_tau": signal(list(pairs["params_m"]), truth),
-            "flops_kendall_tau": signal(list(pairs["flops_m"]), truth),
+            "epochs": count, "archs": len(pairs), "kendall_tau": float(kendall_tau(pairs["accuracy"], truth)),
+            "params_kendall_tau": float(kendall_tau(pairs["params_m"], truth)),
+            "flops_kendall_tau": float(kendall_tau(pairs["flops_m"], truth)),
             "best_rank": int(table.rank(str(pairs.loc[pairs["accuracy"].idxmax(), "arch"]), metric)),
             "seconds": round(seconds, 1), "space": search_space.name, "seed": int(run_params["seed"]),
         }

@@ -168,6 +168,10 @@ def test_bad_selection_settings_are_refused_naming_the_key(space):
         from_dict(SearchConfig, {"selection": {"refine_budget": -1}}, where="search")
     with pytest.raises(ConfigError, match="search_top_k"):
         SelectionConfig(search_top_k=0)
+    with pytest.raises(ConfigError, match=r"search.selection.refine_per_step: 0 must be an integer >= 1"):
+        SelectionConfig(refine_per_step=0)
+    with pytest.raises(ConfigError, match=r"search.selection.predictor_sample: 2.5 must be an integer >= 1"):
+        SelectionConfig(predictor_sample=2.5)
     with pytest.raises(ConfigError, match="no ground_truth settings"):
         run_selection(space, {"arch": space.to_string(BEST)}, SelectionConfig(), None, None)
 
@@ -217,3 +221,5 @@ def test_the_selection_note_names_a_costlier_choice_when_the_search_priced_cost(
     assert selection_cost_note(weighted, found, own) is None
     free = from_dict(SearchConfig, {"wpnas": {"reward": {"b1": 0.01, "b2": 0.0}}})
     assert selection_cost_note(free, found, own) is None
+    spos = from_dict(SearchConfig, {"method": "spos_evolution", "wpnas": {"reward": {"b1": 0.01, "b2": 0.001}}})
+    assert selection_cost_note(spos, found, own) is None  # its evolution prices no cost (its method says so)

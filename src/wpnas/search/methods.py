@@ -206,6 +206,12 @@ class SearchMethod(ABC):
         return MethodNeeds()
 
     @classmethod
+    def cost_price(cls, settings: Any) -> tuple[float, float] | None:
+        """How its own objective prices an architecture's cost, as ``(per cost unit, per
+        accuracy point)`` (WPNAS: ``(b2, b1)``), or None when it does not price cost."""
+        return None
+
+    @classmethod
     def check(cls, cfg: SearchConfig, space: SearchSpace, input_shape: Sequence[int] | None,
               num_classes: int) -> None:
         """Raise ``ConfigError`` (naming ``search.<key>``) when the settings cannot run on ``space``;

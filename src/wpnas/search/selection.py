@@ -68,20 +68,17 @@ class SelectionConfig:
                 or not math.isfinite(self.cost_weight) or self.cost_weight < 0:
             raise ConfigError(f"search.selection.cost_weight: {self.cost_weight!r} must be a number >= 0 (accuracy "
                               "points per unit of cost: MFLOPs, or ms when the search prices latency)")
-        for name in ("search_top_k", "predictor_top_k", "ground_truth_top_k", "refine_budget"):
+        minimum = {"search_top_k": 0, "predictor_top_k": 0, "ground_truth_top_k": 0, "refine_budget": 0,
+                   "refine_per_step": 1, "predictor_sample": 1}
+        for name, least in minimum.items():
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise ConfigError(f"search.selection.{name}: {value!r} must be an integer >= 0")
+            if not isinstance(value, int) or isinstance(value, bool) or value < least:
+                raise ConfigError(f"search.selection.{name}: {value!r} must be an integer >= {least}")
         if self.enabled and self.search_top_k < 1:
             raise ConfigError(
                 f"search.selection.search_top_k: {self.search_top_k} must be >= 1 (the method's own choice is a "
                 "candidate); set search.selection.enabled: false for the plain final choice"
             )
-        if isinstance(self.refine_per_step, bool) or not isinstance(self.refine_per_step, int) \
-                or self.refine_per_step < 1:
-            raise ConfigError(f"search.selection.refine_per_step: {self.refine_per_step!r} must be an integer >= 1")
-        if not isinstance(self.predictor_sample, int) or self.predictor_sample < 1:
-            raise ConfigError(f"search.selection.predictor_sample: {self.predictor_sample!r} must be an integer >= 1")
 
     def check_space(self, space: SearchSpace) -> None:
         """k larger than the space is refused (before any training)."""

@@ -125,6 +125,10 @@ class WPNASMethod(SearchMethod):
     Settings = WPNASConfig
 
     @classmethod
+    def cost_price(cls, settings: WPNASConfig) -> tuple[float, float] | None:
+        return (settings.reward.b2, settings.reward.b1) if settings.reward.b2 > 0 else None
+
+    @classmethod
     def needs(cls, settings: WPNASConfig) -> MethodNeeds:
         return MethodNeeds(predictor=settings.reward.uses_predictor, landmarks=settings.landmark.enabled,
                           latency=settings.reward.uses_latency)

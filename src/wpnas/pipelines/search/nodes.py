@@ -164,13 +164,13 @@ def _select(search_genotype, predictor_weights, arch_accuracy_pairs, warmed_supe
 
 
 def selection_cost_note(cfg: Any, found: dict[str, Any], own: dict[str, Any] | None) -> str | None:
-    """One line when the search priced cost (a reward with b2 > 0) but the selection ranked by the
-    ground-truth score alone and chose a costlier architecture than the search's own choice."""
-    reward = getattr(cfg.settings, "reward", None)
-    b2, b1 = float(getattr(reward, "b2", 0.0) or 0.0), float(getattr(reward, "b1", 0.0) or 0.0)
+    """One line when the method priced cost (``cost_price``: WPNAS's b2 > 0) but the selection ranked
+    by the ground-truth score alone and chose a costlier architecture than the search's own choice."""
+    price = cfg.method_class.cost_price(cfg.settings)
     own_flops = (found.get("search_choice") or {}).get("flops_m")
-    if cfg.selection.cost_weight > 0 or b2 <= 0 or own is None or own_flops is None:
+    if cfg.selection.cost_weight > 0 or price is None or own is None or own_flops is None:
         return None
+    b2, b1 = price
     if found["arch"] == own["arch"] or float(found["flops_m"]) <= float(own_flops):
         return None
     unit = "ms" if cfg.needs.latency else "MFLOP"
