@@ -7,6 +7,8 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= __default__
 ENV ?=
+# pytest-xdist workers (one per core; each process then uses one torch thread)
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
 
 .PHONY: install install-test run test test-fast viz mlflow-ui clean
 
@@ -24,10 +26,10 @@ run: install
 	$(BIN)/kedro run --pipelines=$(PIPELINE) $(if $(ENV),--env=$(ENV),)
 
 test: install
-	$(BIN)/python -m pytest tests -q
+	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --maxschedchunk 1
 
 test-fast: install
-	$(BIN)/python -m pytest tests -q -m "not slow"
+	$(BIN)/python -m pytest tests -q -m "not slow" -n $(TEST_WORKERS) --maxschedchunk 1
 
 viz: install
 	$(BIN)/kedro viz run

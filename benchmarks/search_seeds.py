@@ -20,6 +20,11 @@ what it measured. Check it on your own seeds:
     ground_truth.benchmark.metric=cifar10_valid_12ep"
 
 Several seeds at once: one process per seed with ``OMP_NUM_THREADS=1``.
+
+A latency-bounded search (``search.max_latency_ms``, with ``search.wpnas.reward.cost=latency`` to
+price it too): ``--build-latency-table`` first measures the table into ``latency.table_path``
+(on an idle machine); each row then gives the bound, the found network's table and measured
+latency, and the best ground-truth architecture within the bound (SPOS is bounded too).
 """
 
 from __future__ import annotations
@@ -46,7 +51,8 @@ from wpnas.nasbench import BenchmarkTable  # noqa: E402
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits  # noqa: E402
 from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth  # noqa: E402
 from wpnas.pipelines.landmark_phase.nodes import landmark_warmup  # noqa: E402
-from wpnas.pipelines.params import space_config, validate_parameters  # noqa: E402
+from wpnas.pipelines.latency.nodes import build_latency_table  # noqa: E402
+from wpnas.pipelines.params import latency_table_for, search_config, space_config, validate_parameters  # noqa: E402
 from wpnas.pipelines.predictor.nodes import train_predictor  # noqa: E402
 from wpnas.pipelines.search.nodes import search_architecture, select_final_architecture  # noqa: E402
 from wpnas.pipelines.warmup.nodes import warmup_supernet  # noqa: E402
@@ -119,9 +125,11 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
         save_checkpoint(warmed, save_to / f"warmed_seed{run['seed']}.pt")
         save_checkpoint(phased, save_to / f"landmark_seed{run['seed']}.pt")
     predictor, metrics, _ = timed("predictor", train_predictor, pairs, run, space, params["predictor"])
-    _, _, _, own = timed("search", search_architecture, phased, predictor, pairs, splits, run, space, search, gt_summary)
+    latency, evaluation = params.get("latency"), params.get("evaluation")
+    _, _, _, own = timed("search", search_architecture, phased, predictor, pairs, splits, run, space, search, gt_summary,
+                         latency, evaluation)
     found, candidates = timed("selection", select_final_architecture, own, predictor, pairs, warmed, splits, run,
-                              space, search, params["ground_truth"], gt_summary)
+                              space, search, params["ground_truth"], gt_summary, latency, evaluation)
     _, search_space = space_config(space)
     ranks = table.ranks(metric)
 
@@ -141,10 +149,22 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
         "median_rank": float(np.median(ranks)),
         "seconds": times,
     }
-    if baselines:  # SPOS + landmark: evolution on the same landmark SuperNet, its own final choice
+    bound = search_config(search).max_latency_ms
+    if bound is not None:  # the latency-bounded search: the found network against the best ground truth in the bound
+        table_ms = latency_table_for(latency, evaluation, search_space, own["input_shape"], int(own["num_classes"])).latency
+        within = pairs[[table_ms(search_space.parse(str(a))) <= bound for a in pairs["arch"]]]
+        row["latency"] = {
+            "bound_ms": bound, "found_table_ms": float(found["latency_table_ms"]),
+            "found_measured_ms": float(found["latency_ms"]), "found_within_bound": found["latency_table_ms"] <= bound,
+            "ground_truth_within_bound": int(len(within)),
+            "best_ground_truth_within_bound": None if within.empty else {
+                **place(str(within.sort_values("accuracy", ascending=False, kind="stable").iloc[0]["arch"])),
+                "score": float(within["accuracy"].max())},
+        }
+    if baselines:  # SPOS + landmark: evolution on the same landmark SuperNet (within the bound), its own final choice
         spos = {**search, "method": "spos_evolution", "selection": {**search.get("selection", {}), "enabled": False}}
         _, _, _, evolved = timed("spos_landmark", search_architecture, phased, predictor, pairs, splits, run, space, spos,
-                                 gt_summary)
+                                 gt_summary, latency, evaluation)
         row["spos_landmark"] = place(evolved["arch"])
     before = sum(times[k] for k in ("data", "warmup", "ground_truth", "predictor", "search"))
     row["pipeline_seconds"] = round(before + times["landmark_phase"] + times["selection"], 1)
@@ -153,6 +173,19 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
     row["space"] = search_space.name
     del candidates
     return row
+
+
+def save_latency_table(params: dict[str, Any]) -> Path:
+    """The latency table of this setting, saved as a new version of ``latency.table_path`` (the catalog's layout)."""
+    from kedro.io.core import generate_timestamp
+
+    data = build_latency_table(params["run"], params["space"], params["data"], params["latency"], params.get("evaluation"))
+    folder = Path(params["latency"]["table_path"])
+    path = folder / generate_timestamp() / folder.name
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(data))
+    print(f"latency table: {len(data['entries'])} units in {data['seconds']:.1f} s -> {path}", file=sys.stderr)
+    return path
 
 
 def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -169,6 +202,11 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "found_beats_spos_landmark": sum(r["found"]["rank"] < r["spos_landmark"]["rank"] for r in rows
                                          if "spos_landmark" in r),
         "wall_ratio_max": max(r["wall_ratio"] for r in rows),
+        **({} if not any("latency" in r for r in rows) else {
+            "found_within_bound": sum(bool(r["latency"]["found_within_bound"]) for r in rows if "latency" in r),
+            "found_beats_best_ground_truth_within_bound": sum(
+                r["found"]["accuracy"] > r["latency"]["best_ground_truth_within_bound"]["accuracy"]
+                for r in rows if "latency" in r and r["latency"]["best_ground_truth_within_bound"])}),
     }
 
 
@@ -184,11 +222,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-baselines", action="store_true", help="skip SPOS + landmark")
     p.add_argument("--json", help="write the rows and the summary here after every seed")
     p.add_argument("--save-supernets", help="folder for each seed's warmed and landmark SuperNet checkpoints")
+    p.add_argument("--build-latency-table", action="store_true",
+                   help="first measure the latency table (the latency pipeline's node) into latency.table_path, "
+                        "for a search that prices or bounds latency; run it on an idle machine")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     data_root = None if args.data == "none" else str(cifar10_tree(args.data))
     first = parameters(args.env, args.params, args.seeds[0], data_root)
     table, metric = ranking_table(first["space"], args.table, args.metric)
+    if args.build_latency_table:
+        save_latency_table(first)
     report: dict[str, Any] = {"env": args.env, "params": args.params, "metric": metric, "rows": []}
     for seed in args.seeds:
         row = run_seed(parameters(args.env, args.params, seed, data_root), table, metric, not args.no_baselines,

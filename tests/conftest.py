@@ -9,9 +9,21 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one pytest worker per core: one torch thread per process, the `kedro` and
+    # script subprocesses too (they inherit it), or the workers' threads fight over the cores
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``make test``: one test at a time per worker, ``--maxschedchunk 1``), the
+    slow end-to-end tests first: the workers share them out early and fill the end with the short
+    ones, instead of one worker running a long test alone at the end."""
+    if config.pluginmanager.hasplugin("xdist") and getattr(config.option, "numprocesses", None):
+        items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(scope="session")

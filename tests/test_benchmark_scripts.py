@@ -153,9 +153,12 @@ def test_search_seeds_table(shared_data, image_tree, tmp_path):
         "search.evolution.generations=1", "search.evolution.top_k=2", "search.evolution.num_crossover=2",
         "search.evolution.num_mutation=2", "search.eval_valid_limit=16", "search.selection.refine_budget=4",
         f"run.checkpoint_dir={tmp_path / 'ck'}",
+        # bounded by latency (a bound every network meets: the wiring, not the machine's timings)
+        "search.max_latency_ms=10000", "latency.warmup=0", "latency.repeats=1", "latency.calibration_archs=2",
+        f"latency.table_path={tmp_path / 'latency_table.json'}",
     ])
     _script("search_seeds.py", "--env", "base", "--data", image_tree, "--seeds", 0, "--params", params,
-            "--json", report)
+            "--json", report, "--build-latency-table")
     result = json.loads(report.read_text())
     row = result["rows"][0]
     for key in ("found", "search_choice", "best_ground_truth", "spos_landmark"):
@@ -165,6 +168,11 @@ def test_search_seeds_table(shared_data, image_tree, tmp_path):
     assert row["selection"]["new_evaluations"] <= 10 + 10 + 4
     assert set(row["seconds"]) >= {"warmup", "ground_truth", "landmark_phase", "predictor", "search", "selection"}
     assert result["summary"]["seeds"] == [0] and row["wall_ratio"] >= 1
+    bounded = row["latency"]
+    assert bounded["bound_ms"] == 10000 and bounded["found_within_bound"] and bounded["found_measured_ms"] > 0
+    assert bounded["ground_truth_within_bound"] == 24
+    assert bounded["best_ground_truth_within_bound"]["arch"] == row["best_ground_truth"]["arch"]
+    assert result["summary"]["found_within_bound"] == 1
 
 
 @pytest.mark.slow
