@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from wpnas.config import from_dict
-from wpnas.errors import ConfigError
+from wpnas.errors import ConfigError, DataError
 from wpnas.search import SearchConfig
 from wpnas.search.selection import (
     SelectionConfig,
@@ -114,6 +114,29 @@ def test_refinement_climbs_to_the_known_best_within_its_budget(space):
     again = select_architecture(space, [(start, "search", 1)], CountingScorer(), "synthetic", refine_budget=5,
                                 refine_per_step=2, seed=3)
     assert capped.table["arch"].tolist() == again.table["arch"].tolist()
+
+
+def test_a_bounded_pool_takes_each_sources_best_within_the_bound(space):
+    """When the unbounded favourites are all over the bound, the pool still holds the predictor's and
+    the ground truth's best within it (before: filtered after the top-k, the pool could be empty)."""
+    gt = space.sample_unique(np.random.default_rng(5), 40)
+    pairs = _pairs(space, gt)
+    cost = fitness  # a stand-in latency: the better, the slower (as convolutions are)
+    bound = float(np.median([cost(a) for a in gt]))
+    within = lambda a: cost(a) <= bound  # noqa: E731
+    predict = lambda archs: np.array([fitness(a) for a in archs])  # noqa: E731
+    top = predictor_top(space, predict, 3, 20000, seed=0, admissible=within)
+    assert len(top) == 3 and all(within(a) for a, _ in top)
+    every_within = [a for a in space.enumerate() if within(a)]
+    assert [a for a, _ in top][0] == max(every_within, key=fitness)
+    assert not within(BEST)  # the unbounded favourite is over the bound
+    pool = candidate_pool(space, [BEST], [a for a, _ in top], pairs, ground_truth_top_k=2, admissible=within)
+    known = sorted((a for a in gt if within(a)), key=fitness, reverse=True)[:2]
+    assert [a for a, origin, _ in pool if origin == "ground_truth"] == known
+    chosen = select_architecture(space, pool, CountingScorer(), "synthetic", pairs, admissible=within)
+    assert within(chosen.chosen) and fitness(chosen.chosen) >= fitness(known[0])
+    with pytest.raises(DataError, match="no candidates within the bound"):
+        select_architecture(space, [(BEST, "search", 1)], CountingScorer(), "synthetic", admissible=within)
 
 
 def test_neighbours_differ_in_one_decision(space):

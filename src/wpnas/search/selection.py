@@ -14,6 +14,10 @@ was scored (the benchmark lookup, or a fine-tune from the same warmed weights):
   of ``predictor_sample`` architectures when the space is larger;
 * ``ground_truth_top_k``: the best ground-truth architectures, already scored (free).
 
+Under a latency bound (``search.max_latency_ms``) each source gives its best *within* the
+bound (the predictor's favourites are asked in order until ``predictor_top_k`` fit), so the
+pool stays full when the unbounded favourites are all too slow.
+
 The best of the pool is then refined (``refine_budget``, ``refine_per_step``): its
 one-decision neighbours, the predictor's favourites first, are scored the same way a few
 at a time, and a better neighbour becomes the best (a local search, the strongest simple
@@ -111,9 +115,11 @@ def top_k_joint(probs: Sequence[np.ndarray], k: int) -> list[tuple[Arch, float]]
 
 
 def predictor_top(space: SearchSpace, predict: Callable[[list[Arch]], np.ndarray], k: int, sample: int,
-                  seed: int) -> list[tuple[Arch, float]]:
+                  seed: int, admissible: Callable[[Arch], bool] | None = None) -> list[tuple[Arch, float]]:
     """The predictor's ``k`` best of the whole space (or of ``sample`` seeded distinct
-    architectures when the space is larger), best first, with their (unclipped) predictions."""
+    architectures when the space is larger), best first, with their (unclipped) predictions.
+    ``admissible`` (a latency bound): the ``k`` best of those it accepts, asked in the
+    predictor's order until ``k`` are found."""
     if k < 1:
         return []
     if space.size <= sample:
@@ -121,8 +127,13 @@ def predictor_top(space: SearchSpace, predict: Callable[[list[Arch]], np.ndarray
     else:
         archs = space.sample_unique(np.random.default_rng(stream_seed(seed, "selection.predictor_sample")), sample)
     scores = np.asarray(predict(archs), dtype=np.float64)
-    order = np.argsort(-scores, kind="stable")[:k]
-    return [(archs[i], float(scores[i])) for i in order]
+    top: list[tuple[Arch, float]] = []
+    for i in np.argsort(-scores, kind="stable"):
+        if len(top) == k:
+            break
+        if admissible is None or admissible(archs[i]):
+            top.append((archs[i], float(scores[i])))
+    return top
 
 
 def candidate_pool(
@@ -131,18 +142,21 @@ def candidate_pool(
     predictor_candidates: Sequence[Arch],
     pairs: pd.DataFrame | None,
     ground_truth_top_k: int,
+    admissible: Callable[[Arch], bool] | None = None,
 ) -> list[tuple[Arch, str, int | None]]:
     """Distinct candidates ``(arch, origin, search_rank)`` in pool order: the method's (its final
-    choice first), the predictor's, then the best ground-truth architectures."""
+    choice first), the predictor's, then the best ground-truth architectures (with ``admissible``,
+    a latency bound: the best of those within it)."""
     pool: dict[Arch, tuple[str, int | None]] = {}
     for rank, arch in enumerate(search_candidates, start=1):
         pool.setdefault(space.validate(arch), ("search", rank))
     for arch in predictor_candidates:
         pool.setdefault(space.validate(arch), ("predictor", None))
     if pairs is not None and ground_truth_top_k > 0 and len(pairs):
-        best = pairs.sort_values("accuracy", ascending=False, kind="stable").head(ground_truth_top_k)
-        for text in best["arch"]:
-            pool.setdefault(space.parse(str(text)), ("ground_truth", None))
+        known = [space.parse(str(text)) for text in pairs.sort_values("accuracy", ascending=False, kind="stable")["arch"]]
+        within = [arch for arch in known if admissible is None or admissible(arch)]
+        for arch in within[:ground_truth_top_k]:
+            pool.setdefault(arch, ("ground_truth", None))
     return [(arch, origin, rank) for arch, (origin, rank) in pool.items()]
 
 
@@ -222,7 +236,9 @@ def select_architecture(
     if admissible is not None:
         pool = [row for row in pool if admissible(row[0])]
     if not pool:
-        raise DataError("the final selection got no candidates" + (" within the bound" if admissible else ""))
+        raise DataError("the final selection got no candidates" + (
+            "" if admissible is None else " within the bound: neither the search's, the predictor's nor the ground "
+            "truth's architectures meet search.max_latency_ms; raise the bound"))
     if refine_budget < 0 or refine_per_step < 1:
         raise ConfigError(f"refine_budget ({refine_budget}) must be >= 0 and refine_per_step ({refine_per_step}) >= 1")
     known: dict[Arch, float] = {}
@@ -320,12 +336,15 @@ def run_selection(
         raise ConfigError("search.selection with ground_truth.source 'finetune' needs the warmed SuperNet and the splits")
     search_archs = [space.parse(a) for a in genotype.get("top_candidates") or [genotype["arch"]]]
     search_archs = search_archs[:max(1, cfg.search_top_k)]
+    admissible = (None if max_latency_ms is None or latency is None
+                  else lambda a: float(latency(a)) <= max_latency_ms)
     predict = None
     predicted_top: list[Arch] = []
     if predictor is not None:
         predict = predictor.predict_normalised if hasattr(predictor, "predict_normalised") else predictor
-        predicted_top = [a for a, _ in predictor_top(space, predict, cfg.predictor_top_k, cfg.predictor_sample, seed)]
-    pool = candidate_pool(space, search_archs, predicted_top, pairs, cfg.ground_truth_top_k)
+        predicted_top = [a for a, _ in predictor_top(space, predict, cfg.predictor_top_k, cfg.predictor_sample, seed,
+                                                     admissible)]
+    pool = candidate_pool(space, search_archs, predicted_top, pairs, cfg.ground_truth_top_k, admissible)
     supernet = None
     if ground_truth.source == "finetune":
         supernet = restore_supernet(warmed, device, source="warmed_supernet")
@@ -345,9 +364,7 @@ def run_selection(
         penalty = lambda a: cfg.cost_weight * float(cost_of(a))  # noqa: E731
     selection = select_architecture(space, pool, score, scored_by, pairs, predicted=as_percent,
                                     refine_budget=cfg.refine_budget, refine_per_step=cfg.refine_per_step,
-                                    rank_neighbours=predict, seed=seed,
-                                    admissible=None if max_latency_ms is None or latency is None
-                                    else lambda a: float(latency(a)) <= max_latency_ms, penalty=penalty)
+                                    rank_neighbours=predict, seed=seed, admissible=admissible, penalty=penalty)
     return chosen_genotype(space, genotype, selection, predictor), selection.table
 
 
