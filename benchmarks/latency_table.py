@@ -13,7 +13,9 @@ table-build seconds.
 
 Each architecture is timed twice (two passes over the sample): the Kendall tau between the
 two passes is how well the measurement ranks itself on this machine, the ceiling for the
-table's.
+table's. ``--rounds R`` makes each of the two measurements R interleaved passes over all
+architectures (the statistic of the R kept per architecture), so that a slow drift of the
+machine's speed does not rank early architectures against late ones.
 
 ``--space-set default`` uses the embedded default's sizes (digits 16x16, NATS-TSS C=8 N=1,
 SSS channels 8..32) for the NATS spaces and the search skeletons at 32x32 for DARTS and
@@ -56,6 +58,16 @@ SETS = {
 }
 
 
+def whole_networks(space, archs, cfg: LatencyConfig, shape, network, rounds: int) -> np.ndarray:
+    """Each architecture's whole evaluation network timed (:func:`wpnas.latency.measure_architecture`),
+    in ``rounds`` passes over all of them, and the ``cfg.statistic`` of the passes kept: a machine whose
+    speed drifts over minutes (a shared VM) then moves every architecture alike within a pass, instead
+    of ranking the early ones against the late ones."""
+    passes = np.asarray([[measure_architecture(space, arch, cfg, shape, 10, network) for arch in archs]
+                         for _ in range(rounds)])
+    return passes.min(axis=0) if cfg.statistic == "min" else np.median(passes, axis=0)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spaces", nargs="+", default=["nats_tss", "nats_sss", "mobilenet", "darts"])
@@ -66,6 +78,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=15, help="timed calls per unit and per whole network")
     parser.add_argument("--statistic", choices=["median", "min"], default="median")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="passes over all architectures per whole-network measurement (statistic of the passes)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the report (JSON) here as it grows")
     args = parser.parse_args()
@@ -82,19 +96,20 @@ def main() -> None:
         table = LatencyTable(data, space)
         rng = np.random.default_rng(args.seed + 1)
         archs = space.sample_unique(rng, min(args.archs, space.size))
-        table_ms, measured_ms, flops, lookup_s = [], [], [], 0.0
+        table_ms, flops, lookup_s = [], [], 0.0
         for arch in archs:
             t = time.perf_counter()
             table_ms.append(table.latency(arch))
             lookup_s += time.perf_counter() - t
-            measured_ms.append(measure_architecture(space, arch, cfg, shape, 10, network))
             flops.append(space.evaluation_cost(arch, shape, 10, network).flops_m)
+        measured_ms = whole_networks(space, archs, cfg, shape, network, args.rounds)
         # the same architectures timed again, later: how well the measurement ranks itself (the noise ceiling)
-        again = np.asarray([measure_architecture(space, arch, cfg, shape, 10, network) for arch in archs])
-        table_ms, measured_ms = np.asarray(table_ms), np.asarray(measured_ms)
+        again = whole_networks(space, archs, cfg, shape, network, args.rounds)
+        table_ms = np.asarray(table_ms)
         rel = np.abs(table_ms - measured_ms) / measured_ms
         line = {
             "space": name, "options": options, "input_shape": shape, "network": network, "archs": len(archs),
+            "rounds": args.rounds,
             "table_build_s": round(build_s, 2), "table_units": len(data["entries"]), "cover_archs": data["cover_archs"],
             "cover_window": data["settings"]["cover_window"], "glue_ms": round(data["glue_ms"], 4),
             "kendall_table": round(float(kendalltau(table_ms, measured_ms)[0]), 4),

@@ -202,7 +202,8 @@ def test_fault_battery_runs_its_cases_and_counts_them(tmp_path):
 @pytest.mark.slow
 def test_latency_table(tmp_path):
     out = tmp_path / "latency.json"
-    _script("latency_table.py", "--spaces", "nats_tss", "--archs", 6, "--repeats", 1, "--out", out)
+    _script("latency_table.py", "--spaces", "nats_tss", "--archs", 6, "--repeats", 1, "--rounds", 2, "--out", out)
     line = json.loads(out.read_text())["spaces"]["nats_tss"]
     for key in ("kendall_table", "median_abs_rel_error", "kendall_flops", "kendall_remeasured", "table_build_s"):
         assert key in line, key
+    assert line["rounds"] == 2 and line["archs"] == 6
