@@ -7,8 +7,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= __default__
 ENV ?=
-# pytest-xdist workers (one per core; each process then uses one torch thread)
-TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(max(1, len(os.sched_getaffinity(0))))" 2>/dev/null || echo 2)
+# pytest-xdist workers: 1 runs the suite in one process (the default); 2 or more is faster on
+# several cores but two numerics-sensitive tests can fail there (docs/architecture.md#tests)
+TEST_WORKERS ?= 1
+XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxschedchunk 1)
 
 .PHONY: install install-test run test test-fast viz mlflow-ui clean
 
@@ -26,10 +28,10 @@ run: install
 	$(BIN)/kedro run --pipelines=$(PIPELINE) $(if $(ENV),--env=$(ENV),)
 
 test: install
-	$(BIN)/python -m pytest tests -q -n $(TEST_WORKERS) --maxschedchunk 1
+	$(BIN)/python -m pytest tests -q $(XDIST)
 
 test-fast: install
-	$(BIN)/python -m pytest tests -q -m "not slow" -n $(TEST_WORKERS) --maxschedchunk 1
+	$(BIN)/python -m pytest tests -q -m "not slow" $(XDIST)
 
 viz: install
 	$(BIN)/kedro viz run

@@ -10,7 +10,7 @@ import pytest
 
 os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # `make test` runs one pytest worker per core: one torch thread per process, the `kedro` and
+    # `make test TEST_WORKERS=N` runs N pytest workers: one torch thread per process, the `kedro` and
     # script subprocesses too (they inherit it), or the workers' threads fight over the cores
     os.environ["OMP_NUM_THREADS"] = "1"
 
@@ -19,7 +19,7 @@ SHARED_DATA = (REPO / ".." / "shared" / "data").resolve()
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under pytest-xdist (``make test``: one test at a time per worker, ``--maxschedchunk 1``), the
+    """Under pytest-xdist (``make test TEST_WORKERS=N``: one test at a time per worker), the
     slow end-to-end tests first: the workers share them out early and fill the end with the short
     ones, instead of one worker running a long test alone at the end."""
     if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects; the same order in every one
