@@ -47,6 +47,7 @@ os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
 from kedro.config import OmegaConfigLoader  # noqa: E402  (benchmarks may use the Kedro glue)
 
 from wpnas.io.checkpoints import save_checkpoint  # noqa: E402
+from wpnas.latency import newest_table_file  # noqa: E402
 from wpnas.nasbench import BenchmarkTable  # noqa: E402
 from wpnas.pipelines.data_processing.nodes import prepare_image_splits  # noqa: E402
 from wpnas.pipelines.ground_truth.nodes import acquire_ground_truth  # noqa: E402
@@ -177,13 +178,12 @@ def run_seed(params: dict[str, Any], table: BenchmarkTable, metric: str, baselin
 
 def save_latency_table(params: dict[str, Any]) -> Path:
     """The latency table of this setting, saved as a new version of ``latency.table_path`` (the catalog's layout)."""
-    from kedro.io.core import generate_timestamp
+    from kedro.io.core import Version
+    from kedro_datasets.json import JSONDataset
 
     data = build_latency_table(params["run"], params["space"], params["data"], params["latency"], params.get("evaluation"))
-    folder = Path(params["latency"]["table_path"])
-    path = folder / generate_timestamp() / folder.name
-    path.parent.mkdir(parents=True)
-    path.write_text(json.dumps(data))
+    JSONDataset(filepath=params["latency"]["table_path"], version=Version(None, None)).save(data)
+    path = newest_table_file(params["latency"]["table_path"])  # what a search will read
     print(f"latency table: {len(data['entries'])} units in {data['seconds']:.1f} s -> {path}", file=sys.stderr)
     return path
 

@@ -133,6 +133,9 @@ def test_a_bounded_pool_takes_each_sources_best_within_the_bound(space):
     pool = candidate_pool(space, [BEST], [a for a, _ in top], pairs, ground_truth_top_k=2, admissible=within)
     known = sorted((a for a in gt if within(a)), key=fitness, reverse=True)[:2]
     assert [a for a, origin, _ in pool if origin == "ground_truth"] == known
+    asked = []
+    candidate_pool(space, [], [], pairs, ground_truth_top_k=2, admissible=lambda a: asked.append(a) or within(a))
+    assert known[-1] in asked and len(asked) < len(gt)  # lookups stop once two fit (each traces a network)
     chosen = select_architecture(space, pool, CountingScorer(), "synthetic", pairs, admissible=within)
     assert within(chosen.chosen) and fitness(chosen.chosen) >= fitness(known[0])
     with pytest.raises(DataError, match="no candidates within the bound"):

@@ -31,8 +31,9 @@ architecture. The cost is one ground-truth evaluation per new candidate (at most
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -127,13 +128,15 @@ def predictor_top(space: SearchSpace, predict: Callable[[list[Arch]], np.ndarray
     else:
         archs = space.sample_unique(np.random.default_rng(stream_seed(seed, "selection.predictor_sample")), sample)
     scores = np.asarray(predict(archs), dtype=np.float64)
-    top: list[tuple[Arch, float]] = []
-    for i in np.argsort(-scores, kind="stable"):
-        if len(top) == k:
-            break
-        if admissible is None or admissible(archs[i]):
-            top.append((archs[i], float(scores[i])))
-    return top
+    order = (int(i) for i in np.argsort(-scores, kind="stable"))
+    return [(archs[i], float(scores[i])) for i in first_within(order, k, admissible, key=archs.__getitem__)]
+
+
+def first_within(items: Iterable[Any], k: int, admissible: Callable[[Arch], bool] | None,
+                 key: Callable[[Any], Arch] = lambda item: item) -> list[Any]:
+    """The first ``k`` of ``items`` (in their order) whose architecture ``admissible`` accepts, asked
+    lazily: a latency lookup traces a network, so the rest are never looked up."""
+    return list(itertools.islice((item for item in items if admissible is None or admissible(key(item))), k))
 
 
 def candidate_pool(
@@ -153,9 +156,8 @@ def candidate_pool(
     for arch in predictor_candidates:
         pool.setdefault(space.validate(arch), ("predictor", None))
     if pairs is not None and ground_truth_top_k > 0 and len(pairs):
-        known = [space.parse(str(text)) for text in pairs.sort_values("accuracy", ascending=False, kind="stable")["arch"]]
-        within = [arch for arch in known if admissible is None or admissible(arch)]
-        for arch in within[:ground_truth_top_k]:
+        known = (space.parse(str(text)) for text in pairs.sort_values("accuracy", ascending=False, kind="stable")["arch"])
+        for arch in first_within(known, ground_truth_top_k, admissible):
             pool.setdefault(arch, ("ground_truth", None))
     return [(arch, origin, rank) for arch, (origin, rank) in pool.items()]
 
