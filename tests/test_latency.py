@@ -18,6 +18,7 @@ from wpnas.latency import (
     cover,
     evaluation_builder,
     expected_fingerprint,
+    fit_calibration,
     load_table,
     measure_network,
     trace_units,
@@ -99,6 +100,107 @@ def test_table_sum_equals_the_measured_latency_of_networks_with_injected_timings
         assert table.latency(arch) == pytest.approx(measured, rel=1e-9, abs=1e-9), space.to_string(arch)
     # the table distinguishes architectures: not one constant
     assert len({round(table.latency(a), 9) for a in archs}) > 1
+
+
+class InNetworkClock(FakeClock):
+    """Units timed alone run ``alone`` times slower than inside the network, and a whole network pays
+    ``outside`` seconds beyond its units (what a unit timing cannot see)."""
+
+    def __init__(self, alone: float, outside: float) -> None:
+        super().__init__()
+        self.alone, self.outside, self.inside = alone, outside, False
+
+    def instrument(self, build):
+        def built(arch, device):
+            net = super(InNetworkClock, self).instrument(build)(arch, device)
+            net.register_forward_pre_hook(self._enter)
+            net.register_forward_hook(self._leave)
+            return net
+        return built
+
+    def _enter(self, module, args):
+        self.inside = True
+        self.now += self.outside
+
+    def _leave(self, module, args, output):
+        self.inside = False
+
+    def _advance(self, module, args):
+        self.now += self.duration(module, args) * (1.0 if self.inside else self.alone)
+
+
+@pytest.mark.parametrize("name", ["nats_tss", "nats_sss"])
+def test_the_calibration_corrects_units_timed_alone_to_the_whole_networks_time(name):
+    """Units alone 1.6x slower than in the network, 0.2 ms outside them: the uncalibrated sum is far off,
+    the calibrated table equals the whole network's measured time on architectures it never saw."""
+    options, shape = SPACES[name]
+    space = get_space(name, options)
+    clock = InNetworkClock(alone=1.6, outside=2e-4)
+    build = clock.instrument(evaluation_builder(space, shape[0], 10))
+    data = build_table(space, LatencyConfig(warmup=0, repeats=1, calibration_archs=6), shape, 10, build=build,
+                       timer=clock)
+    assert data["unit_scale"] == pytest.approx(1 / 1.6) and data["glue_ms"] == pytest.approx(0.2)
+    assert data["ms_per_mflop"] == pytest.approx(0.0, abs=1e-9) and data["calibration_median_abs_rel_error"] < 1e-9
+    table = LatencyTable(data, space, build=build)
+    meter = Meter(torch.device("cpu"), warmup=0, repeats=1, timer=clock)
+    for arch in space.sample_unique(np.random.default_rng(23), 10):
+        measured = measure_network(build(arch, torch.device("cpu")), shape, meter)
+        raw = 0.2 + sum(data["entries"][u.key]["ms"] for u in table.units(arch))
+        assert raw > 1.3 * measured  # the units' sum alone would be 60 % over
+        assert table.latency(arch) == pytest.approx(measured, rel=1e-9), space.to_string(arch)
+
+
+class SlowFirstClock(FakeClock):
+    """Each unit (by configuration and input shape) runs 3x slower in its first two real calls (the table's
+    capture and its first timed call): a machine busy at first, as a shared VM is."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: dict[str, int] = {}
+
+    def _advance(self, module, args):
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        text = f"{type(module).__name__}{module!r}{[tuple(a.shape) for a in tensors]}"
+        if tensors and tensors[0].device.type != "meta":  # tracing on the meta device runs nothing
+            self.calls[text] = self.calls.get(text, 0) + 1
+        self.now += self.duration(module, args) * (3.0 if self.calls.get(text, 0) <= 2 else 1.0)
+
+
+def test_rounds_time_every_unit_in_passes_and_keep_the_statistic():
+    options, shape = SPACES["nats_tss"]
+    space = get_space("nats_tss", options)
+
+    def entries(clock, rounds):
+        build = clock.instrument(evaluation_builder(space, shape[0], 10))
+        cfg = LatencyConfig(warmup=0, repeats=1, calibration_archs=3, statistic="min", rounds=rounds)
+        return {k: v["ms"] for k, v in build_table(space, cfg, shape, 10, build=build, timer=clock)["entries"].items()}
+
+    steady = entries(FakeClock(), 1)
+    assert entries(SlowFirstClock(), 2) == pytest.approx(steady)  # the second pass is the steady one
+    once = entries(SlowFirstClock(), 1)
+    assert once.keys() == steady.keys() and any(once[k] > 2 * steady[k] for k in steady)
+
+
+def test_the_calibration_fit_recovers_its_terms_and_leaves_out_what_the_rows_cannot_tell():
+    rng = np.random.default_rng(3)
+    ms, mflops = rng.uniform(1, 5, 12), rng.uniform(0, 40, 12)
+    rows = [{"measured_ms": 0.3 + 0.7 * a + 0.05 * f, "units_ms": a, "units_mflops": f} for a, f in zip(ms, mflops)]
+    fit = fit_calibration(rows)
+    assert (fit["glue_ms"], fit["unit_scale"], fit["ms_per_mflop"]) == pytest.approx((0.3, 0.7, 0.05))
+    # one row: the plain glue (scale 1, no FLOPs term); FLOPs that never change: no FLOPs term
+    assert fit_calibration(rows[:1]) == pytest.approx({"glue_ms": rows[0]["measured_ms"] - ms[0], "unit_scale": 1.0,
+                                                       "ms_per_mflop": 0.0, "calibration_median_abs_rel_error": 0.0})
+    flat = [dict(r, units_mflops=10.0, measured_ms=0.3 + 0.7 * r["units_ms"]) for r in rows]
+    assert (fit_calibration(flat)["unit_scale"], fit_calibration(flat)["ms_per_mflop"]) == pytest.approx((0.7, 0.0))
+    # no term is negative, whatever the rows say
+    worse = [dict(r, measured_ms=2.0 - 0.1 * r["units_ms"]) for r in rows]
+    assert min(fit_calibration(worse)[k] for k in ("glue_ms", "unit_scale", "ms_per_mflop")) >= 0.0
+
+
+def test_a_table_of_the_former_format_is_refused_with_the_command_that_rebuilds_it():
+    space, _, _, _, data, _ = fake_table("nats_tss")
+    with pytest.raises(DataError, match="format 1.*format 2.*kedro run --pipelines=latency"):
+        LatencyTable(dict(data, format=1), space)
 
 
 def test_cover_takes_every_pair_of_choices_of_nearby_decisions():

@@ -18,12 +18,14 @@ configuration depends on two nearby decisions (an SSS layer's input and output w
 DARTS reduction op's parent pair and op) is seen with every combination. Each key is timed
 in place: the real network is run once to capture the unit's actual inputs, then the unit
 alone is called ``warmup`` times and timed ``repeats`` times (CUDA: synchronised around
-each call), and the median (or the minimum, ``statistic``) is kept.
+each call), and the median (or the minimum, ``statistic``) is kept, with the unit's MFLOPs.
 
-The part of the network that is no unit (additions, concatenations, the Python between
-modules) is the table's ``glue``: the median, over ``calibration_archs`` cover
-architectures, of their measured whole-network latency minus their units' sum. An
-architecture's table latency is ``glue + sum of its units``.
+A unit timed alone is not timed as it runs inside the network (its weights and inputs stay in
+cache between repeated calls), and the part of the network that is no unit (additions,
+concatenations, the Python between modules) is not timed at all. So the table is calibrated:
+``calibration_archs`` random architectures are timed whole, and :func:`fit_calibration` fits
+``measured = glue + unit_scale * units' ms + ms_per_mflop * units' MFLOPs`` to them. An
+architecture's table latency is that model applied to its units' sums.
 
 What was measured is recorded as a fingerprint (:func:`expected_fingerprint`): the device
 (type and model name), threads, batch size, torch version, input shape, class count, the
@@ -54,6 +56,7 @@ import torch.nn as nn
 
 from wpnas.errors import ConfigError, DataError
 from wpnas.fingerprint import check_fingerprint, fingerprint, record
+from wpnas.nn.flops import count_call_flops
 from wpnas.seeds import stream_seed
 from wpnas.spaces.base import Arch, SearchSpace
 
@@ -66,7 +69,7 @@ COSTS = ("flops", "latency")
 STATISTICS = ("median", "min")
 
 #: Format version of the saved table.
-TABLE_FORMAT = 1
+TABLE_FORMAT = 2
 
 Timer = Callable[[], float]
 Builder = Callable[[Arch, torch.device], nn.Module]
@@ -82,7 +85,10 @@ class LatencyConfig:
     timed calls (``median``; ``min`` is steadier on a machine other jobs load).
     ``cover_window``: decisions at most this far apart are covered pairwise (null: found by
     :func:`dependency_window`).
-    ``calibration_archs``: cover architectures timed whole to measure the glue.
+    ``calibration_archs``: random architectures timed whole to calibrate the table (:func:`fit_calibration`).
+    ``rounds``: every timing (a unit's, a whole network's) is the ``statistic`` of this many passes,
+    interleaved over all units or all architectures timed together (:func:`time_interleaved`), so that
+    a machine whose speed drifts over minutes moves them alike.
     ``table_path``: the catalog's folder of table versions (``<path>/<version>/<file>``);
     ``table_version``: the version the search reads (null: the newest).
     """
@@ -94,7 +100,8 @@ class LatencyConfig:
     repeats: int = 15
     statistic: str = "median"
     cover_window: int | None = None
-    calibration_archs: int = 8
+    calibration_archs: int = 24
+    rounds: int = 1
     table_path: str = "data/06_models/latency_table.json"
     table_version: str | None = None
 
@@ -102,7 +109,7 @@ class LatencyConfig:
         if not (self.device == "cpu" or self.device == "cuda" or self.device.startswith("cuda:")):
             raise ConfigError(f"latency.device: {self.device!r}; expected cpu, cuda or cuda:N")
         for name, low in (("threads", 1), ("batch_size", 1), ("warmup", 0), ("repeats", 1),
-                          ("calibration_archs", 1)):
+                          ("calibration_archs", 1), ("rounds", 1)):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ConfigError(f"latency.{name}: {value!r} must be an integer >= {low}")
@@ -316,10 +323,20 @@ def measure_network(net: nn.Module, input_shape: Sequence[int], meter: Meter, ba
     return meter(lambda: net(x))
 
 
+def time_interleaved(archs: Sequence[Arch], time_one: Callable[[Arch], float], rounds: int,
+                     statistic: str) -> list[float]:
+    """``time_one(arch)`` for every architecture in ``rounds`` passes over all of them, and per
+    architecture the ``statistic`` (``min`` or ``median``) of its passes."""
+    passes = np.asarray([[time_one(arch) for arch in archs] for _ in range(rounds)], dtype=float).reshape(rounds, -1)
+    kept = passes.min(axis=0) if statistic == "min" else np.median(passes, axis=0)
+    return [float(v) for v in kept]
+
+
 def measure_units(net: nn.Module, input_shape: Sequence[int], meter: Meter, batch_size: int,
-                  wanted: Callable[[str], bool]) -> dict[str, tuple[str, float]]:
-    """``key -> (label, ms)`` for the units of ``net`` that ``wanted(key)``, each timed alone on the
-    inputs it gets inside the network."""
+                  wanted: Callable[[str], bool]) -> dict[str, dict[str, Any]]:
+    """``key -> {"ms", "mflops", "unit"}`` for the units of ``net`` that ``wanted(key)``: each timed
+    alone on the inputs it gets inside the network, and its convolutions' and linear layers' MFLOPs
+    per image counted on the same inputs."""
     generator = torch.Generator().manual_seed(0)
     x = torch.randn((batch_size, *input_shape), generator=generator).to(meter.device)
     recorder = _Recorder(net, keep=True)
@@ -328,11 +345,12 @@ def measure_units(net: nn.Module, input_shape: Sequence[int], meter: Meter, batc
             net(x)
     finally:
         recorder.close()
-    out: dict[str, tuple[str, float]] = {}
+    out: dict[str, dict[str, Any]] = {}
     for unit, module, args, kwargs in recorder.calls:
         if unit.key in out or not wanted(unit.key):
             continue
-        out[unit.key] = (unit.label, meter(lambda m=module, a=args, k=kwargs: m(*a, **k)))
+        call = lambda m=module, a=args, k=kwargs: m(*a, **k)  # noqa: E731
+        out[unit.key] = {"ms": meter(call), "mflops": count_call_flops(module, call) / 1e6, "unit": unit.label}
     return out
 
 
@@ -341,7 +359,7 @@ def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[
     """How far apart the decisions that shape one unit lie: from ``bases`` random architectures, each
     decision is changed to two other choices (where it has them) and the positions whose key changed are
     noted; the window is the largest span of decisions that changed one position's key."""
-    rng = np.random.default_rng(stream_seed(seed, "latency.cover") + 1)
+    rng = np.random.default_rng(stream_seed(seed, "latency.window"))
     depends: dict[str, set[int]] = {}
     for _ in range(bases):
         base = space.sample(rng)
@@ -384,13 +402,59 @@ def cover(space: SearchSpace, window: int) -> list[Arch]:
     return list(archs)
 
 
+# -- the calibration ----------------------------------------------------------------------------------
+def fit_calibration(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """How the units' isolated timings become a whole network's time, from whole networks measured here.
+
+    Each row is a calibration architecture: its ``measured_ms`` (the whole network), the sum of its
+    units' isolated timings ``units_ms`` and of their MFLOPs ``units_mflops``. The model is
+    ``measured = glue + unit_scale * units_ms + ms_per_mflop * units_mflops``, all three >= 0, fitted by
+    least squares on the *relative* residual (every architecture counts alike, fast or slow). The scale
+    takes what timing a unit alone gets wrong in proportion (a cache kept warm by repeated calls); the
+    FLOPs term what it gets wrong in proportion to its arithmetic; the glue what runs outside the
+    units (additions, concatenations, the Python between modules). A term the rows cannot tell apart
+    from the others (fewer rows than terms, or collinear columns) is left out: the FLOPs term first,
+    then the scale (kept at 1), so one row gives the plain glue ``max(0, measured - units_ms)``."""
+    from scipy.optimize import lsq_linear
+
+    measured = np.asarray([r["measured_ms"] for r in rows], dtype=float)
+    columns = {"glue_ms": np.ones_like(measured),
+               "unit_scale": np.asarray([r["units_ms"] for r in rows], dtype=float),
+               "ms_per_mflop": np.asarray([r["units_mflops"] for r in rows], dtype=float)}
+    fit = {"glue_ms": 0.0, "unit_scale": 1.0, "ms_per_mflop": 0.0}
+    for names in (["glue_ms", "unit_scale", "ms_per_mflop"], ["glue_ms", "unit_scale"], ["glue_ms"]):
+        a = np.stack([columns[n] for n in names], axis=1) / measured[:, None]
+        if np.linalg.matrix_rank(a) < len(names):
+            continue
+        target = measured if "unit_scale" in names else measured - columns["unit_scale"]
+        solved = lsq_linear(a, target / measured, bounds=(0.0, np.inf), method="bvls").x
+        fit.update({n: float(v) for n, v in zip(names, solved)})
+        break
+    residual = np.abs(predict_calibrated(fit, columns["unit_scale"], columns["ms_per_mflop"]) - measured) / measured
+    fit["calibration_median_abs_rel_error"] = float(np.median(residual))
+    return fit
+
+
+def predict_calibrated(fit: Mapping[str, float], units_ms: Any, units_mflops: Any) -> Any:
+    """The calibrated latency (ms) of units whose isolated timings and MFLOPs sum to these."""
+    return fit["glue_ms"] + fit["unit_scale"] * units_ms + fit["ms_per_mflop"] * units_mflops
+
+
+def _price(fit: Mapping[str, float], entry: Mapping[str, Any]) -> float:
+    """One unit's share of the calibrated latency (ms)."""
+    return predict_calibrated({**fit, "glue_ms": 0.0}, float(entry["ms"]), float(entry["mflops"]))
+
+
 # -- the table ----------------------------------------------------------------------------------------
 class LatencyTable:
     """Per-unit latencies (ms) of one space on one device, and the glue; ``latency(arch)`` sums them."""
 
     def __init__(self, data: Mapping[str, Any], space: SearchSpace, build: Builder | None = None) -> None:
-        if data.get("format") != TABLE_FORMAT or "entries" not in data or "fingerprint" not in data:
+        if "entries" not in data or "fingerprint" not in data:
             raise DataError("latency table: not a wpnas latency table (format, entries, fingerprint expected)")
+        if data.get("format") != TABLE_FORMAT:
+            raise DataError(f"latency table: format {data.get('format')!r}, this version of wpnas reads format "
+                            f"{TABLE_FORMAT} (a calibrated table): rebuild it with kedro run --pipelines=latency")
         if data["fingerprint"]["fields"].get("space") != space.name:
             raise DataError(
                 f"latency table was measured for space {data['fingerprint']['fields'].get('space')!r}, not "
@@ -398,8 +462,8 @@ class LatencyTable:
             )
         self.data = dict(data)
         self.space = space
-        self.entries: dict[str, float] = {k: float(v["ms"]) for k, v in data["entries"].items()}
-        self.glue = float(data["glue_ms"])
+        self.fit = {n: float(data[n]) for n in ("glue_ms", "unit_scale", "ms_per_mflop")}
+        self.entries: dict[str, float] = {k: _price(self.fit, v) for k, v in data["entries"].items()}
         fields = data["fingerprint"]["fields"]
         self.input_shape = tuple(fields["input_shape"])
         self.batch_size = int(fields["batch_size"])
@@ -420,10 +484,10 @@ class LatencyTable:
         return trace_units(self._build, arch, self.input_shape, self.batch_size)
 
     def latency(self, arch: Iterable[int]) -> float:
-        """Table latency (ms) of ``arch``: the glue plus its units' entries."""
+        """Table latency (ms) of ``arch``: the glue plus its units' calibrated prices."""
         arch = self.space.validate(arch)
         if arch not in self._cache:
-            total = self.glue
+            total = self.fit["glue_ms"]
             for unit in self.units(arch):
                 if unit.key not in self.entries:
                     raise DataError(
@@ -469,62 +533,91 @@ def build_table(space: SearchSpace, cfg: LatencyConfig, input_shape: Sequence[in
     traced = {arch: trace_units(build, arch, input_shape, cfg.batch_size) for arch in archs}
     keys = {u.key for units in traced.values() for u in units}
     entries: dict[str, dict[str, Any]] = {}
-    calibration: list[tuple[Arch, float, float]] = []
-    rng = np.random.default_rng(stream_seed(seed, "latency.cover"))
-    calibrate = {archs[i] for i in rng.choice(len(archs), size=min(cfg.calibration_archs, len(archs)), replace=False)}
+    rng = np.random.default_rng(stream_seed(seed, "latency.calibration"))
+    calibrate = space.sample_unique(rng, min(cfg.calibration_archs, space.size))
     with threads(cfg.threads):
-        for arch in archs:
-            need = {u.key for u in traced[arch]} - entries.keys()
-            if not need and arch not in calibrate:
-                continue
+        for _ in range(cfg.rounds):  # every unit once per pass; the statistic of its passes is kept
+            timed: set[str] = set()
+            for arch in archs:
+                need = {u.key for u in traced[arch]} - timed
+                if need:
+                    torch.manual_seed(0)
+                    for key, entry in measure_units(build(arch, device), input_shape, meter, cfg.batch_size,
+                                                    need.__contains__).items():
+                        entries.setdefault(key, {**entry, "passes": []})["passes"].append(entry["ms"])
+                    timed |= need
+        for entry in entries.values():
+            passes = entry.pop("passes")
+            entry["ms"] = float(min(passes) if cfg.statistic == "min" else statistics.median(passes))
+        missing = keys - entries.keys()
+        if missing:
+            raise DataError(f"latency table: {len(missing)} units were traced but never ran on {device}")
+        calibration_units = {arch: trace_units(build, arch, input_shape, cfg.batch_size) for arch in calibrate}
+        for arch, units in calibration_units.items():
+            need = {u.key for u in units} - entries.keys()
+            if need:  # a unit the cover did not reach (a space whose window was underestimated)
+                torch.manual_seed(0)
+                entries.update(measure_units(build(arch, device), input_shape, meter, cfg.batch_size, need.__contains__))
+
+        def whole(arch: Arch) -> float:
             torch.manual_seed(0)
-            net = build(arch, device)
-            if need:
-                for key, (label, ms) in measure_units(net, input_shape, meter, cfg.batch_size, need.__contains__).items():
-                    entries[key] = {"ms": ms, "unit": label}
-            if arch in calibrate:
-                whole = measure_network(net, input_shape, meter, cfg.batch_size)
-                calibration.append((arch, whole, sum(entries[u.key]["ms"] for u in traced[arch])))
-    missing = keys - entries.keys()
-    if missing:
-        raise DataError(f"latency table: {len(missing)} units were traced but never ran on {device}")
-    glue = float(statistics.median(whole - parts for _, whole, parts in calibration))
-    # positions every cover architecture runs: their cheapest entry bounds any architecture from below
+            return measure_network(build(arch, device), input_shape, meter, cfg.batch_size)
+
+        measured = time_interleaved(calibrate, whole, cfg.rounds, cfg.statistic)
+        calibration = [{"arch": space.to_string(arch), "measured_ms": ms,
+                        "units_ms": sum(entries[u.key]["ms"] for u in calibration_units[arch]),
+                        "units_mflops": sum(entries[u.key]["mflops"] for u in calibration_units[arch])}
+                       for arch, ms in zip(calibrate, measured)]
+    fit = fit_calibration(calibration)
+    # positions every cover architecture runs: their cheapest priced entry bounds any architecture from below
     always = set.intersection(*({u.name for u in units} for units in traced.values()))
     cheapest: dict[str, float] = {}
     for units in traced.values():
         for u in units:
             if u.name in always:
-                cheapest[u.name] = min(cheapest.get(u.name, math.inf), entries[u.key]["ms"])
+                cheapest[u.name] = min(cheapest.get(u.name, math.inf), _price(fit, entries[u.key]))
     seconds = time.perf_counter() - started
     data = {
         "format": TABLE_FORMAT,
         "fingerprint": expected_fingerprint(cfg, space, input_shape, num_classes, network),
         "entries": entries,
-        "glue_ms": glue,
-        "lower_bound_ms": glue + sum(cheapest.values()),
-        "calibration": [{"arch": space.to_string(a), "measured_ms": w, "units_ms": p} for a, w, p in calibration],
+        **fit,
+        "lower_bound_ms": fit["glue_ms"] + sum(cheapest.values()),
+        "calibration": calibration,
         "cover_archs": len(archs),
         "settings": {"warmup": cfg.warmup, "repeats": cfg.repeats, "statistic": cfg.statistic, "cover_window": window,
-                     "calibration_archs": cfg.calibration_archs, "seed": seed},
+                     "calibration_archs": cfg.calibration_archs, "rounds": cfg.rounds, "seed": seed},
         "seconds": round(seconds, 3),
     }
     if log is not None:
         log(f"latency table for {space.name} on {data['fingerprint']['fields']['device_name']}: {len(entries)} units "
-            f"from {len(archs)} cover architectures, glue {glue:.4f} ms, in {seconds:.1f} s")
+            f"from {len(archs)} cover architectures; calibrated on {len(calibration)} whole networks: glue "
+            f"{fit['glue_ms']:.4f} ms, unit scale {fit['unit_scale']:.3f}, {fit['ms_per_mflop']:.4g} ms per MFLOP; "
+            f"in {seconds:.1f} s")
     return data
+
+
+def measure_architectures(space: SearchSpace, archs: Sequence[Iterable[int]], cfg: LatencyConfig,
+                          input_shape: Sequence[int], num_classes: int, network: Mapping[str, Any] | None = None,
+                          seed: int = 0) -> list[float]:
+    """The measured latency (ms) of each architecture's whole evaluation network on ``cfg.device`` (not a
+    table sum): ``cfg.rounds`` passes interleaved over ``archs`` (:func:`time_interleaved`)."""
+    device = resolve_latency_device(cfg.device)
+    build = evaluation_builder(space, int(input_shape[0]), num_classes, network)
+    meter = Meter(device, cfg.warmup, cfg.repeats, statistic=cfg.statistic)
+
+    def whole(arch: Arch) -> float:
+        torch.manual_seed(seed)
+        return measure_network(build(arch, device), input_shape, meter, cfg.batch_size, seed)
+
+    with threads(cfg.threads):
+        return time_interleaved([space.validate(a) for a in archs], whole, cfg.rounds, cfg.statistic)
 
 
 def measure_architecture(space: SearchSpace, arch: Iterable[int], cfg: LatencyConfig, input_shape: Sequence[int],
                          num_classes: int, network: Mapping[str, Any] | None = None, seed: int = 0) -> float:
-    """The measured latency (ms) of ``arch``'s whole evaluation network on ``cfg.device`` (not a table sum)."""
-    device = resolve_latency_device(cfg.device)
-    build = evaluation_builder(space, int(input_shape[0]), num_classes, network)
-    with threads(cfg.threads):
-        torch.manual_seed(seed)
-        net = build(space.validate(arch), device)
-        return measure_network(net, input_shape, Meter(device, cfg.warmup, cfg.repeats, statistic=cfg.statistic),
-                               cfg.batch_size, seed)
+    """The measured latency (ms) of ``arch``'s whole evaluation network (:func:`measure_architectures`)."""
+    return measure_architectures(space, [arch], cfg, input_shape, num_classes, network, seed)[0]
 
 
 # -- reading and writing ------------------------------------------------------------------------------

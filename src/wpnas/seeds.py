@@ -38,8 +38,10 @@ STREAMS: dict[str, int] = {
     "evolution": 3571,
     "landmark": 6007,
     "ranking.sample": 2027,
-    # latency table: the cover architectures and the calibration draw
+    # latency table: the cover architectures, the dependency probe, the calibration architectures
     "latency.cover": 5023,
+    "latency.window": 5024,
+    "latency.calibration": 5039,
     # evaluation from scratch (paper step 5)
     "evaluation.init": 8831,
     "evaluation.batches": 8837,

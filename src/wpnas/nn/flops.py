@@ -46,6 +46,26 @@ def _linear_hook(totals: list[float]) -> Callable[..., None]:
     return hook
 
 
+def count_call_flops(module: nn.Module, call: Callable[[], object]) -> float:
+    """FLOPs per image (not millions) of the ``Conv2d`` and ``Linear`` layers inside ``module`` while
+    ``call()`` runs (NATS-Bench convention, as above), without gradients; the batch is read from the
+    layers' outputs."""
+    totals = [0.0, 0.0]  # FLOPs over the batch, batch size
+    handles = []
+    for sub in module.modules():
+        if isinstance(sub, nn.Conv2d):
+            handles.append(sub.register_forward_hook(_conv_hook(totals)))
+        elif isinstance(sub, nn.Linear):
+            handles.append(sub.register_forward_hook(_linear_hook(totals)))
+    try:
+        with torch.no_grad():
+            call()
+    finally:
+        for h in handles:
+            h.remove()
+    return totals[0] / max(totals[1], 1.0)
+
+
 def count_flops_params(
     model: nn.Module,
     input_shape: Sequence[int],
@@ -66,25 +86,14 @@ def count_flops_params(
     param = next(model.parameters(), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    totals = [0.0, 0.0]  # FLOPs over the batch, batch size
-    handles = []
-    for module in model.modules():
-        if isinstance(module, nn.Conv2d):
-            handles.append(module.register_forward_hook(_conv_hook(totals)))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(_linear_hook(totals)))
     was_training = {m: m.training for m in model.modules()}
     try:
         model.eval()
         x = torch.rand((1, *shape), device=device, dtype=dtype)
-        with torch.no_grad():
-            (forward_fn or model)(x)
+        flops = count_call_flops(model, lambda: (forward_fn or model)(x))
     finally:
-        for h in handles:
-            h.remove()
         for m, flag in was_training.items():
             m.training = flag
-    flops = totals[0] / max(totals[1], 1.0)
     prefixes = tuple(exclude_prefixes)
     params = sum(p.numel() for name, p in model.named_parameters() if not (prefixes and name.startswith(prefixes)))
     return Cost(flops_m=flops / 1e6, params_m=params / 1e6)

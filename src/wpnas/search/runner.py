@@ -242,8 +242,8 @@ class SearchRunner:
             "top_candidates": [self.space.to_string(a) for a in self.method.top_candidates(
                 self.cfg.selection.search_top_k if self.cfg.selection.enabled else 1)],
             **self.method.details(arch),
-            **({"latency_table_ms": float(self.ctx.latency(arch)), "cost": self.cfg.wpnas.reward.cost
-                if self.cfg.method == "wpnas" else "flops", "max_latency_ms": self.cfg.max_latency_ms}
+            **({"latency_table_ms": float(self.ctx.latency(arch)),
+                "cost": "latency" if self.cfg.needs.latency else "flops", "max_latency_ms": self.cfg.max_latency_ms}
                if self.ctx.latency is not None else {}),
         }
 

@@ -35,7 +35,10 @@ def build_latency_table(run: dict[str, Any], space: dict[str, Any], data: dict[s
     tracking.set_tags({"latency_fingerprint": table["fingerprint"]["fingerprint"],
                        "latency_device": fields["device_name"]})
     tracking.log_metrics({"units": len(table["entries"]), "cover_archs": table["cover_archs"],
-                          "glue_ms": table["glue_ms"], "lower_bound_ms": table["lower_bound_ms"],
+                          "glue_ms": table["glue_ms"], "unit_scale": table["unit_scale"],
+                          "ms_per_mflop": table["ms_per_mflop"],
+                          "calibration_median_abs_rel_error": table["calibration_median_abs_rel_error"],
+                          "lower_bound_ms": table["lower_bound_ms"],
                           "seconds": table["seconds"]}, prefix="latency/")
     return table
 
