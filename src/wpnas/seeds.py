@@ -22,6 +22,7 @@ STREAMS: dict[str, int] = {
     "calibration": 1,
     # warm-up
     "warmup.probes": 7919,
+    "warmup.init": 7933,
     # ground truth
     "ground_truth.archs": 4241,
     # predictor

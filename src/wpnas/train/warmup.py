@@ -118,7 +118,10 @@ class WarmupRun:
             distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
         self.regularizer = regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
         self.engine = engine = Engine(device, cfg.engine)
-        self.supernet: SuperNet = engine.prepare(space.build_supernet(splits.in_channels, splits.num_classes))
+        with torch.random.fork_rng(devices=[]):  # the initial weights follow the seed, whoever calls
+            torch.manual_seed(stream_seed(seed, "warmup.init"))
+            built = space.build_supernet(splits.in_channels, splits.num_classes)
+        self.supernet: SuperNet = engine.prepare(built)
         warn_oversize_batch("warmup.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
         self.train = DeviceBatches.from_splits(
             splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
