@@ -13,7 +13,7 @@ from wpnas.errors import WorkerError
 from wpnas.spaces import get_space
 from wpnas.train.engine import Engine, Trainer
 from wpnas.train.landmark import LandmarkRegularizer
-from wpnas.train.warmup import WarmupConfig, warmup_supernet
+from wpnas.train.warmup import WarmupConfig, initial_supernet, warmup_supernet
 
 SETTINGS = {"epochs": 1, "batch_size": 32, "probe_archs": 2, "probe_valid_limit": 64, "calib_batches": 1,
             "optim": {"weight_decay": 5e-4, "momentum": 0.9}}
@@ -42,7 +42,7 @@ def _one_process_with_rank_shards(splits, settings, shards=2, landmarks=None):
     cfg = from_dict(WarmupConfig, settings, where="warmup")
     engine = Engine("cpu", cfg.engine)
     space = _space()
-    supernet = space.build_supernet(splits.in_channels, splits.num_classes)
+    supernet = initial_supernet(space, splits.in_channels, splits.num_classes, SEED)
     train = DeviceBatches.from_splits(splits, "train", "cpu", cfg.batch_size, train=True, augment=cfg.augment,
                                       seed=SEED)
     trainer = Trainer(supernet.parameters(), cfg.optim, cfg.epochs * len(train), engine)

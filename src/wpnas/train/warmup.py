@@ -67,6 +67,14 @@ class WarmupConfig:
             raise ConfigError("warmup.probe_archs, probe_every and calib_batches must be >= 0")
 
 
+def initial_supernet(space: SearchSpace, in_channels: int, num_classes: int, seed: int) -> SuperNet:
+    """The SuperNet WarmUp starts from: initial weights drawn from the ``warmup.init`` stream of ``seed``
+    (torch's global generator is left as it was), so the same seed gives the same weights in any process."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(stream_seed(seed, "warmup.init"))
+        return space.build_supernet(in_channels, num_classes)
+
+
 def probe_architectures(space: SearchSpace, count: int, seed: int) -> list[tuple[int, ...]]:
     """The fixed probe set: the same ``count`` architectures for a given seed."""
     if count == 0:
@@ -118,10 +126,7 @@ class WarmupRun:
             distributed.check_divisible(cfg.batch_size, world.size, "warmup.batch_size")
         self.regularizer = regularizer = _landmark_regularizer(space, cfg.landmark, landmarks, seed)
         self.engine = engine = Engine(device, cfg.engine)
-        with torch.random.fork_rng(devices=[]):  # the initial weights follow the seed, whoever calls
-            torch.manual_seed(stream_seed(seed, "warmup.init"))
-            built = space.build_supernet(splits.in_channels, splits.num_classes)
-        self.supernet: SuperNet = engine.prepare(built)
+        self.supernet: SuperNet = engine.prepare(initial_supernet(space, splits.in_channels, splits.num_classes, seed))
         warn_oversize_batch("warmup.batch_size", cfg.batch_size, splits.train_x.shape[0], "train")
         self.train = DeviceBatches.from_splits(
             splits, "train", device, cfg.batch_size, train=True, augment=cfg.augment, seed=seed,
