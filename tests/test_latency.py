@@ -278,6 +278,10 @@ def test_bad_latency_settings_are_refused_with_one_clear_error():
         Reward(space, RewardConfig(cost="latency"), shape, 10)
     with pytest.raises(ConfigError, match="search.max_latency_ms: -1"):
         SearchConfig(max_latency_ms=-1)
+    with pytest.raises(ConfigError, match="latency.rounds: 0 must be an integer >= 1"):
+        LatencyConfig(rounds=0)
+    with pytest.raises(ConfigError, match="latency.calibration_archs: 0 must be an integer >= 1"):
+        LatencyConfig(calibration_archs=0)
     with pytest.raises(ConfigError, match="below the fastest architecture"):
         table.check_bound(table.lower_bound() * 0.5, "search.max_latency_ms")
     table.check_bound(table.lower_bound() * 1.5, "search.max_latency_ms")

@@ -269,6 +269,12 @@ def trace_units(build: Builder, arch: Arch, input_shape: Sequence[int], batch_si
 
 
 # -- timing -------------------------------------------------------------------------------------------
+def keep(values: Iterable[float], statistic: str) -> float:
+    """What is kept of repeated timings: their ``min`` or their ``median``."""
+    values = list(values)
+    return float(min(values) if statistic == "min" else statistics.median(values))
+
+
 class Meter:
     """Times callables: ``warmup`` untimed calls, then the median of ``repeats`` timed ones, in
     milliseconds. ``timer`` (seconds) is injectable (tests pass a fake clock); on CUDA the device is
@@ -297,7 +303,7 @@ class Meter:
                 fn()
                 self._sync()
                 times.append((self.timer() - start) * 1000.0)
-        return float(min(times) if self.statistic == "min" else statistics.median(times))
+        return keep(times, self.statistic)
 
 
 class threads:
@@ -327,9 +333,8 @@ def time_interleaved(archs: Sequence[Arch], time_one: Callable[[Arch], float], r
                      statistic: str) -> list[float]:
     """``time_one(arch)`` for every architecture in ``rounds`` passes over all of them, and per
     architecture the ``statistic`` (``min`` or ``median``) of its passes."""
-    passes = np.asarray([[time_one(arch) for arch in archs] for _ in range(rounds)], dtype=float).reshape(rounds, -1)
-    kept = passes.min(axis=0) if statistic == "min" else np.median(passes, axis=0)
-    return [float(v) for v in kept]
+    passes = [[time_one(arch) for arch in archs] for _ in range(rounds)]
+    return [keep(column, statistic) for column in zip(*passes)]
 
 
 def measure_units(net: nn.Module, input_shape: Sequence[int], meter: Meter, batch_size: int,
@@ -548,7 +553,7 @@ def build_table(space: SearchSpace, cfg: LatencyConfig, input_shape: Sequence[in
                     timed |= need
         for entry in entries.values():
             passes = entry.pop("passes")
-            entry["ms"] = float(min(passes) if cfg.statistic == "min" else statistics.median(passes))
+            entry["ms"] = keep(passes, cfg.statistic)
         missing = keys - entries.keys()
         if missing:
             raise DataError(f"latency table: {len(missing)} units were traced but never ran on {device}")
