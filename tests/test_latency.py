@@ -212,6 +212,19 @@ def test_cover_takes_every_pair_of_choices_of_nearby_decisions():
     assert len(archs) == 9
 
 
+@pytest.mark.parametrize("name", list(SPACES))
+def test_remembered_unit_outputs_give_the_keys_of_a_full_trace(name):
+    options, shape = SPACES[name]
+    space = get_space(name, options)
+    build = evaluation_builder(space, shape[0], 10)
+    shapes: dict = {}
+    archs = space.sample_unique(np.random.default_rng(5), 6)
+    for batch in (1, 3):
+        for arch in archs:  # later architectures reuse the units the earlier ones ran
+            assert trace_units(build, arch, shape, batch, shapes) == trace_units(build, arch, shape, batch)
+    assert shapes and all(spec[0] in ("T", "tuple", "list") for spec in shapes.values())
+
+
 def test_a_unit_missing_from_the_table_is_refused_not_guessed():
     space, shape, clock, build, data, table = fake_table("nats_tss")
     arch = space.sample(np.random.default_rng(0))

@@ -256,16 +256,62 @@ def evaluation_builder(space: SearchSpace, in_channels: int, num_classes: int,
     return build
 
 
-def trace_units(build: Builder, arch: Arch, input_shape: Sequence[int], batch_size: int = 1) -> list[Unit]:
-    """The units ``arch``'s network runs, in call order, from one forward on the meta device."""
+#: What a unit returned on the meta device, by unit key (:func:`trace_units`' ``shapes``).
+ShapeMemo = dict[str, Any]
+
+
+def trace_units(build: Builder, arch: Arch, input_shape: Sequence[int], batch_size: int = 1,
+                shapes: ShapeMemo | None = None) -> list[Unit]:
+    """The units ``arch``'s network runs, in call order, from one forward on the meta device.
+
+    ``shapes`` (shared between calls) remembers what each unit key returned: a unit whose key was
+    seen before is not run again, its output is an empty meta tensor of the remembered shape. The key
+    holds the unit's configuration and input shapes, which fix its output's shape, and units never
+    nest, so the keys come out the same; tracing the many architectures of a table's cover then runs
+    each distinct unit once (the meta kernels are slow: a DARTS evaluation network took 0.13 s)."""
     net = build(arch, torch.device("meta"))
     recorder = _Recorder(net)
+    if shapes is not None:
+        for _, module in unit_modules(net):
+            module.forward = _remembered(module.forward, recorder, shapes)
     try:
         with torch.no_grad():
             net(torch.empty((batch_size, *input_shape), device="meta"))
     finally:
         recorder.close()
     return [unit for unit, _, _, _ in recorder.calls]
+
+
+def _remembered(forward: Callable[..., Any], recorder: _Recorder, shapes: ShapeMemo) -> Callable[..., Any]:
+    """``forward`` that returns the remembered output of the unit key its pre-hook just recorded."""
+    def call(*args: Any, **kwargs: Any) -> Any:
+        key = recorder.calls[-1][0].key
+        if key in shapes:
+            return _empty_like_spec(shapes[key])
+        out = forward(*args, **kwargs)
+        spec = _output_spec(out)
+        if spec is not None:
+            shapes[key] = spec
+        return out
+    return call
+
+
+def _output_spec(out: Any) -> Any:
+    """A unit's output as shapes and dtypes (None: not only tensors, so not remembered)."""
+    if isinstance(out, torch.Tensor):
+        return ("T", tuple(out.shape), out.dtype)
+    if isinstance(out, (tuple, list)):
+        specs = [_output_spec(o) for o in out]
+        return None if any(s is None for s in specs) else (type(out).__name__, tuple(specs))
+    return None
+
+
+def _empty_like_spec(spec: Any) -> Any:
+    kind, body = spec[0], spec[1:]
+    if kind == "T":
+        return torch.empty(body[0], dtype=body[1], device="meta")
+    items = [_empty_like_spec(s) for s in body[0]]
+    return tuple(items) if kind == "tuple" else items
 
 
 # -- timing -------------------------------------------------------------------------------------------
@@ -360,7 +406,7 @@ def measure_units(net: nn.Module, input_shape: Sequence[int], meter: Meter, batc
 
 
 def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[int], seed: int = 0,
-                      bases: int = 3) -> int:
+                      bases: int = 3, shapes: ShapeMemo | None = None) -> int:
     """How far apart the decisions that shape one unit lie: from ``bases`` random architectures, each
     decision is changed to two other choices (where it has them) and the positions whose key changed are
     noted; the window is the largest span of decisions that changed one position's key."""
@@ -368,7 +414,7 @@ def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[
     depends: dict[str, set[int]] = {}
     for _ in range(bases):
         base = space.sample(rng)
-        reference = {u.name: u.key for u in trace_units(build, base, input_shape)}
+        reference = {u.name: u.key for u in trace_units(build, base, input_shape, shapes=shapes)}
         for d, count in enumerate(space.num_choices):
             others = [c for c in range(count) if c != base[d]]
             for c in (rng.permutation(others)[:2] if others else []):
@@ -378,7 +424,7 @@ def dependency_window(space: SearchSpace, build: Builder, input_shape: Sequence[
                     arch = space.validate(arch)
                 except Exception:  # noqa: BLE001 - a space may refuse a one-decision change
                     continue
-                units = {u.name: u.key for u in trace_units(build, arch, input_shape)}
+                units = {u.name: u.key for u in trace_units(build, arch, input_shape, shapes=shapes)}
                 for name in reference.keys() | units.keys():
                     if reference.get(name) != units.get(name):
                         depends.setdefault(name, set()).add(d)
@@ -475,6 +521,7 @@ class LatencyTable:
         self._build = build or evaluation_builder(space, self.input_shape[0], int(fields["num_classes"]),
                                                   fields.get("network") or None)
         self._cache: dict[Arch, float] = {}
+        self._shapes: ShapeMemo = {}
 
     @property
     def fingerprint(self) -> dict[str, Any]:
@@ -486,7 +533,7 @@ class LatencyTable:
                           hint="Build a table for this setting: kedro run --pipelines=latency")
 
     def units(self, arch: Arch) -> list[Unit]:
-        return trace_units(self._build, arch, self.input_shape, self.batch_size)
+        return trace_units(self._build, arch, self.input_shape, self.batch_size, self._shapes)
 
     def latency(self, arch: Iterable[int]) -> float:
         """Table latency (ms) of ``arch``: the glue plus its units' calibrated prices."""
@@ -533,9 +580,11 @@ def build_table(space: SearchSpace, cfg: LatencyConfig, input_shape: Sequence[in
     build = build or evaluation_builder(space, input_shape[0], num_classes, network)
     meter = Meter(device, cfg.warmup, cfg.repeats, timer, cfg.statistic)
     started = time.perf_counter()
-    window = cfg.cover_window if cfg.cover_window is not None else dependency_window(space, build, input_shape, seed)
+    shapes: ShapeMemo = {}  # one memo for every trace below (keys hold the batch size too)
+    window = cfg.cover_window if cfg.cover_window is not None else dependency_window(space, build, input_shape,
+                                                                                     seed, shapes=shapes)
     archs = cover(space, window)
-    traced = {arch: trace_units(build, arch, input_shape, cfg.batch_size) for arch in archs}
+    traced = {arch: trace_units(build, arch, input_shape, cfg.batch_size, shapes) for arch in archs}
     keys = {u.key for units in traced.values() for u in units}
     entries: dict[str, dict[str, Any]] = {}
     rng = np.random.default_rng(stream_seed(seed, "latency.calibration"))
@@ -557,7 +606,7 @@ def build_table(space: SearchSpace, cfg: LatencyConfig, input_shape: Sequence[in
         missing = keys - entries.keys()
         if missing:
             raise DataError(f"latency table: {len(missing)} units were traced but never ran on {device}")
-        calibration_units = {arch: trace_units(build, arch, input_shape, cfg.batch_size) for arch in calibrate}
+        calibration_units = {arch: trace_units(build, arch, input_shape, cfg.batch_size, shapes) for arch in calibrate}
         for arch, units in calibration_units.items():
             need = {u.key for u in units} - entries.keys()
             if need:  # a unit the cover did not reach (a space whose window was underestimated)
