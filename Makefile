@@ -7,9 +7,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PIPELINE ?= __default__
 ENV ?=
-# pytest-xdist workers: 1 runs the suite in one process (the default); 2 or more is faster on
-# several cores but two numerics-sensitive tests can fail there (docs/architecture.md#tests)
-TEST_WORKERS ?= 1
+# pytest-xdist workers (default 2, one per core of the CI machine); 1 runs the suite in one
+# process (docs/architecture.md#tests)
+TEST_WORKERS ?= 2
 XDIST = $(if $(filter 1,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --maxschedchunk 1)
 
 .PHONY: install install-test run test test-fast viz mlflow-ui clean

@@ -60,8 +60,19 @@ def sss():
     return get_space("nats_sss")
 
 
+@pytest.fixture(scope="session")
+def mlflow_store_template(tmp_path_factory) -> Path:
+    """An empty SQLite MLflow store, created once per test process: MLflow builds its tables in a new
+    store (about 3 s); each project copies this one instead, the same file a first run would create."""
+    import mlflow
+
+    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
+    mlflow.tracking.MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments()
+    return path
+
+
 @pytest.fixture()
-def kedro_project(tmp_path, monkeypatch):
+def kedro_project(tmp_path, monkeypatch, mlflow_store_template):
     """A copy of the project's pyproject + conf in a temp dir, with its own SQLite MLflow store."""
     project = tmp_path / "project"
     project.mkdir()
@@ -74,6 +85,7 @@ def kedro_project(tmp_path, monkeypatch):
     for layer in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
                   "06_models", "07_model_output", "08_reporting"):
         (project / "data" / layer).mkdir(parents=True)
+    shutil.copy(mlflow_store_template, project / "mlflow.db")
     uri = f"sqlite:///{project / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.chdir(project)

@@ -1,3 +1,5 @@
+import shutil
+
 import pytest
 import torch
 
@@ -68,12 +70,13 @@ def test_versioned_dataset(tmp_path):
     assert "a" in ds.load()
 
 
-def test_a_resumed_run_and_the_killed_one_name_each_other(tmp_path, monkeypatch):
+def test_a_resumed_run_and_the_killed_one_name_each_other(tmp_path, monkeypatch, mlflow_store_template):
     """The run that wrote an in-progress checkpoint and the run that resumes from it are linked in MLflow."""
     import mlflow
 
     from wpnas.io.stage_checkpoint import CheckpointPolicy
 
+    shutil.copy(mlflow_store_template, tmp_path / "mlflow.db")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     store = CheckpointPolicy(folder=str(tmp_path / "checkpoints")).store("warmup", "f" * 16)
     with mlflow.start_run(run_name="warmup|local|seed=0") as killed:

@@ -30,4 +30,3 @@ def test_data_processing_session_logs_to_mlflow(kedro_project):
     summary = json.loads(latest(kedro_project / "data/08_reporting/dataset_summary.json").read_text())
     assert summary["valid"] == round(0.25 * (1797 - 359))
     assert latest(kedro_project / "data/03_primary/image_splits.pt").exists()
-    assert (kedro_project / "mlflow.db").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 
 import mlflow
 import pandas as pd
@@ -212,7 +213,7 @@ def test_whole_kedro_run_under_torchrun_saves_once_and_logs_one_run(kedro_projec
 
 
 @pytest.mark.slow
-def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, monkeypatch):
+def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, monkeypatch, mlflow_store_template):
     """nproc_per_node = 2: the nodes start workers, get rank 0's result, and log its epochs here."""
     from tests.search.conftest import search_cfg, warmed
     from wpnas.config import to_dict
@@ -229,6 +230,7 @@ def test_search_and_evaluation_nodes_fan_out_and_log_in_this_process(tmp_path, m
     search = to_dict(search_cfg(epochs=1, steps_per_epoch=2))
     evaluation = {"epochs": 1, "batch_size": 32, "valid_every": 0, "benchmark": None, "test_limit": 64,
                   "augment": {"crop_padding": 1, "flip": False, "cutout": 0}}
+    shutil.copy(mlflow_store_template, tmp_path / "mlflow.db")
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     mlflow.set_experiment("fan_out")  # not the experiment id an earlier test left active in this process
     with mlflow.start_run() as active:

@@ -13,7 +13,6 @@ import warnings
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-from scipy import stats
 
 from wpnas.errors import DataError
 
@@ -65,6 +64,8 @@ def kendall_tau(pred: Iterable[float], true: Iterable[float]) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from scipy import stats  # on use: scipy.stats costs most of a second to import
+
         return float(stats.kendalltau(p, t, variant="b").statistic)
 
 
@@ -75,6 +76,8 @@ def spearman(pred: Iterable[float], true: Iterable[float]) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from scipy import stats
+
         return float(stats.spearmanr(p, t).statistic)
 
 
@@ -85,6 +88,8 @@ def pearson(pred: Iterable[float], true: Iterable[float]) -> float:
         return float("nan")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        from scipy import stats
+
         return float(stats.pearsonr(p, t).statistic)
 
 

@@ -29,11 +29,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TYPE_CHECKING
 
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from wpnas import distributed
 from wpnas.data.batching import DeviceBatches, warn_oversize_batch
@@ -46,6 +45,9 @@ from wpnas.spaces.base import Arch, SearchSpace
 from wpnas.spaces.supernet import SuperNet, describe_supernet
 from wpnas.train.engine import Engine, Meter
 from wpnas.train.evaluation import evaluate_architecture, evaluate_many, paths_in_flight
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
 
 #: ``stage`` of every search checkpoint (whatever the method).
 STAGE = "search"

@@ -9,14 +9,16 @@ registered with pyplot, so they need no closing and leak nothing in long runs.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from wpnas.errors import DataError
 from wpnas.spaces.base import SearchSpace
+
+if TYPE_CHECKING:  # matplotlib is imported when a figure is drawn, not with the search
+    from matplotlib.figure import Figure
 
 COLUMNS = ("epoch", "decision", "choice", "probability")
 
@@ -89,6 +91,9 @@ def _shared_choices(space: SearchSpace) -> tuple[str, ...] | None:
 
 
 def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(width, height), layout="constrained")
     FigureCanvasAgg(figure)
     return figure

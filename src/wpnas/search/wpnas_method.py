@@ -37,12 +37,11 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
 
 from wpnas import distributed
 from wpnas.config import to_dict
@@ -72,6 +71,9 @@ from wpnas.train.evaluation import paths_in_flight
 from wpnas.train.fast import LANDMARK_REFUSAL
 from wpnas.train.landmark import LandmarkConfig, LandmarkRegularizer
 from wpnas.train.optim import OptimConfig
+
+if TYPE_CHECKING:  # matplotlib is imported where a figure is drawn
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
